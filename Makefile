@@ -1,0 +1,45 @@
+# The two commands of the contract: `make demo` and `make test`. Both create .venv when it is
+# missing and install the pinned requirements; re-running is fast when nothing changed
+# (the install step re-runs only when a requirements file is newer than its stamp).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.deps-installed
+PYTEST_ARGS ?=
+DEMO_ARGS ?=
+
+.PHONY: venv demo test lint reliability bench constraints services-down clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required, found " + sys.version.split()[0] + " at $(PYTHON); set PYTHON=/path/to/python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt -c constraints.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+venv: $(STAMP)  ## create .venv and install the pinned dependencies
+
+demo: $(STAMP)  ## the whole pipeline end to end on embedded services
+	$(BIN)/lakehouse demo $(DEMO_ARGS)
+
+test: $(STAMP)  ## the full test suite (what CI runs)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+constraints: $(STAMP)  ## re-freeze the transitive pins after changing requirements.txt
+	@{ echo "# Transitive pins (pip freeze of a working .venv), so a fresh clone resolves the same set."; \
+	   echo "# Regenerate with: make constraints"; \
+	   $(BIN)/pip freeze --exclude-editable; } > constraints.txt.new
+	@mv constraints.txt.new constraints.txt
+
+services-down: $(STAMP)
+	$(BIN)/lakehouse services down
+
+clean: services-down
+	rm -rf .lakehouse

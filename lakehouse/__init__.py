@@ -1,0 +1,1 @@
+"""Concepts shared by every runtime: settings, lake locations, the trading calendar."""

