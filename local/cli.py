@@ -125,15 +125,17 @@ def sql(
     from psycopg.rows import dict_row
 
     settings = _settings()
-    with services.running(settings, needs=("postgres",)) as eps:
-        with psycopg.connect(eps.pg_dsn, row_factory=dict_row) as conn:
-            try:
-                cur = conn.execute(query)
-            except psycopg.Error as exc:
-                raise typer.BadParameter(str(exc).strip(), param_hint="QUERY") from None
-            rows = cur.fetchall() if cur.description else []
-            if cur.description is None:
-                conn.commit()
+    with (
+        services.running(settings, needs=("postgres",)) as eps,
+        psycopg.connect(eps.pg_dsn, row_factory=dict_row) as conn,
+    ):
+        try:
+            cur = conn.execute(query)
+        except psycopg.Error as exc:
+            raise typer.BadParameter(str(exc).strip(), param_hint="QUERY") from None
+        rows = cur.fetchall() if cur.description else []
+        if cur.description is None:
+            conn.commit()
     print_rows(rows, as_json=json_out)
 
 

@@ -27,10 +27,10 @@ from typing import Literal
 
 import psutil
 
+from lakehouse.settings import Settings
+
 # pgserver's platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); it then uses /tmp.
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-
-from lakehouse.settings import Settings
 
 ServiceName = Literal["spark", "postgres"]
 DATABASE = "lakehouse"
@@ -341,7 +341,7 @@ def _masked(url: str) -> str:
     except Exception:
         return "<unparseable DSN>"
     if "password" in parts:
-        parts["password"] = "*****"
+        parts["password"] = "*****"  # noqa: S105 - a mask, not a password
     return make_conninfo(**parts)
 
 

@@ -83,7 +83,7 @@ def test_non_writable_home_fails_naming_the_setting(tmp_path: Path, monkeypatch:
 
 def test_secrets_are_never_printed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ALPHAVANTAGE_API_KEY", "SENTINEL-KEY-42")
-    monkeypatch.setenv("LAKEHOUSE_PG_DSN", "postgresql://u:SENTINEL-PW-42@db/x")
+    monkeypatch.setenv("LAKEHOUSE_PG_DSN", "postgresql://u:SENTINEL-PW-42@db/x")  # pragma: allowlist secret
     settings = load_settings()
     shown = f"{settings!r} {settings!s} {settings.model_dump()}"
     assert "SENTINEL-KEY-42" not in shown

@@ -133,7 +133,8 @@ def test_down_leaves_no_process_behind(home: Path) -> None:
 
 
 def test_configured_endpoints_are_used_instead_of_starting_anything(tmp_path: Path) -> None:
-    env = {"LAKEHOUSE_SPARK_REMOTE": "sc://127.0.0.1:1", "LAKEHOUSE_PG_DSN": "postgresql://u:pw@db:5432/x"}
+    dsn = "postgresql://u:pw@db:5432/x"  # pragma: allowlist secret
+    env = {"LAKEHOUSE_SPARK_REMOTE": "sc://127.0.0.1:1", "LAKEHOUSE_PG_DSN": dsn}
     out = lakehouse(tmp_path, "services", "status", "--json", extra_env=env)
     rows = {r["name"]: r for r in json.loads(out.stdout)}
     assert rows["spark"] == {"name": "spark", "state": "external", "url": "sc://127.0.0.1:1",
