@@ -1,0 +1,1 @@
+"""Benchmarks: one harness (bench/harness.py), one module per stage, results in bench/results/."""
