@@ -17,6 +17,7 @@ Results go to bench/results/<name>.json; `python -m bench.report` turns them int
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import importlib
 import json
@@ -66,10 +67,8 @@ def _vm_hwm_kb(pid: int) -> int:
 
 
 def _reset_hwm(pid: int) -> None:
-    try:
+    with contextlib.suppress(OSError):  # not Linux, or not allowed: the peak then spans the server's life
         Path(f"/proc/{pid}/clear_refs").write_text("5")
-    except OSError:
-        pass
 
 
 def run_child(module: str, case: str, params: dict, env: dict, server_pids: list[int]) -> dict:

@@ -42,7 +42,8 @@ def test_summary_is_median_min_max_of_numeric_metrics() -> None:
 
 
 def test_child_failure_is_reported_with_its_error(tmp_path: Path) -> None:
-    (tmp_path / "broken_bench.py").write_text("def boom(p):\n    raise ValueError('no data for window')\nCASES={'boom': boom}\n")
+    source = "def boom(p):\n    raise ValueError('no data for window')\nCASES = {'boom': boom}\n"
+    (tmp_path / "broken_bench.py").write_text(source)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
     with pytest.raises(RuntimeError, match="no data for window"):
         run_child("broken_bench", "boom", {}, env, server_pids=[])
