@@ -9,7 +9,7 @@ STAMP := $(VENV)/.deps-installed
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: venv demo test lint reliability bench constraints services-down clean
+.PHONY: venv demo test lint reliability bench constraints functions-package services-down clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required, found " + sys.version.split()[0] + " at $(PYTHON); set PYTHON=/path/to/python3.11")'
@@ -37,6 +37,14 @@ constraints: $(STAMP)  ## re-freeze the transitive pins after changing requireme
 	   echo "# Regenerate with: make constraints"; \
 	   $(BIN)/pip freeze --exclude-editable; } > constraints.txt.new
 	@mv constraints.txt.new constraints.txt
+
+FUNCTIONS_BUILD ?= build/functions
+functions-package:  ## the Function app as deployed: functions/ with the shared lakehouse package vendored in
+	rm -rf $(FUNCTIONS_BUILD) && mkdir -p $(FUNCTIONS_BUILD)
+	cp -r functions/. $(FUNCTIONS_BUILD)/
+	cp -r lakehouse $(FUNCTIONS_BUILD)/lakehouse
+	find $(FUNCTIONS_BUILD) -name __pycache__ -prune -exec rm -rf {} +
+	rm -f $(FUNCTIONS_BUILD)/local.settings.json
 
 services-down: $(STAMP)
 	$(BIN)/lakehouse services down

@@ -1,0 +1,272 @@
+"""The synthetic market API: Alpha Vantage's wire format, deterministic prices on XNYS sessions,
+consistent adjusted series, and the configured quotas and faults."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import socket
+from collections.abc import Iterator
+
+import exchange_calendars as xcals
+import pandas as pd
+import pytest
+import requests
+
+from local.market_api import Fault, MarketApiConfig, MarketApiServer, MarketModel, running
+
+AS_OF = dt.date(2024, 5, 24)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[MarketApiServer]:
+    with running(MarketApiConfig(seed=3, as_of=AS_OF)) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def model() -> MarketModel:
+    return MarketModel(seed=3)
+
+
+@pytest.fixture
+def api(server: MarketApiServer) -> MarketApiServer:
+    server.configure(faults=(), calls_per_minute=None, calls_per_day=None, throttle="note", api_key=None)
+    return server
+
+
+def get(api: MarketApiServer, **params: str) -> requests.Response:
+    return requests.get(api.url, params={"apikey": "k", "datatype": "json", **params}, timeout=10)
+
+
+def series(api: MarketApiServer, symbol: str, *, adjusted: bool = True, outputsize: str = "full") -> dict:
+    function = "TIME_SERIES_DAILY_ADJUSTED" if adjusted else "TIME_SERIES_DAILY"
+    return get(api, function=function, symbol=symbol, outputsize=outputsize).json()
+
+
+def test_it_listens_on_a_free_loopback_port_and_stops_cleanly():
+    srv = MarketApiServer().start()
+    port = srv.port
+    assert srv.url == f"http://127.0.0.1:{port}/query"
+    srv.stop()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))  # the port is free again
+
+
+def test_compact_is_the_latest_100_xnys_sessions_newest_first(api: MarketApiServer):
+    data = series(api, "AAPL", outputsize="compact")
+    cal = xcals.get_calendar("XNYS", start="2023-01-01")
+    expected = [d.date().isoformat() for d in cal.sessions_in_range("2023-06-01", AS_OF.isoformat())][-100:][::-1]
+    assert list(data["Time Series (Daily)"]) == expected
+    assert data["Meta Data"] == {
+        "1. Information": "Daily Time Series with Splits and Dividend Events",
+        "2. Symbol": "AAPL",
+        "3. Last Refreshed": "2024-05-24",
+        "4. Output Size": "Compact",
+        "5. Time Zone": "US/Eastern",
+    }
+
+
+def test_full_history_covers_every_session_since_listing(api: MarketApiServer):
+    bars = series(api, "MSFT")["Time Series (Daily)"]
+    dates = sorted(bars)
+    cal = xcals.get_calendar("XNYS", start="1999-01-01")
+    expected = [d.date().isoformat() for d in cal.sessions_in_range(dates[0], AS_OF.isoformat())]
+    assert dates == expected
+    assert dates[0] >= "1999-11-01"
+
+
+def test_the_same_seed_gives_the_same_bytes_and_another_seed_other_prices(api: MarketApiServer):
+    first = get(api, function="TIME_SERIES_DAILY_ADJUSTED", symbol="KO", outputsize="compact").content
+    again = get(api, function="TIME_SERIES_DAILY_ADJUSTED", symbol="KO", outputsize="compact").content
+    assert first == again
+    with running(MarketApiConfig(seed=4, as_of=AS_OF)) as other:
+        different = get(other, function="TIME_SERIES_DAILY_ADJUSTED", symbol="KO", outputsize="compact").content
+    assert different != first
+
+
+def test_a_bar_depends_on_its_date_not_on_the_as_of_date(model: MarketModel):
+    """Closes of a day are the same whatever the as-of date (only adjusted closes move)."""
+    early = dict(model.daily_rows("JPM", dt.date(2020, 3, 2), adjusted=False, compact=False))
+    late = dict(model.daily_rows("JPM", dt.date(2024, 5, 24), adjusted=False, compact=False))
+    assert all(late[d] == bar for d, bar in early.items())
+
+
+@pytest.mark.parametrize("symbol", ["AAPL", "XOM", "KO", "WMT", "BA", "DIS"])
+def test_ohlc_relations_and_positive_volumes_hold(api: MarketApiServer, symbol: str):
+    for bar in series(api, symbol)["Time Series (Daily)"].values():
+        o, h, low, c = (float(bar[k]) for k in ("1. open", "2. high", "3. low", "4. close"))
+        assert 0 < low <= min(o, c) <= max(o, c) <= h
+        assert int(bar["6. volume"]) > 0
+
+
+def test_adjusted_closes_follow_total_returns_through_splits_and_dividends(api: MarketApiServer):
+    """adj[t] / adj[t-1] = (close[t] * split[t] + dividend[t]) / close[t-1], the usual definition."""
+    events = {"split": 0, "dividend": 0}
+    for symbol in ["MSFT", "INTC", "KO"]:  # dividend payers and splitters under seed 3
+        bars = series(api, symbol)["Time Series (Daily)"]
+        days = sorted(bars)
+        for prev, day in itertools.pairwise(days):
+            b, p = bars[day], bars[prev]
+            split, dividend = float(b["8. split coefficient"]), float(b["7. dividend amount"])
+            events["split"] += split != 1.0
+            events["dividend"] += dividend > 0
+            close, prev_close = float(b["4. close"]), float(p["4. close"])
+            adj, prev_adj = float(b["5. adjusted close"]), float(p["5. adjusted close"])
+            total = (close * split + dividend) / prev_close
+            # each printed value is rounded to 4 decimals: allow that much relative error per value
+            rounding = 0.00006 * (1 / close + 2 / prev_close + 1 / adj + 1 / prev_adj)
+            assert adj / prev_adj == pytest.approx(total, rel=rounding), (symbol, day)
+        assert float(bars[days[-1]]["5. adjusted close"]) == float(bars[days[-1]]["4. close"])
+    assert events["split"] >= 1 and events["dividend"] >= 20  # the check above was exercised
+
+
+def test_the_raw_series_is_the_adjusted_series_without_adjustments(api: MarketApiServer):
+    raw = series(api, "PG", adjusted=False, outputsize="compact")
+    adjusted = series(api, "PG", outputsize="compact")["Time Series (Daily)"]
+    assert raw["Meta Data"]["1. Information"] == "Daily Prices (open, high, low, close) and Volumes"
+    for day, bar in raw["Time Series (Daily)"].items():
+        assert list(bar) == ["1. open", "2. high", "3. low", "4. close", "5. volume"]
+        assert bar["4. close"] == adjusted[day]["4. close"] and bar["5. volume"] == adjusted[day]["6. volume"]
+
+
+def test_overview_and_quote_speak_the_wire_format(api: MarketApiServer):
+    overview = get(api, function="OVERVIEW", symbol="V").json()
+    assert {"Symbol", "Name", "Exchange", "Currency", "Country", "Sector", "Industry"} <= set(overview)
+    assert overview["Symbol"] == "V" and overview["Currency"] == "USD"
+    quote = get(api, function="GLOBAL_QUOTE", symbol="V").json()["Global Quote"]
+    assert list(quote) == [
+        "01. symbol", "02. open", "03. high", "04. low", "05. price", "06. volume",
+        "07. latest trading day", "08. previous close", "09. change", "10. change percent",
+    ]  # fmt: skip
+    close = series(api, "V", outputsize="compact")["Time Series (Daily)"]["2024-05-24"]["4. close"]
+    assert quote["07. latest trading day"] == "2024-05-24" and quote["05. price"] == close
+    change = float(quote["05. price"]) - float(quote["08. previous close"])
+    assert float(quote["09. change"]) == pytest.approx(change, abs=1e-4)
+
+
+def test_some_companies_change_name_over_time_for_scd2(model: MarketModel):
+    renamed = [s for s in (f"S{i}" for i in range(60)) if model.profile(s).renamed_on is not None]
+    assert renamed
+    p = model.profile(renamed[0])
+    before = model.overview(p.symbol, p.renamed_on - dt.timedelta(days=1))
+    after = model.overview(p.symbol, p.renamed_on)
+    assert before["Name"] != after["Name"]
+
+
+def test_unknown_symbols_and_functions_answer_like_alpha_vantage(api: MarketApiServer):
+    api.configure(unknown_symbols=frozenset({"NOPE"}))
+    assert "Error Message" in series(api, "NOPE")
+    assert get(api, function="OVERVIEW", symbol="NOPE").json() == {}
+    assert get(api, function="GLOBAL_QUOTE", symbol="NOPE").json() == {"Global Quote": {}}
+    assert "does not exist" in get(api, function="TIME_SERIES_WEEKLY", symbol="AAPL").json()["Error Message"]
+
+
+def test_a_missing_or_wrong_key_is_refused(api: MarketApiServer):
+    right, wrong = "right-key", "wrong-key"  # pragma: allowlist secret
+    api.configure(api_key=right)
+    refused = get(api, function="OVERVIEW", symbol="V", apikey=wrong).json()
+    assert "apikey" in refused["Error Message"]
+    assert get(api, function="OVERVIEW", symbol="V", apikey=right).json()["Symbol"] == "V"
+    assert api.requests[-1].key_present and "apikey" not in api.requests[-1].params
+
+
+def test_per_minute_quota_answers_note_or_429_and_daily_quota_information(api: MarketApiServer):
+    api.configure(calls_per_minute=2)
+    answers = [get(api, function="OVERVIEW", symbol="V") for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 200] and "Note" in answers[2].json()
+    api.configure(calls_per_minute=1, throttle="http_429")
+    answers = [get(api, function="OVERVIEW", symbol="V") for _ in range(2)]
+    assert answers[1].status_code == 429 and answers[1].headers["Retry-After"] == "1"
+    api.configure(calls_per_day=1)
+    answers = [get(api, function="OVERVIEW", symbol="V") for _ in range(2)]
+    assert "per day" in answers[1].json()["Information"]
+
+
+def test_faults_apply_to_their_symbols_the_configured_number_of_times(api: MarketApiServer):
+    api.configure(faults=(Fault("http_503", symbols={"AAPL"}, times=2), Fault("truncated", functions={"OVERVIEW"})))
+    statuses = [get(api, function="GLOBAL_QUOTE", symbol="AAPL").status_code for _ in range(3)]
+    assert statuses == [503, 503, 200]
+    assert get(api, function="GLOBAL_QUOTE", symbol="KO").status_code == 200
+    truncated = get(api, function="OVERVIEW", symbol="KO")
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(truncated.content)
+    assert [r.fault for r in api.requests] == ["http_503", "http_503", None, None, "truncated"]
+
+
+def test_ratio_faults_are_reproducible_for_the_same_request_order(api: MarketApiServer):
+    def pattern() -> list[int]:
+        api.configure(faults=(Fault("http_500", ratio=0.3),))
+        return [get(api, function="GLOBAL_QUOTE", symbol="KO").status_code for _ in range(30)]
+
+    first = pattern()
+    assert first == pattern()
+    assert 3 <= first.count(500) <= 18
+
+
+def test_a_reset_drops_the_connection(api: MarketApiServer):
+    api.configure(faults=(Fault("reset", times=1),))
+    with pytest.raises(requests.ConnectionError):
+        get(api, function="GLOBAL_QUOTE", symbol="KO")
+    assert get(api, function="GLOBAL_QUOTE", symbol="KO").status_code == 200
+
+
+def test_an_invalid_fault_is_refused_at_configuration():
+    with pytest.raises(ValueError, match="unknown fault kind"):
+        Fault("explode")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ratio"):
+        Fault("http_500", ratio=2)
+
+
+def test_intraday_quotes_move_within_the_session(model: MarketModel):
+    cal = xcals.get_calendar("XNYS", start="2024-01-01")
+    open_ = cal.session_open(pd.Timestamp("2024-05-24")).to_pydatetime()
+    early = model.quote("AAPL", open_ + dt.timedelta(minutes=5))
+    late = model.quote("AAPL", open_ + dt.timedelta(hours=6))
+    assert early["07. latest trading day"] == late["07. latest trading day"] == "2024-05-24"
+    assert early["05. price"] != late["05. price"]
+    assert int(early["06. volume"]) < int(late["06. volume"])
+
+
+@pytest.mark.parametrize("adjusted", [True, False])
+@pytest.mark.parametrize("compact", [True, False])
+def test_bulk_formatting_gives_the_same_text_as_the_per_bar_reference(
+    model: MarketModel, adjusted: bool, compact: bool
+):
+    meta = {"2. Symbol": "KO"}
+    for symbol in ("KO", "AAPL"):
+        reference = render_series_reference(model, symbol, adjusted, compact, meta)
+        assert model.daily_body(symbol, AS_OF, adjusted, compact, meta) == reference
+        json.loads(reference)
+
+
+def render_series_reference(model: MarketModel, symbol: str, adjusted: bool, compact: bool, meta: dict) -> bytes:
+    from local.market_api import render_series
+
+    return render_series(meta, model.daily_rows(symbol, AS_OF, adjusted, compact))
+
+
+def test_it_runs_as_a_process_announcing_its_url():
+    """`python -m local.market_api` is how the local runtime can run it as a service."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "local.market_api", "--port", "0", "--seed", "5"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        announced = json.loads(proc.stdout.readline())
+        assert announced["url"] == f"http://127.0.0.1:{announced['port']}/query"
+        answer = requests.get(
+            announced["url"], params={"function": "OVERVIEW", "symbol": "KO", "apikey": "k"}, timeout=10
+        )
+        assert answer.json()["Symbol"] == "KO"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
