@@ -1,0 +1,73 @@
+"""Pipeline and activity runs land in ops.pipeline_runs / ops.activity_runs of PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from local.adf_runner import RunContext, run_pipeline
+from local.run_store import PostgresRunStore
+from spark_jobs import migrations
+
+FIXTURES = Path(__file__).parent / "fixtures" / "adf"
+
+
+@pytest.fixture(scope="module")
+def store(pg_dsn):
+    migrations.apply(pg_dsn)
+    with PostgresRunStore(pg_dsn) as s:
+        yield s
+
+
+def echo_unless_fail(call):
+    if call.base_parameters.get("value") == "fail":
+        raise RuntimeError("child exploded")
+    return json.dumps({"value": call.base_parameters.get("value")})
+
+
+def test_a_run_tree_is_recorded_with_parents_statuses_and_durations(store, pg_dsn):
+    result = run_pipeline(
+        "pl_parent",
+        {"value": "hello"},
+        RunContext(notebook_executor=echo_unless_fail, adf_root=FIXTURES, recorder=store),
+    )
+    tree = store.run_tree(result.run_id)
+    assert [(r["pipeline"], r["status"], r["depth"]) for r in tree] == [
+        ("pl_parent", "Succeeded", 0),
+        ("pl_child", "Succeeded", 1),
+        ("pl_child", "Failed", 1),
+    ]
+    assert all(r["parent_run_id"] == result.run_id for r in tree[1:])
+    assert all(r["duration_ms"] is not None and r["duration_ms"] >= 0 for r in tree)
+    failed_child = tree[2]
+    assert failed_child["error"]["message"] == "Operation on target Child work failed: RuntimeError: child exploded"
+
+    activities = store.activity_runs(result.run_id)
+    assert [(a["activity"], a["status"]) for a in activities] == [(r.activity, r.status) for r in result.activity_runs]
+    use = next(a for a in activities if a["activity"] == "Use child result")
+    assert use["output"] == {"value": "hello"}
+    assert use["input"] == {"variableName": "echoed", "value": "hello"}
+
+
+def test_a_run_is_visible_while_in_progress(store, pg_dsn):
+    """The recorder writes the start at once; a run seen mid-flight has status InProgress."""
+    seen = []
+
+    def look(call):
+        with psycopg.connect(pg_dsn) as conn:
+            seen.append(
+                conn.execute(
+                    "SELECT status FROM ops.pipeline_runs WHERE run_id = %s", (call.pipeline_run_id,)
+                ).fetchone()[0]
+            )
+        return '{"value": "x"}'
+
+    result = run_pipeline(
+        "pl_child", {"value": "x"}, RunContext(notebook_executor=look, adf_root=FIXTURES, recorder=store)
+    )
+    assert seen == ["InProgress"]
+    assert store.pipeline_runs(pipeline="pl_child", limit=1)[0]["run_id"] == result.run_id
+    assert store.pipeline_runs(pipeline="pl_child", limit=1)[0]["status"] == "Succeeded"
