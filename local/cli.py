@@ -166,37 +166,133 @@ def demo(
     run_demo(_settings(), console, symbols=symbols, start=start, end=end, fresh=fresh)
 
 
+def _progress(event: str, record: Any) -> None:
+    """One line per pipeline and activity start/end, indented by nesting, with durations."""
+    from local.adf_runner import PipelineRunResult
+
+    if isinstance(record, PipelineRunResult):
+        if event == "pipeline_started":
+            console.print(f"[bold]▶ {record.pipeline}[/] [dim]{record.run_id}[/]", highlight=False)
+        else:
+            colour = "green" if record.succeeded else "red"
+            console.print(
+                f"[{colour}]■ {record.pipeline} {record.status}[/] in {record.duration_s or 0:.1f} s",
+                highlight=False,
+            )
+    elif event == "activity_finished" and record.status != "InProgress":
+        colour = {"Succeeded": "green", "Failed": "red", "Skipped": "yellow"}.get(record.status, "white")
+        took = f" {record.duration_s:.1f} s" if record.duration_s is not None else ""
+        console.print(
+            f"  [{colour}]{record.status:<9}[/] {record.pipeline} / {record.activity}{took}", highlight=False
+        )
+
+
+def _run_pipeline_command(start: Any) -> None:
+    """Run a pipeline on the local platform, print its outcome, exit 1 unless it succeeded."""
+    from local.adf_runner import AdfDefinitionError, PipelineParameterError
+    from local.runtime import local_platform
+
+    settings = _settings()
+    try:
+        with local_platform(settings) as platform:
+            result = start(platform.run_context(on_event=_progress))
+    except (AdfDefinitionError, PipelineParameterError) as exc:
+        err_console.print(f"[bold red]Invalid pipeline call:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    console.print(f"run id: {result.run_id}  status: {result.status}  duration: {result.duration_s or 0:.1f} s")
+    if not result.succeeded:
+        message = (result.error or {}).get("message", "no error message")
+        err_console.print(f"[bold red]{result.pipeline} failed:[/] {message}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _parse_params(items: list[str] | None) -> dict[str, str]:
+    params = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"expected name=value, got {item!r}", param_hint="-p")
+        params[name] = value
+    return params
+
+
 @adf_app.command("run")
 def adf_run(
     pipeline: str,
     param: Annotated[list[str] | None, typer.Option("-p", "--param", help="name=value")] = None,
 ) -> None:
-    """Execute a pipeline from adf/ locally."""
-    _not_implemented("adf run", 6)
+    """Execute a pipeline from adf/ locally, e.g. `adf run pl_lakehouse_daily -p runDate=2024-03-05`."""
+    from local.adf_runner import run_pipeline
+
+    params = _parse_params(param)
+    _run_pipeline_command(lambda ctx: run_pipeline(pipeline, params, ctx))
 
 
 @app.command("backfill")
 def backfill(
-    start: Annotated[str, typer.Option(help="YYYY-MM-DD")],
-    end: Annotated[str, typer.Option(help="YYYY-MM-DD")],
-    symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols.")] = None,
+    start: Annotated[str, typer.Option(help="First date, YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option(help="Last date, YYYY-MM-DD.")],
+    symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols (default: the universe).")] = None,
+    chunk_days: Annotated[int | None, typer.Option(help="Days per chunk (default: the pipeline's).")] = None,
 ) -> None:
-    """Backfill a date range through pl_backfill."""
-    _not_implemented("backfill", 6)
+    """Backfill a date range through pl_backfill (chunked, each chunk a run of the daily master)."""
+    from local.adf_runner import run_pipeline
+
+    params: dict[str, Any] = {"startDate": start, "endDate": end}
+    if symbols:
+        params["symbols"] = symbols
+    if chunk_days:
+        params["chunkDays"] = chunk_days
+    _run_pipeline_command(lambda ctx: run_pipeline("pl_backfill", params, ctx))
 
 
 @trigger_app.command("run")
 def trigger_run(
-    trigger: str, at: Annotated[str | None, typer.Option(help="ISO timestamp")] = None
+    trigger: str,
+    at: Annotated[str | None, typer.Option(help="ISO timestamp the trigger fires at (default: now, UTC).")] = None,
 ) -> None:
-    """Fire a trigger from adf/ at a given time."""
-    _not_implemented("trigger run", 6)
+    """Fire a trigger from adf/ at a given time and run its pipeline."""
+    from local.adf_triggers import fire_trigger, resolve_trigger
+
+    when = at or dt.datetime.now(dt.UTC).isoformat()
+    firing = resolve_trigger(trigger, when)
+    if not firing.on_schedule:
+        err_console.print(f"[yellow]note:[/] {when} is not a time {trigger} fires on its schedule; running anyway")
+    console.print(f"{trigger} -> {firing.pipeline} {json.dumps(to_jsonable(firing.parameters))}", highlight=False)
+    _run_pipeline_command(lambda ctx: fire_trigger(trigger, when, ctx))
 
 
 @app.command("runs")
-def runs(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Pipeline and activity runs recorded by the local ADF runner."""
-    _not_implemented("runs", 6)
+def runs(
+    run_id: Annotated[str | None, typer.Argument(help="Show this run's activities and child runs.")] = None,
+    limit: Annotated[int, typer.Option(help="How many recent runs.")] = 20,
+    pipeline: Annotated[str | None, typer.Option(help="Only runs of this pipeline.")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Pipeline runs recorded by the local ADF runner; with a run id, its activity runs and timings."""
+    from local.run_store import PostgresRunStore
+    from spark_jobs import migrations
+
+    settings = _settings()
+    with services.running(settings, needs=("postgres",)) as eps, PostgresRunStore(eps.pg_dsn) as store:
+        migrations.apply(eps.pg_dsn)
+        if run_id is None:
+            rows = store.pipeline_runs(limit=limit, pipeline=pipeline)
+            keep = ["run_id", "pipeline", "status", "started_at", "duration_ms", "parent_run_id", "trigger_name"]
+        else:
+            tree = store.run_tree(run_id)
+            if not tree:
+                raise typer.BadParameter(f"no run {run_id!r}", param_hint="RUN_ID")
+            rows = [
+                {**act, "depth": run["depth"]}
+                for run in tree
+                for act in store.activity_runs(run["run_id"])
+            ]
+            keep = ["pipeline", "activity", "activity_type", "status", "attempt", "started_at", "duration_ms"]
+    if json_out:
+        print_rows(rows, as_json=True)
+    else:
+        print_rows([{k: r.get(k) for k in keep} for r in rows], as_json=False, title="runs")
 
 
 @app.command("status")
