@@ -161,9 +161,13 @@ def demo(
     fresh: Annotated[bool, typer.Option("--fresh", help="Start over from an empty lake.")] = False,
 ) -> None:
     """Run the whole platform end to end on embedded services."""
-    from local.demo import run_demo
+    from local.demo import DemoFailed, run_demo
 
-    run_demo(_settings(), console, symbols=symbols, start=start, end=end, fresh=fresh)
+    try:
+        run_demo(_settings(), console, symbols=symbols, start=start, end=end, fresh=fresh)
+    except DemoFailed as exc:
+        err_console.print(f"[bold red]demo failed:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 def _progress(event: str, record: Any) -> None:

@@ -1,15 +1,137 @@
-"""`lakehouse demo`: the platform end to end on embedded services, with progress and a summary."""
+"""`lakehouse demo`: the platform end to end on embedded services, through the ADF runner.
+
+1. start the embedded services and the synthetic market API (local/runtime.py);
+2. backfill the universe over the window through `pl_backfill` (chunked runs of the daily master:
+   ingest -> bronze -> silver -> gold -> postgres);
+3. fire `tr_daily` for the session after the window, as the schedule would;
+4. print rows per layer, the DQ outcome, the mart counts and the timings.
+
+A second demo on the same LAKEHOUSE_HOME is incremental: RAW payloads already landed are reused,
+loaded files are not loaded again, and windows are replaced, not appended. `--fresh` starts over.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import shutil
 import time
+from dataclasses import dataclass, field
+from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 
 from lakehouse.lake import Lake
-from lakehouse.settings import Settings
+from lakehouse.settings import DEFAULT_SYMBOLS, Settings, load_settings
+from lakehouse.trading_calendar import latest_session, sessions
 from local import services
-from local.spark import connect
+
+# Delta tables counted in the summary, per layer.
+LAYER_TABLES: dict[str, tuple[str, ...]] = {
+    "bronze": ("daily_bars", "security_overview"),
+    "silver": ("daily_bars", "securities", "quarantine"),
+    "gold": ("fct_daily_prices", "fct_monthly_performance", "dim_security", "dim_date"),
+}
+MART_TABLES = ("dim_security", "daily_prices", "monthly_performance", "latest_quotes")
+
+
+class DemoFailed(RuntimeError):
+    """A pipeline run of the demo did not succeed; the message is the pipeline's error."""
+
+
+@dataclass
+class DemoResult:
+    window: tuple[str, str]
+    daily_date: str
+    symbols: list[str]
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    layers: dict[str, dict[str, int]] = field(default_factory=dict)
+    marts: dict[str, int] = field(default_factory=dict)
+    dq: list[dict[str, Any]] = field(default_factory=list)
+    total_s: float = 0.0
+
+
+def demo_window(
+    start: str | None, end: str | None, now: dt.datetime | None = None
+) -> tuple[dt.date, dt.date, dt.date]:
+    """(backfill start, backfill end, daily run date): by default two years up to the session before
+    the latest closed one, then the latest closed session as the daily run."""
+    daily = latest_session(now)
+    if end is not None:
+        backfill_end = dt.date.fromisoformat(end)
+        following = sessions(backfill_end + dt.timedelta(days=1), backfill_end + dt.timedelta(days=10))
+        daily = following[0]
+    else:
+        backfill_end = sessions(daily - dt.timedelta(days=10), daily - dt.timedelta(days=1))[-1]
+    backfill_start = dt.date.fromisoformat(start) if start else backfill_end.replace(year=backfill_end.year - 2)
+    if backfill_start > backfill_end:
+        raise ValueError(f"--start {backfill_start} is after --end {backfill_end}")
+    return backfill_start, backfill_end, daily
+
+
+def _reset(settings: Settings) -> None:
+    """Forget everything: stop this home's services and delete its state."""
+    services.down(settings)
+    home = settings.home_dir
+    if home.exists():
+        shutil.rmtree(home)
+    settings.ensure_home()
+
+
+def _count_layers(spark: Any, lake: Lake) -> dict[str, dict[str, int]]:
+    from spark_jobs.tables import Tables, contract
+
+    delta = Tables(spark, lake)
+    return {
+        layer: {name: delta.read(contract(layer, name)).count() for name in names}
+        for layer, names in LAYER_TABLES.items()
+    }
+
+
+def _mart_counts(dsn: str) -> dict[str, int]:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(dsn) as conn:
+        return {
+            name: conn.execute(sql.SQL("SELECT count(*) FROM mart.{}").format(sql.Identifier(name))).fetchone()[0]
+            for name in MART_TABLES
+        }
+
+
+def _dq_summary(dsn: str, run_ids: list[str]) -> list[dict[str, Any]]:
+    import psycopg
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(dsn, row_factory=dict_row) as conn:
+        return conn.execute(
+            "SELECT table_name, rule, severity, bool_and(passed) AS passed, sum(failed_count)::bigint AS failed "
+            "FROM ops.dq_results WHERE run_id = ANY(%s) GROUP BY table_name, rule, severity "
+            "ORDER BY table_name, rule",
+            (run_ids,),
+        ).fetchall()
+
+
+def _progress(console: Console, status: Any):
+    """Show the running activity on the status line; one printed line per finished master run."""
+    from local.adf_runner import PipelineRunResult
+
+    def on_event(event: str, record: Any) -> None:
+        if isinstance(record, PipelineRunResult):
+            if event == "pipeline_finished" and record.pipeline == "pl_lakehouse_daily":
+                p = record.parameters
+                first, last = p.get("startDate") or p.get("runDate"), p.get("endDate") or p.get("runDate")
+                console.print(f"  {record.pipeline} {first}..{last}: {record.status} in {record.duration_s:.1f} s",
+                              highlight=False)  # fmt: skip
+        elif event == "activity_started":
+            status.update(f"{record.pipeline} / {record.activity}")
+
+    return on_event
+
+
+def _check(result: Any) -> None:
+    if not result.succeeded:
+        raise DemoFailed(f"{result.pipeline} failed: {(result.error or {}).get('message', 'no message')}")
 
 
 def run_demo(
@@ -20,29 +142,64 @@ def run_demo(
     start: str | None = None,
     end: str | None = None,
     fresh: bool = False,
-) -> dict:
-    """Run what the platform has so far end to end; return the figures it printed."""
-    lake = Lake.from_settings(settings)
-    figures: dict = {}
-    t0 = time.perf_counter()
-    with console.status("starting embedded services..."):
-        ctx = services.running(settings)
-        eps = ctx.__enter__()
-    try:
-        figures["services_s"] = round(time.perf_counter() - t0, 2)
-        console.print(f"services ready in {figures['services_s']} s: spark {eps.spark_remote}")
-        spark = connect(eps.spark_remote)
-        smoke = lake.table("ops", "demo_smoke")
-        spark.range(5).selectExpr("id", "id * id AS square").write.format("delta").mode("overwrite").save(smoke)
-        figures["delta_rows"] = spark.read.format("delta").load(smoke).count()
-        import psycopg
+) -> DemoResult:
+    """Run the demo; return what it printed. Raises DemoFailed when a pipeline fails."""
+    from local.adf_runner import run_pipeline
+    from local.adf_triggers import fire_trigger
+    from local.runtime import local_platform, overridden_environment
 
-        with psycopg.connect(eps.pg_dsn) as conn:
-            figures["postgres"] = conn.execute("SHOW server_version").fetchone()[0]
-        console.print(f"Delta round trip: {figures['delta_rows']} rows; PostgreSQL {figures['postgres']}")
-        spark.stop()
-    finally:
-        ctx.__exit__(None, None, None)
-    figures["total_s"] = round(time.perf_counter() - t0, 2)
-    console.print(f"[green]demo finished in {figures['total_s']} s[/]")
-    return figures
+    t0 = time.perf_counter()
+    if fresh:
+        _reset(settings)
+    universe = list(settings.symbols if settings.symbols != DEFAULT_SYMBOLS else DEFAULT_SYMBOLS)[:symbols]
+    backfill_start, backfill_end, daily = demo_window(start, end)
+    result = DemoResult((backfill_start.isoformat(), backfill_end.isoformat()), daily.isoformat(), universe)
+    console.print(
+        f"[bold]demo[/]: {len(universe)} symbols, backfill {backfill_start}..{backfill_end}, "
+        f"daily run {daily}, home {settings.home_dir}",
+        highlight=False,
+    )
+    with overridden_environment({"LAKEHOUSE_SYMBOLS": ",".join(universe)}):
+        settings = load_settings(home=settings.home_dir)
+        with local_platform(settings) as platform:
+            status = console.status("starting...")
+            ctx = platform.run_context(on_event=_progress(console, status))
+            steps = [
+                ("backfill", lambda: run_pipeline(
+                    "pl_backfill", {"startDate": result.window[0], "endDate": result.window[1]}, ctx)),
+                ("daily trigger", lambda: fire_trigger("tr_daily", f"{daily.isoformat()}T22:30:00Z", ctx)),
+            ]  # fmt: skip
+            for label, step in steps:
+                t = time.perf_counter()
+                with status:
+                    run = step()
+                result.runs.append({"step": label, "pipeline": run.pipeline, "run_id": run.run_id,
+                                    "status": run.status, "seconds": round(time.perf_counter() - t, 1)})  # fmt: skip
+                console.print(f"{label}: {run.pipeline} {run.status} in {result.runs[-1]['seconds']} s")
+                _check(run)
+            lake = Lake.from_settings(settings)
+            result.layers = _count_layers(platform.spark, lake)
+            result.marts = _mart_counts(platform.endpoints.pg_dsn)
+            result.dq = _dq_summary(platform.endpoints.pg_dsn, [r["run_id"] for r in result.runs])
+    result.total_s = round(time.perf_counter() - t0, 1)
+    _print_summary(console, result)
+    return result
+
+
+def _print_summary(console: Console, result: DemoResult) -> None:
+    layers = Table(title="rows per layer")
+    for column in ("layer", "table", "rows"):
+        layers.add_column(column)
+    for layer, counts in result.layers.items():
+        for name, rows in counts.items():
+            layers.add_row(layer, name, f"{rows:,}")
+    for name, rows in result.marts.items():
+        layers.add_row("mart (PostgreSQL)", name, f"{rows:,}")
+    console.print(layers)
+    failed = [d for d in result.dq if not d["passed"]]
+    console.print(
+        f"data quality: {len(result.dq)} rule results, {len(failed)} with failures "
+        + ", ".join(f"{d['table_name']}.{d['rule']} ({d['severity']}: {d['failed']})" for d in failed),
+        highlight=False,
+    )
+    console.print(f"[green]demo finished in {result.total_s} s[/] (lakehouse runs: per-activity timings)")

@@ -52,7 +52,8 @@ class LocalPlatform:
 
 
 @contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
+def overridden_environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the block (the Function app and notebooks read settings there)."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
@@ -85,7 +86,7 @@ def local_platform(settings: Settings) -> Iterator[LocalPlatform]:
             server = stack.enter_context(market_api.running())
             market_url = server.url
             env["ALPHAVANTAGE_BASE_URL"] = market_url
-        stack.enter_context(_environment(env))
+        stack.enter_context(overridden_environment(env))
         spark = connect(eps.spark_remote)
         stack.callback(spark.stop)
         yield LocalPlatform(settings, eps, spark, market_url)
