@@ -323,7 +323,16 @@ def infra_preview(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Run the Pulumi program under mocks and print the resource tree."""
-    _not_implemented("infra preview", 7)
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # infra/ is not an installed package
+    from infra import preview
+
+    try:
+        result = preview.preview(stack)
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--stack") from None
+    typer.echo(json.dumps(result, indent=2) if json_out else preview.render_text(result))
 
 
 def main() -> None:

@@ -1,0 +1,276 @@
+"""The platform's alert rules, defined once as data.
+
+The infrastructure deploys each rule to Azure Monitor (a metric alert or a scheduled log query
+alert); the local `lakehouse alerts` command evaluates the same rules against the local ops store
+(the ``ops`` schema of the serving PostgreSQL). A rule therefore carries both definitions side by
+side, so adding or changing a rule changes both runtimes at once.
+
+Local evaluation contract (implemented by the monitoring issue, not here): run ``LocalCheck.sql``
+with the named parameters ``now`` (timestamptz, the evaluation time) and ``window`` (an interval
+equal to ``LocalCheck.window``); each returned row is one piece of evidence; the rule fires when
+the number of rows is greater than ``LocalCheck.fires_above``. Rules that watch a platform metric
+with no local counterpart have ``local=None`` and say so in ``local_note``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal, get_args
+
+Severity = Literal[0, 1, 2, 3, 4]  # Azure Monitor: 0 critical, 1 error, 2 warning, 3 informational, 4 verbose
+Kind = Literal["metric", "log"]
+Operator = Literal["GreaterThan", "GreaterThanOrEqual", "LessThan", "LessThanOrEqual", "Equal"]
+# The resource a metric alert is scoped to; the infrastructure maps each to a deployed resource id.
+MetricTarget = Literal["data_factory", "function_app", "app_insights", "event_hubs", "postgres"]
+
+SEVERITIES: tuple[int, ...] = get_args(Severity)
+KINDS: tuple[str, ...] = get_args(Kind)
+OPERATORS: tuple[str, ...] = get_args(Operator)
+METRIC_TARGETS: tuple[str, ...] = get_args(MetricTarget)
+
+# The pipeline whose freshness is watched and how stale it may get (a trading day's run plus slack).
+DAILY_PIPELINE = "pl_lakehouse_daily"
+FRESHNESS_LIMIT = timedelta(hours=26)
+
+
+@dataclass(frozen=True)
+class MetricCondition:
+    """An Azure Monitor platform-metric criterion (evaluated by a metric alert)."""
+
+    target: MetricTarget
+    namespace: str
+    metric: str
+    aggregation: Literal["Average", "Count", "Maximum", "Minimum", "Total"]
+    operator: Operator
+    threshold: float
+    window: timedelta = timedelta(minutes=15)
+    frequency: timedelta = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class LogCondition:
+    """A KQL query over the Log Analytics workspace (evaluated by a scheduled query rule).
+
+    The query's result row count is compared with ``threshold`` using ``operator``.
+    """
+
+    query: str
+    operator: Operator
+    threshold: float
+    window: timedelta
+    frequency: timedelta
+
+
+@dataclass(frozen=True)
+class LocalCheck:
+    """How the local `lakehouse alerts` evaluates the rule against the ops store."""
+
+    sql: str
+    window: timedelta
+    fires_above: int = 0
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """One alert: what it watches in Azure and how the same condition is checked locally."""
+
+    name: str
+    description: str
+    severity: Severity
+    kind: Kind
+    azure: MetricCondition | LogCondition
+    local: LocalCheck | None
+    local_note: str = ""
+
+    def __post_init__(self) -> None:
+        expected = MetricCondition if self.kind == "metric" else LogCondition
+        if self.kind not in KINDS or not isinstance(self.azure, expected):
+            raise ValueError(f"alert rule {self.name!r}: kind {self.kind!r} needs a {expected.__name__}")
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"alert rule {self.name!r}: severity must be one of {SEVERITIES}")
+        if self.local is None and not self.local_note:
+            raise ValueError(f"alert rule {self.name!r}: say in local_note why there is no local check")
+
+
+_NO_LOCAL_METRIC = "platform metric of the Azure service; nothing equivalent runs locally"
+
+ALERT_RULES: tuple[AlertRule, ...] = (
+    AlertRule(
+        name="adf-pipeline-failed",
+        description="A Data Factory pipeline run failed.",
+        severity=1,
+        kind="metric",
+        azure=MetricCondition(
+            target="data_factory",
+            namespace="Microsoft.DataFactory/factories",
+            metric="PipelineFailedRuns",
+            aggregation="Total",
+            operator="GreaterThan",
+            threshold=0,
+            window=timedelta(hours=1),
+            frequency=timedelta(minutes=15),
+        ),
+        local=LocalCheck(
+            sql=(
+                "SELECT run_id, pipeline, status, ended_at FROM ops.pipeline_runs "
+                "WHERE status = 'Failed' AND ended_at > %(now)s - %(window)s"
+            ),
+            window=timedelta(hours=1),
+        ),
+    ),
+    AlertRule(
+        name="function-http-5xx",
+        description="The ingestion Function app answered with server errors (HTTP 5xx).",
+        severity=2,
+        kind="metric",
+        azure=MetricCondition(
+            target="function_app",
+            namespace="Microsoft.Web/sites",
+            metric="Http5xx",
+            aggregation="Total",
+            operator="GreaterThan",
+            threshold=0,
+        ),
+        local=None,
+        local_note=_NO_LOCAL_METRIC,
+    ),
+    AlertRule(
+        name="function-failures",
+        description="Function executions failed (ingestion could not land RAW for a call).",
+        severity=1,
+        kind="metric",
+        azure=MetricCondition(
+            target="app_insights",
+            namespace="microsoft.insights/components",
+            metric="requests/failed",
+            aggregation="Count",
+            operator="GreaterThan",
+            threshold=0,
+        ),
+        local=LocalCheck(
+            sql=(
+                "SELECT pipeline_run_id AS run_id, pipeline, activity, status, ended_at FROM ops.activity_runs "
+                "WHERE activity_type = 'AzureFunctionActivity' AND status = 'Failed' "
+                "AND ended_at > %(now)s - %(window)s"
+            ),
+            window=timedelta(hours=1),
+        ),
+    ),
+    AlertRule(
+        name="eventhubs-throttled",
+        description="Event Hubs throttled requests: the namespace needs more throughput units.",
+        severity=2,
+        kind="metric",
+        azure=MetricCondition(
+            target="event_hubs",
+            namespace="Microsoft.EventHub/namespaces",
+            metric="ThrottledRequests",
+            aggregation="Total",
+            operator="GreaterThan",
+            threshold=0,
+        ),
+        local=None,
+        local_note=_NO_LOCAL_METRIC,
+    ),
+    AlertRule(
+        name="postgres-cpu-high",
+        description="The serving PostgreSQL server's CPU is above 80%.",
+        severity=2,
+        kind="metric",
+        azure=MetricCondition(
+            target="postgres",
+            namespace="Microsoft.DBforPostgreSQL/flexibleServers",
+            metric="cpu_percent",
+            aggregation="Average",
+            operator="GreaterThan",
+            threshold=80,
+        ),
+        local=None,
+        local_note=_NO_LOCAL_METRIC,
+    ),
+    AlertRule(
+        name="postgres-storage-high",
+        description="The serving PostgreSQL server's storage is more than 80% used.",
+        severity=1,
+        kind="metric",
+        azure=MetricCondition(
+            target="postgres",
+            namespace="Microsoft.DBforPostgreSQL/flexibleServers",
+            metric="storage_percent",
+            aggregation="Average",
+            operator="GreaterThan",
+            threshold=80,
+        ),
+        local=None,
+        local_note=_NO_LOCAL_METRIC,
+    ),
+    AlertRule(
+        name="daily-load-stale",
+        description=(
+            f"No successful {DAILY_PIPELINE} run within {FRESHNESS_LIMIT.total_seconds() / 3600:.0f} "
+            "hours on a trading day."
+        ),
+        severity=1,
+        kind="log",
+        # Azure: weekdays approximate trading days (Tuesday-Saturday UTC follow a Monday-Friday
+        # session's evening run); exchange holidays are known only to the local check, which uses
+        # the XNYS calendar through `lakehouse.trading_calendar`.
+        azure=LogCondition(
+            query=(
+                "let last_success = toscalar(ADFPipelineRun\n"
+                f"    | where PipelineName == '{DAILY_PIPELINE}' and Status == 'Succeeded'\n"
+                "    | summarize max(TimeGenerated));\n"
+                "print last_success\n"
+                "| where dayofweek(now()) between (2d .. 6d)\n"
+                f"| where isnull(last_success) or last_success < ago({int(FRESHNESS_LIMIT.total_seconds() // 3600)}h)"
+            ),
+            operator="GreaterThan",
+            threshold=0,
+            window=timedelta(days=2),
+            frequency=timedelta(hours=1),
+        ),
+        local=LocalCheck(
+            sql=(
+                "SELECT max(ended_at) AS last_success FROM ops.pipeline_runs "
+                f"WHERE pipeline = '{DAILY_PIPELINE}' AND status = 'Succeeded' "
+                "HAVING coalesce(max(ended_at), '-infinity'::timestamptz) < %(now)s - %(window)s"
+            ),
+            window=FRESHNESS_LIMIT,
+        ),
+        local_note="the evaluator skips this rule when the evaluation day follows no XNYS session",
+    ),
+    AlertRule(
+        name="data-quality-failures",
+        description="A job reported data-quality rules with severity 'fail' that did not pass.",
+        severity=1,
+        kind="log",
+        azure=LogCondition(
+            query=(
+                "AppTraces\n"
+                "| where tostring(Properties['event']) == 'dq_result'\n"
+                "| where tostring(Properties['severity']) == 'fail'\n"
+                "| where tolower(tostring(Properties['passed'])) == 'false'"
+            ),
+            operator="GreaterThan",
+            threshold=0,
+            window=timedelta(hours=1),
+            frequency=timedelta(minutes=15),
+        ),
+        local=LocalCheck(
+            sql=(
+                "SELECT run_id, table_name, rule, failed_count FROM ops.dq_results "
+                "WHERE severity = 'fail' AND NOT passed AND evaluated_at > %(now)s - %(window)s"
+            ),
+            window=timedelta(hours=1),
+        ),
+    ),
+)
+
+
+def by_name(name: str) -> AlertRule:
+    """The rule called ``name``; a clear error lists the known names otherwise."""
+    for rule in ALERT_RULES:
+        if rule.name == name:
+            return rule
+    raise KeyError(f"unknown alert rule {name!r}; known: {', '.join(r.name for r in ALERT_RULES)}")
