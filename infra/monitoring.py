@@ -162,7 +162,7 @@ class Monitoring(pulumi.ComponentResource):
                 location=args.location,
                 kind="shared",
                 category="workbook",
-                display_name=path.stem.replace("_", " "),
+                display_name=path.name.removesuffix(".workbook.json").replace("_", " "),
                 serialized_data=path.read_text(encoding="utf-8"),
                 source_id=args.workspace_id,
                 tags=tags,

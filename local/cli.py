@@ -6,11 +6,13 @@ once, naming the setting, with exit code 2.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import decimal
 import json
 import sys
 import uuid
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
@@ -40,21 +42,12 @@ console = Console()
 err_console = Console(stderr=True)
 
 EXIT_CONFIG = 2
-EXIT_NOT_IMPLEMENTED = 3
-
-
-class NotImplementedYet(RuntimeError):
-    """A command of the contract that a later issue implements."""
 
 
 def _settings() -> Settings:
     settings = load_settings()
     settings.ensure_home()
     return settings
-
-
-def _not_implemented(command: str, issue: int) -> None:
-    raise NotImplementedYet(f"`lakehouse {command}` is not implemented yet (tracked in issue {issue}).")
 
 
 def to_jsonable(value: Any) -> Any:
@@ -113,6 +106,16 @@ def services_status(json_out: Annotated[bool, typer.Option("--json")] = False) -
 
 
 # ---------------------------------------------------------------- queries
+
+
+@contextlib.contextmanager
+def _serving_db(settings: Settings) -> Iterator[str]:
+    """The serving database's DSN, its migrations applied, PostgreSQL started if needed."""
+    from spark_jobs import migrations
+
+    with services.running(settings, needs=("postgres",)) as eps:
+        migrations.apply(eps.pg_dsn)
+        yield eps.pg_dsn
 
 
 @app.command("sql")
@@ -275,11 +278,9 @@ def runs(
 ) -> None:
     """Pipeline runs recorded by the local ADF runner; with a run id, its activity runs and timings."""
     from local.run_store import PostgresRunStore
-    from spark_jobs import migrations
 
     settings = _settings()
-    with services.running(settings, needs=("postgres",)) as eps, PostgresRunStore(eps.pg_dsn) as store:
-        migrations.apply(eps.pg_dsn)
+    with _serving_db(settings) as dsn, PostgresRunStore(dsn) as store:
         if run_id is None:
             rows = store.pipeline_runs(limit=limit, pipeline=pipeline)
             keep = ["run_id", "pipeline", "status", "started_at", "duration_ms", "parent_run_id", "trigger_name"]
@@ -300,21 +301,66 @@ def runs(
 
 
 @app.command("status")
-def status(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Last run per pipeline, freshness per table, DQ summary."""
-    _not_implemented("status", 8)
+def status(
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+    now: Annotated[str | None, typer.Option("--now", help="Judge freshness at this ISO-8601 time (UTC).")] = None,
+) -> None:
+    """Last run per pipeline, freshness per gold and mart table, DQ summary, quarantine counts."""
+    from local import ops_status
+    from local.alerts import parse_now
+
+    try:
+        at = parse_now(now)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("--now: "), param_hint="--now") from None
+    settings = _settings()
+    with _serving_db(settings) as dsn:
+        report = ops_status.status(settings, now=at, dsn=dsn)
+    if json_out:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        console.print(ops_status.format_text(report), highlight=False, soft_wrap=True)
 
 
 @app.command("alerts")
-def alerts(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Evaluate the alert rules against the local ops store."""
-    _not_implemented("alerts", 8)
+def alerts(
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+    now: Annotated[str | None, typer.Option("--now", help="Evaluate at this ISO-8601 time (UTC).")] = None,
+) -> None:
+    """Evaluate the alert rules against the local ops store; exit 1 when any fires."""
+    from local import alerts as alerting
+
+    try:
+        at = alerting.parse_now(now)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("--now: "), param_hint="--now") from None
+    settings = _settings()
+    with _serving_db(settings) as dsn:
+        results = alerting.evaluate_alerts(dsn, now=at)
+    if json_out:
+        sys.stdout.write(json.dumps(results, indent=2) + "\n")
+    else:
+        console.print(alerting.format_text(results), highlight=False, soft_wrap=True)
+    raise typer.Exit(alerting.exit_code(results))
 
 
 @app.command("report")
-def report(out: Annotated[str, typer.Option("--out")] = "report.html") -> None:
+def report(
+    out: Annotated[str, typer.Option("--out")] = "report.html",
+    symbols: Annotated[str | None, typer.Option("--symbols", help="Price chart symbols, e.g. AAPL,MSFT.")] = None,
+) -> None:
     """Write a self-contained HTML run report."""
-    _not_implemented("report", 8)
+    from lakehouse.lake import Lake
+    from local.report import write_report
+
+    chosen = [s.strip().upper() for s in symbols.split(",") if s.strip()] if symbols else None
+    settings = _settings()
+    with _serving_db(settings) as dsn:
+        try:
+            path = write_report(dsn, out, symbols=chosen, lake=Lake.from_settings(settings))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--symbols") from None
+    console.print(f"report written to {path}")
 
 
 @infra_app.command("preview")
@@ -341,9 +387,6 @@ def main() -> None:
     except ConfigurationError as exc:
         err_console.print(f"[bold red]Configuration error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(EXIT_CONFIG)
-    except NotImplementedYet as exc:
-        err_console.print(f"[yellow]{exc}[/]", highlight=False, soft_wrap=True)
-        sys.exit(EXIT_NOT_IMPLEMENTED)
     except services.ServiceError as exc:
         err_console.print(f"[bold red]Service error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)

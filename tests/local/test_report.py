@@ -1,0 +1,220 @@
+"""`lakehouse report`: a self-contained page whose charts are drawn in the browser.
+
+The page is opened in headless Chromium (Debian's ``chromium``; installed here when absent) and the
+DOM is read back *after* its script ran: the HTML file itself holds no SVG, so every chart element
+found proves the page rendered it. Expected marks are computed from the seeded rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+from collections import defaultdict
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from lakehouse import trading_calendar
+from local.ops_status import connect
+from local.report import collect, run_timeline, write_report
+from tests.local import ops_seed as seed
+from tests.local.ops_store_db import create_database, drop_database, migrate, reset
+
+NOW = seed.at("2024-03-05 23:30")
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Debian's chromium, installed with apt-get when missing; skip when that is impossible."""
+    if not Path(CHROMIUM).exists():
+        if shutil.which("apt-get") is None or os.geteuid() != 0:
+            pytest.skip("chromium is not installed and apt-get cannot run here (needs root)")
+        for command in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]):
+            done = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=900,
+                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            )
+            if done.returncode != 0:
+                pytest.skip(f"chromium could not be installed ({' '.join(command)}: {done.stderr.strip()[-300:]})")
+    return CHROMIUM
+
+
+def rendered_dom(chromium: str, page: Path, profile: Path) -> str:
+    """The DOM after the page's scripts ran."""
+    done = subprocess.run(
+        [
+            chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+            "--virtual-time-budget=5000", "--dump-dom", page.as_uri(),
+        ],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+class Marks(HTMLParser):
+    """Elements of the rendered DOM grouped by the chart (``svg[data-chart]``) they are drawn in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.charts: dict[str, list[tuple[str, dict[str, str]]]] = defaultdict(list)
+        self.body: dict[str, str] = {}
+        self._chart: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {k: v or "" for k, v in attrs}
+        if tag == "body":
+            self.body = values
+        if tag == "svg":
+            self._chart = values.get("data-chart")
+        elif self._chart:
+            self.charts[self._chart].append((tag, values))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "svg":
+            self._chart = None
+
+    def of(self, chart: str, tag: str, attr: str) -> list[dict[str, str]]:
+        return [a for t, a in self.charts[chart] if t == tag and attr in a]
+
+
+@pytest.fixture(scope="module")
+def module_dsn(pg_dsn: str) -> Iterator[str]:
+    name, dsn = create_database(pg_dsn, "obs_report")
+    migrate(dsn)
+    yield dsn
+    drop_database(pg_dsn, name)
+
+
+def notebook_output(tables: dict[str, dict]) -> dict:
+    return {"runOutput": {"tables": tables}, "executionDuration": 1}
+
+
+ACTIVITIES = [
+    # (pipeline, run, activity, type, status, start, end, attempt, output)
+    ("pl_ingest_market_data", "obs-r2-ingest", "ingest_daily_bars", "AzureFunctionActivity", "Failed",
+     "22:00:00", "22:00:20", 1, None),
+    ("pl_ingest_market_data", "obs-r2-ingest", "ingest_daily_bars", "AzureFunctionActivity", "Succeeded",
+     "22:00:30", "22:01:00", 2, None),
+    ("pl_lakehouse_daily", "obs-r2", "raw_to_bronze", "DatabricksNotebook", "Succeeded", "22:01:05", "22:02:00", 1,
+     notebook_output({"bronze.daily_bars": {"rows_read": 500, "rows_written": 500},
+                      "bronze.quotes": {"rows_read": 20, "rows_written": 20}})),
+    ("pl_lakehouse_daily", "obs-r2", "bronze_to_silver", "DatabricksNotebook", "Succeeded", "22:02:05", "22:03:30", 1,
+     notebook_output({"silver.daily_bars": {"rows_in": 500, "quarantined": 3, "inserted": 490, "revised": 7}})),
+    ("pl_lakehouse_daily", "obs-r2", "silver_to_gold", "DatabricksNotebook", "Succeeded", "22:03:35", "22:05:00", 1,
+     notebook_output({"gold.fct_daily_prices": {"rows_written": 497}, "gold.dim_date": {"rows_written": 1}})),
+    ("pl_lakehouse_daily", "obs-r2", "gold_to_postgres", "DatabricksNotebook", "Succeeded", "22:05:05", "22:06:00", 1,
+     notebook_output({"mart.daily_prices": {"rows_written": 497}})),
+]  # fmt: skip
+
+
+@pytest.fixture
+def seeded(module_dsn: str) -> dict:
+    """Two daily runs (the last with a retried ingestion in a child pipeline), DQ results, a year of prices."""
+    dsn = module_dsn
+    reset(dsn)
+    seed.pipeline_run(dsn, "obs-r1", "pl_lakehouse_daily", "Failed", "2024-03-04 22:00", "2024-03-04 22:03")
+    seed.activity_run(dsn, "obs-r1", "pl_lakehouse_daily", "raw_to_bronze", "DatabricksNotebook", "Succeeded",
+                      "2024-03-04 22:00", "2024-03-04 22:01",
+                      notebook_output({"bronze.daily_bars": {"rows_read": 40, "rows_written": 40}}))  # fmt: skip
+    seed.pipeline_run(dsn, "obs-r2", "pl_lakehouse_daily", "Succeeded", "2024-03-05 22:00", "2024-03-05 22:06")
+    seed.pipeline_run(dsn, "obs-r2-ingest", "pl_ingest_market_data", "Succeeded", "2024-03-05 22:00",
+                      "2024-03-05 22:01", parent="obs-r2")  # fmt: skip
+    for pipeline, run, activity, kind, status, start, end, attempt, output in ACTIVITIES:
+        seed.activity_run(dsn, run, pipeline, activity, kind, status, f"2024-03-05 {start}", f"2024-03-05 {end}",
+                          output, attempt)  # fmt: skip
+    seed.dq_result(dsn, "obs-r2", "silver.daily_bars", "prices_positive", "quarantine", False, 3, "2024-03-05 22:03")
+    seed.dq_result(dsn, "obs-r2", "silver.daily_bars", "keys_not_null", "quarantine", True, 0, "2024-03-05 22:03")
+    seed.dq_result(dsn, "obs-r2", "silver.daily_bars", "ohlc_consistent", "warn", False, 1, "2024-03-05 22:03")
+    days = trading_calendar.sessions(dt.date(2023, 3, 1), dt.date(2024, 3, 5))[-250:]
+    prices = {s: seed.daily_prices(dsn, s, days, base=b) for s, b in (("AAPL", 180.0), ("MSFT", 400.0))}
+    return {"dsn": dsn, "prices": prices, "days": days}
+
+
+def test_the_data_of_the_report_follows_the_seeded_runs(seeded: dict) -> None:
+    data = collect(seeded["dsn"], symbols=["AAPL"], now=NOW)
+    assert (data["timeline"]["run_id"], data["timeline"]["status"]) == ("obs-r2", "Succeeded")
+    assert [(a["activity"], a["attempt"]) for a in data["timeline"]["activities"]] == [
+        (a[2], a[7]) for a in ACTIVITIES
+    ], "child pipeline activities and retries are on the timeline, in start order"
+    assert [(r["run_id"], r["rows"]) for r in data["layers"]] == [
+        ("obs-r1", {"bronze": 40, "silver": 0, "gold": 0, "mart": 0}),
+        ("obs-r2", {"bronze": 520, "silver": 497, "gold": 498, "mart": 497}),
+    ]
+    assert [(r["rule"], r["passed"]) for r in data["dq"]["rules"]] == [
+        ("ohlc_consistent", False), ("prices_positive", False), ("keys_not_null", True),
+    ]  # fmt: skip
+    (aapl,) = data["prices"]
+    assert aapl["dates"] == [d.isoformat() for d in seeded["days"]]
+    assert aapl["close"] == [r["close"] for r in seeded["prices"]["AAPL"]]
+
+
+def test_a_timeline_too_long_to_read_leaves_out_the_deepest_child_runs_first(seeded: dict) -> None:
+    with connect(seeded["dsn"]) as conn:
+        full = run_timeline(conn, "obs-r2", max_rows=6)
+        capped = run_timeline(conn, "obs-r2", max_rows=5)
+    assert (len(full["activities"]), full["hidden"]) == (6, 0)
+    assert [a["activity"] for a in capped["activities"]] == [a[2] for a in ACTIVITIES if a[0] == "pl_lakehouse_daily"]
+    assert capped["hidden"] == 2
+
+
+def test_the_report_renders_its_charts_in_headless_chromium(seeded: dict, chromium: str, tmp_path: Path) -> None:
+    page = write_report(seeded["dsn"], tmp_path / "out" / "report.html", symbols=["AAPL", "MSFT"], now=NOW)
+    source = page.read_text()
+    assert "<svg" not in source and "http://" not in source.replace("http://www.w3.org/2000/svg", "")
+    assert "https://" not in source, "nothing is fetched from the network"
+
+    marks = Marks()
+    marks.feed(rendered_dom(chromium, page, tmp_path / "profile"))
+    assert marks.body.get("data-rendered") == "ok"
+    assert set(marks.charts) == {"gantt", "layers", "dq", "price-AAPL", "price-MSFT"}
+
+    bars = marks.of("gantt", "rect", "data-activity")
+    assert [(b["data-activity"], b["data-status"]) for b in bars] == [(a[2], a[4]) for a in ACTIVITIES]
+    assert all(float(b["width"]) >= 2 for b in bars)
+
+    layer_bars = {
+        (b["data-run"], b["data-layer"]): int(b["data-rows"]) for b in marks.of("layers", "rect", "data-layer")
+    }
+    assert layer_bars[("obs-r2", "bronze")] == 520 and layer_bars[("obs-r2", "mart")] == 497
+    assert len(layer_bars) == 2 * 4
+    heights = {
+        k: float(b["height"])
+        for b in marks.of("layers", "rect", "data-layer")
+        for k in [(b["data-run"], b["data-layer"])]
+    }
+    assert heights[("obs-r2", "bronze")] > heights[("obs-r2", "silver")] > heights[("obs-r1", "bronze")] > 0
+
+    dq = {b["data-rule"]: b["data-passed"] for b in marks.of("dq", "rect", "data-rule")}
+    assert dq == {"ohlc_consistent": "false", "prices_positive": "false", "keys_not_null": "true"}
+
+    for symbol, rows in seeded["prices"].items():
+        lines = {p["data-series"]: int(p["data-points"]) for p in marks.of(f"price-{symbol}", "path", "data-series")}
+        expected = {k: sum(1 for r in rows if r[k] is not None) for k in ("close", "ma_20", "ma_50", "ma_200")}
+        assert lines == expected == {"close": 250, "ma_20": 231, "ma_50": 201, "ma_200": 51}
+
+
+def test_an_empty_ops_store_still_renders_a_page(module_dsn: str, chromium: str, tmp_path: Path) -> None:
+    reset(module_dsn)
+    page = write_report(module_dsn, tmp_path / "empty.html", now=NOW)
+    dom = rendered_dom(chromium, page, tmp_path / "profile")
+    marks = Marks()
+    marks.feed(dom)
+    assert marks.body.get("data-rendered") == "ok"
+    assert dict(marks.charts) == {}
+    assert "No pipeline run recorded yet." in dom and "No prices in mart.daily_prices yet." in dom
+
+
+def test_a_malformed_symbol_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"invalid symbols for the price chart: \['aapl;drop'\]"):
+        write_report("dbname=unused", tmp_path / "r.html", symbols=["AAPL", "aapl;drop"])
+    assert not (tmp_path / "r.html").exists()
