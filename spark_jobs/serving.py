@@ -1,0 +1,692 @@
+"""GOLD -> SERVING: load a window of the gold Delta tables into the PostgreSQL marts, atomically.
+
+For each mart table of a load:
+
+1. compare the gold schema with the mart table and fail naming the mismatched columns, before
+   anything is written (every table is checked before the first one is staged);
+2. read the gold window through Arrow (``DataFrame.toArrow()`` over Spark Connect), in key order;
+3. stream it with binary COPY (:mod:`spark_jobs.copy_binary`, whole batches, no per-row Python)
+   into an UNLOGGED staging table, hashing the bytes sent: that md5 is the window's checksum.
+
+Then one transaction swaps every table: delete exactly the window, insert from staging, check the
+window's row count, and mark the audit rows succeeded with rows and checksum. A reader on another connection
+sees the old rows or the new rows of every table, never a mix, and never one table new and another
+old. A failure anywhere leaves the previous rows and an audit row with status ``failed``; a loader
+killed outright leaves a ``running`` row whose advisory lock is gone, which the next load (or
+:func:`recover_abandoned`) marks failed. Transient connection errors retry the whole attempt with
+backoff; that is safe because an attempt replaces its window, it never appends.
+
+Windows per table: ``daily_prices`` rows with ``trade_date`` in [start, end]; ``monthly_performance``
+every month the window touches; ``dim_security`` (SCD2 history changes anywhere) and
+``latest_quotes`` (one row per symbol) are replaced whole by every load. ``full_refresh`` replaces
+every table whole.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+from psycopg import sql
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakehouse.lake import Lake
+from lakehouse.settings import Settings
+from spark_jobs import copy_binary, migrations, pg
+
+log = logging.getLogger(__name__)
+
+MART_SCHEMA = "mart"
+STAGING_SCHEMA = "staging"
+# First key of the two-key advisory locks a live loader holds on its audit rows ('load').
+AUDIT_LOCK_CLASS = int.from_bytes(b"load", "big")
+COPY_BATCH_ROWS = 65_536
+# Windows longer than this are read in READ_CHUNKS ranges of the first key, so reading chunk k+1
+# from Spark overlaps the COPY of chunk k (one day of 500 symbols is one small chunk).
+CHUNKED_WINDOW_DAYS = 62
+READ_CHUNKS = 4
+
+# Spark simple type names -> PostgreSQL types as information_schema spells them.
+PG_TYPES = {
+    "string": "text",
+    "date": "date",
+    "double": "double precision",
+    "float": "real",
+    "bigint": "bigint",
+    "int": "integer",
+    "smallint": "smallint",
+    "boolean": "boolean",
+    "timestamp": "timestamp with time zone",
+    "timestamp_ntz": "timestamp without time zone",
+}
+
+
+class ServingError(RuntimeError):
+    """A load that could not run; the message says which table and why."""
+
+
+class SchemaMismatchError(ServingError):
+    """Gold and mart disagree on columns; raised before anything is written."""
+
+
+class GoldTableMissing(ServingError):
+    """A required gold table does not exist at its lake location."""
+
+
+@dataclass(frozen=True)
+class MartTable:
+    """A mart table, the gold table it mirrors, and how a window selects its rows."""
+
+    name: str
+    gold: str
+    keys: tuple[str, ...]
+    window_column: str | None = None  # None: replaced whole by every load
+    monthly: bool = False  # the window column holds first days of months
+    required: bool = True  # a missing gold table is an error (else the table is skipped)
+
+    @property
+    def qualified(self) -> str:
+        return f"{MART_SCHEMA}.{self.name}"
+
+    def bounds(self, window: Window, full_refresh: bool) -> tuple[dt.date, dt.date] | None:
+        """Inclusive bounds of the replaced rows on ``window_column``; None means the whole table."""
+        if full_refresh or self.window_column is None:
+            return None
+        if self.monthly:
+            return window.start.replace(day=1), window.end.replace(day=1)
+        return window.start, window.end
+
+
+MART_TABLES: dict[str, MartTable] = {
+    t.name: t
+    for t in (
+        MartTable("dim_security", "dim_security", ("symbol", "valid_from")),
+        MartTable("daily_prices", "fct_daily_prices", ("symbol", "trade_date"), "trade_date"),
+        MartTable("monthly_performance", "fct_monthly_performance", ("symbol", "month"), "month", monthly=True),
+        MartTable("latest_quotes", "latest_quotes", ("symbol",), required=False),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Window:
+    """An inclusive date window [start, end]."""
+
+    start: dt.date
+    end: dt.date
+
+    @classmethod
+    def parse(cls, start: str | dt.date, end: str | dt.date) -> Window:
+        def as_date(value: str | dt.date, name: str) -> dt.date:
+            if isinstance(value, dt.date):
+                return value
+            try:
+                return dt.date.fromisoformat(str(value).strip())
+            except ValueError:
+                raise ValueError(f"{name} must be YYYY-MM-DD, got {value!r}") from None
+
+        s, e = as_date(start, "start_date"), as_date(end, "end_date")
+        if e < s:
+            raise ValueError(f"end_date {e} is before start_date {s}")
+        return cls(s, e)
+
+
+@dataclass
+class TableLoad:
+    """Outcome of loading one table; the per-table part of the notebook summary."""
+
+    table: str
+    status: str
+    window_start: str | None = None
+    window_end: str | None = None
+    rows_loaded: int | None = None
+    rows_deleted: int | None = None
+    checksum: str | None = None
+    audit_id: int | None = None
+    reason: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)  # read, stage, swap (shared by the tables)
+
+
+@dataclass
+class _Staged:
+    table: MartTable
+    columns: list[str]
+    data: GoldRead
+    bounds: tuple[dt.date, dt.date] | None
+    checksum: str | None = None
+    audit_id: int | None = None
+    result: TableLoad | None = field(default=None)
+
+    @property
+    def staging(self) -> sql.Composed:
+        return sql.SQL("{}.{}").format(
+            sql.Identifier(STAGING_SCHEMA), sql.Identifier(f"{self.table.name}__{self.audit_id}")
+        )
+
+
+# --- schema comparison ------------------------------------------------------------------------
+
+
+def mart_columns(conn: psycopg.Connection, table: MartTable) -> list[tuple[str, str]]:
+    """(name, PostgreSQL type) of the mart table's columns in table order; [] if it does not exist."""
+    rows = conn.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+        (MART_SCHEMA, table.name),
+    ).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def schema_mismatches(gold: Sequence[tuple[str, str]], mart: Sequence[tuple[str, str]]) -> list[str]:
+    """Differences between gold (name, Spark type) and mart (name, PostgreSQL type) columns."""
+    gold_types = dict(gold)
+    mart_types = dict(mart)
+    problems = []
+    only_gold = [n for n in gold_types if n not in mart_types]
+    only_mart = [n for n in mart_types if n not in gold_types]
+    if only_gold:
+        problems.append(f"columns only in gold: {only_gold}")
+    if only_mart:
+        problems.append(f"columns only in the mart: {only_mart}")
+    for name, spark_type in gold_types.items():
+        if name not in mart_types:
+            continue
+        expected = PG_TYPES.get(spark_type)
+        if expected != mart_types[name]:
+            wanted = expected or "no PostgreSQL mapping"
+            problems.append(f"column {name!r}: gold {spark_type} needs {wanted}, mart has {mart_types[name]}")
+    return problems
+
+
+def check_schema(conn: psycopg.Connection, table: MartTable, gold_schema: Any) -> list[str]:
+    """Mart column names in table order, or raise SchemaMismatchError naming the columns."""
+    mart = mart_columns(conn, table)
+    if not mart:
+        raise SchemaMismatchError(
+            f"{table.qualified} does not exist; apply the migrations (spark_jobs.migrations.apply)"
+        )
+    gold = [(f.name, f.dataType.simpleString()) for f in gold_schema.fields]
+    problems = schema_mismatches(gold, mart)
+    if problems:
+        raise SchemaMismatchError(f"gold.{table.gold} does not match {table.qualified}: " + "; ".join(problems))
+    return [name for name, _ in mart]
+
+
+# --- reading gold ----------------------------------------------------------------------------
+
+
+def read_gold(spark: SparkSession, lake: Lake, table: MartTable) -> DataFrame | None:
+    """The gold Delta table, or None when it does not exist."""
+    path = lake.table("gold", table.gold)
+    if lake.is_local:
+        from pathlib import Path
+
+        if not (Path(path.removeprefix("file://")) / "_delta_log").is_dir():
+            return None
+    try:
+        df = spark.read.format("delta").load(path)
+        df.schema  # noqa: B018 - resolves the table now, so a missing one fails here
+    except Exception as exc:  # Spark Connect raises AnalysisException or a gRPC error by engine
+        if "not a delta table" in str(exc).lower() or "not found" in str(exc).lower():
+            return None
+        raise
+    return df
+
+
+class GoldRead:
+    """The rows to load as Arrow tables in key order, read chunk by chunk by a background thread.
+
+    Chunks are consecutive ranges of the first key, each sorted by the whole key, so their
+    concatenation is in key order (the checksum's order, and the primary key's). While the COPY of
+    chunk k runs, chunk k+1 is being read. Chunks already read are kept: a retried attempt streams
+    the same rows again without reading gold again.
+    """
+
+    def __init__(self, frames: list[DataFrame], keys: Sequence[str]):
+        self._frames = frames
+        self._order = [(key, "ascending") for key in keys]
+        self._chunks: list[pa.Table] = []
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._done = False
+        self.seconds = 0.0
+
+    def _produce(self) -> None:
+        try:
+            for frame in self._frames:
+                started = time.perf_counter()
+                chunk = frame.toArrow().sort_by(self._order)
+                self.seconds += time.perf_counter() - started
+                self._put(chunk)
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(exc)
+        else:
+            self._put(None)
+
+    def _put(self, item: object) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self):
+        yield from list(self._chunks)
+        if self._done:
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._produce, name="gold-read", daemon=True)
+            self._thread.start()
+        while True:
+            item = self._queue.get()
+            if item is None:
+                self._done = True
+                return
+            if isinstance(item, BaseException):
+                self._queue.put(item)  # every later attempt fails the same way
+                raise item
+            self._chunks.append(item)
+            yield item
+
+    @property
+    def num_rows(self) -> int:
+        return sum(chunk.num_rows for chunk in self._chunks)
+
+    def close(self) -> None:
+        """Stop the reader thread (it may be blocked handing over a chunk nobody will take)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+
+def chunk_frames(df: DataFrame, table: MartTable, bounds: tuple[dt.date, dt.date] | None) -> list[DataFrame]:
+    """The window's rows as consecutive ranges of the first key (one frame for short windows)."""
+    long_window = bounds is None or (bounds[1] - bounds[0]).days > CHUNKED_WINDOW_DAYS
+    if table.window_column is None or not long_window:
+        return [df]
+    first = table.keys[0]
+    values = sorted(df.select(first).distinct().toArrow().column(0).to_pylist())
+    if len(values) < 2 * READ_CHUNKS:
+        return [df]
+    edges = [values[i * len(values) // READ_CHUNKS] for i in range(1, READ_CHUNKS)]
+    column = F.col(first)
+    frames = [df.where(column < F.lit(edges[0]))]
+    frames += [df.where((column >= F.lit(lo)) & (column < F.lit(hi))) for lo, hi in itertools.pairwise(edges)]
+    frames.append(df.where(column >= F.lit(edges[-1])))
+    return frames
+
+
+def window_rows(df: DataFrame, table: MartTable, bounds: tuple[dt.date, dt.date] | None) -> DataFrame:
+    if bounds is None:
+        return df
+    column = F.col(table.window_column)
+    return df.where(column.between(F.lit(bounds[0]), F.lit(bounds[1])))
+
+
+# --- the load --------------------------------------------------------------------------------
+
+
+def load(
+    spark: SparkSession,
+    lake: Lake,
+    info: str,
+    *,
+    window: Window,
+    load_id: str,
+    full_refresh: bool = False,
+    tables: Iterable[str] | None = None,
+    attempts: int = 5,
+) -> list[TableLoad]:
+    """Load the window of each gold table into its mart table in one swap transaction.
+
+    Args:
+        spark: Spark session that reads gold.
+        lake: the lake holding gold.
+        info: conninfo of the serving database (see :func:`spark_jobs.pg.conninfo`).
+        window: dates to replace (see the module docstring for each table's rule).
+        load_id: the ADF pipeline run id, recorded in ``ops.load_audit``.
+        full_refresh: replace every table whole.
+        tables: mart table names to load; default all of :data:`MART_TABLES`.
+        attempts: tries in all on transient connection errors.
+
+    Returns:
+        One :class:`TableLoad` per table, in load order.
+
+    Raises:
+        SchemaMismatchError: gold and mart columns differ (nothing was written).
+        GoldTableMissing: a required gold table does not exist (nothing was written).
+    """
+    if not load_id or not load_id.strip():
+        raise ValueError("load_id (the run_id) must not be empty")
+    selected = _select(tables)
+    staged: list[_Staged] = []
+    skipped: list[TableLoad] = []
+    with pg.connect(info, attempts=attempts, autocommit=True) as conn:
+        for table in selected:
+            df = read_gold(spark, lake, table)
+            if df is None:
+                if table.required:
+                    raise GoldTableMissing(
+                        f"gold.{table.gold} does not exist at {lake.table('gold', table.gold)}; "
+                        f"cannot load {table.qualified}"
+                    )
+                skipped.append(TableLoad(table.name, "skipped", reason=f"gold.{table.gold} does not exist"))
+                continue
+            columns = check_schema(conn, table, df.schema)
+            bounds = table.bounds(window, full_refresh)
+            rows = window_rows(df, table, bounds).select(*columns)
+            staged.append(_Staged(table, columns, GoldRead(chunk_frames(rows, table, bounds), table.keys), bounds))
+
+    try:
+        for attempt in pg.retrying(attempts, "load"):
+            with attempt:
+                number = attempt.retry_state.attempt_number
+                _attempt(info, staged, load_id=load_id, full_refresh=full_refresh, attempt=number)
+    finally:
+        for item in staged:
+            item.data.close()
+    return [s.result for s in staged if s.result is not None] + skipped
+
+
+def _select(tables: Iterable[str] | None) -> list[MartTable]:
+    if tables is None:
+        return list(MART_TABLES.values())
+    names = list(tables)
+    unknown = [n for n in names if n not in MART_TABLES]
+    if unknown:
+        raise ValueError(f"unknown mart tables {unknown}; expected some of {list(MART_TABLES)}")
+    return [t for t in MART_TABLES.values() if t.name in names]  # fixed order: no lock-order deadlocks
+
+
+def _attempt(info: str, staged: list[_Staged], *, load_id: str, full_refresh: bool, attempt: int) -> None:
+    conn = pg.connect(info, attempts=1, autocommit=True)
+    try:
+        recover_abandoned(conn)
+        for item in staged:
+            item.audit_id = _open_audit(conn, item, load_id, full_refresh, attempt)
+        try:
+            for item in staged:
+                _stage(conn, item)
+            _swap(conn, staged)
+        except BaseException as exc:
+            _record_failure(conn, info, staged, exc)
+            raise
+        finally:
+            _drop_staging(conn, staged)
+    finally:
+        conn.close()  # ends the session: its advisory locks go with it
+
+
+def _open_audit(conn: psycopg.Connection, item: _Staged, load_id: str, full_refresh: bool, attempt: int) -> int:
+    """Insert the 'running' audit row and take its advisory lock in one transaction."""
+    lo, hi = item.bounds if item.bounds else (None, None)
+    with conn.transaction():
+        audit_id = conn.execute(
+            "INSERT INTO ops.load_audit (load_id, table_name, window_start, window_end, full_refresh, "
+            "attempt, status) VALUES (%s, %s, %s, %s, %s, %s, 'running') RETURNING audit_id",
+            (load_id, item.table.qualified, lo, hi, item.bounds is None, attempt),
+        ).fetchone()[0]
+        conn.execute("SELECT pg_advisory_lock(%s, %s)", (AUDIT_LOCK_CLASS, _lock_key(audit_id)))
+    item.result = TableLoad(
+        item.table.name,
+        "running",
+        lo and lo.isoformat(),
+        hi and hi.isoformat(),
+        audit_id=audit_id,
+        seconds={},
+    )
+    return audit_id
+
+
+def _lock_key(audit_id: int) -> int:
+    return audit_id % 2_147_483_647
+
+
+def _stage(conn: psycopg.Connection, item: _Staged) -> None:
+    """CREATE UNLOGGED staging table; binary COPY the Arrow rows into it, hashing what is sent."""
+    started = time.perf_counter()
+    conn.execute(
+        sql.SQL("CREATE UNLOGGED TABLE {} (LIKE {}.{})").format(
+            item.staging, sql.Identifier(MART_SCHEMA), sql.Identifier(item.table.name)
+        )
+    )
+    columns = sql.SQL(", ").join(map(sql.Identifier, item.columns))
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(item.staging, columns)
+    digest = hashlib.md5(usedforsecurity=False)
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        copy.write(copy_binary.SIGNATURE)
+        for data in item.data:
+            for chunk in copy_binary.encode(data, COPY_BATCH_ROWS):
+                digest.update(chunk)
+                copy.write(chunk)
+        copy.write(copy_binary.TRAILER)
+    item.checksum = digest.hexdigest()
+    item.result.seconds["read"] = round(item.data.seconds, 3)  # overlaps "stage", which includes it
+    item.result.seconds["stage"] = round(time.perf_counter() - started, 3)
+
+
+def _where(item: _Staged) -> tuple[sql.Composable, tuple]:
+    if item.bounds is None:
+        return sql.SQL("TRUE"), ()
+    return sql.SQL("{} BETWEEN %s AND %s").format(sql.Identifier(item.table.window_column)), item.bounds
+
+
+def _swap(conn: psycopg.Connection, staged: list[_Staged]) -> None:
+    """One transaction: per table, delete the window, insert the staged rows, checksum, audit."""
+    started = time.perf_counter()
+    with conn.transaction():
+        for item in staged:
+            # Blocks other loads of the table (and writers), never readers.
+            conn.execute(sql.SQL("LOCK TABLE {}.{} IN SHARE ROW EXCLUSIVE MODE").format(
+                sql.Identifier(MART_SCHEMA), sql.Identifier(item.table.name)))  # fmt: skip
+        for item in staged:
+            target = sql.SQL("{}.{}").format(sql.Identifier(MART_SCHEMA), sql.Identifier(item.table.name))
+            where, params = _where(item)
+            deleted = conn.execute(sql.SQL("DELETE FROM {} WHERE {}").format(target, where), params).rowcount
+            columns = sql.SQL(", ").join(map(sql.Identifier, item.columns))
+            inserted = conn.execute(
+                sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(target, columns, columns, item.staging)
+            ).rowcount
+            if inserted != item.data.num_rows:
+                raise ServingError(f"{item.table.qualified}: staged {item.data.num_rows} rows but inserted {inserted}")
+            digest = item.checksum
+            rows = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(target, where), params).fetchone()[0]
+            if rows != inserted:
+                raise ServingError(
+                    f"{item.table.qualified}: the window holds {rows} rows after inserting {inserted}; "
+                    f"gold rows fall outside the window column {item.table.window_column!r}"
+                )
+            conn.execute(
+                "UPDATE ops.load_audit SET status = 'succeeded', rows_deleted = %s, rows_loaded = %s, "
+                "checksum = %s, finished_at = clock_timestamp() WHERE audit_id = %s",
+                (deleted, inserted, digest, item.audit_id),
+            )
+            result = item.result
+            result.status, result.rows_deleted, result.rows_loaded, result.checksum = (
+                "succeeded", deleted, inserted, digest)  # fmt: skip
+            log.info("%s: deleted %s, inserted %s (%.3fs into the swap)", item.table.qualified, deleted,
+                     inserted, time.perf_counter() - started)  # fmt: skip
+    for item in staged:
+        item.result.seconds["swap"] = round(time.perf_counter() - started, 3)
+
+
+def mart_checksum(
+    conn: psycopg.Connection, table: MartTable, bounds: tuple[dt.date, dt.date] | None
+) -> tuple[int, str]:
+    """(rows, checksum) of what the mart holds for a window, computed by the server.
+
+    The checksum a load records is the md5 of the rows it streamed, in PostgreSQL's binary COPY
+    tuple format, in key order. This asks the server for the same bytes from the stored rows
+    (``COPY (SELECT ... ORDER BY key) TO STDOUT (FORMAT binary)``), so equal values prove the mart
+    window holds exactly what the audit row says was loaded. On an idle connection the dump and
+    the count share one snapshot; inside a caller's transaction they follow its isolation level.
+    """
+    idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    with conn.transaction():
+        if idle:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        return _mart_checksum(conn, table, bounds)
+
+
+def _mart_checksum(
+    conn: psycopg.Connection, table: MartTable, bounds: tuple[dt.date, dt.date] | None
+) -> tuple[int, str]:
+    columns = [name for name, _ in mart_columns(conn, table)]
+    if bounds is None:
+        where: sql.Composable = sql.SQL("TRUE")
+    else:  # COPY takes no parameters: literals
+        where = sql.SQL("{} BETWEEN {} AND {}").format(
+            sql.Identifier(table.window_column), sql.Literal(bounds[0]), sql.Literal(bounds[1]))  # fmt: skip
+    target = sql.SQL("{}.{}").format(sql.Identifier(MART_SCHEMA), sql.Identifier(table.name))
+    query = sql.SQL("COPY (SELECT {} FROM {} WHERE {} ORDER BY {}) TO STDOUT (FORMAT binary)").format(
+        sql.SQL(", ").join(map(sql.Identifier, columns)), target, where,
+        sql.SQL(", ").join(map(sql.Identifier, table.keys)))  # fmt: skip
+    digest = hashlib.md5(usedforsecurity=False)
+    skip, tail = len(copy_binary.SIGNATURE), b""
+    with conn.cursor() as cur, cur.copy(query) as copy:
+        for data in copy:
+            buf = tail + bytes(data)
+            cut = min(skip, len(buf))
+            buf, skip = buf[cut:], skip - cut
+            digest.update(buf[: -len(copy_binary.TRAILER)])  # the trailer is held back until the end
+            tail = buf[-len(copy_binary.TRAILER) :]
+    rows = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(target, where)).fetchone()[0]
+    return rows, digest.hexdigest()
+
+
+def _record_failure(conn: psycopg.Connection, info: str, staged: list[_Staged], exc: BaseException) -> None:
+    """Mark this attempt's audit rows failed, on the same connection if it still works."""
+    message = f"{type(exc).__name__}: {exc}".strip()[:4000]
+    ids = [s.audit_id for s in staged if s.audit_id is not None]
+    for item in staged:
+        if item.result is not None:
+            item.result.status, item.result.reason = "failed", message
+    if not ids:
+        return
+    update = (
+        "UPDATE ops.load_audit SET status = 'failed', error = %s, finished_at = clock_timestamp() "
+        "WHERE audit_id = ANY(%s) AND status = 'running'"
+    )
+    try:
+        if conn.broken or conn.closed:
+            with pg.connect(info, attempts=3, autocommit=True) as fresh:
+                fresh.execute(update, (message, ids))
+        else:
+            conn.execute(update, (message, ids))
+    except psycopg.Error:
+        log.exception("could not mark audit rows %s failed; the next load will (abandoned)", ids)
+
+
+def _drop_staging(conn: psycopg.Connection, staged: list[_Staged]) -> None:
+    if conn.broken or conn.closed:
+        return  # recover_abandoned drops them once the dead session's locks are gone
+    try:
+        for item in staged:
+            if item.audit_id is not None:
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(item.staging))
+    except psycopg.Error:
+        log.warning("could not drop staging tables of this load; the next load will")
+
+
+def recover_abandoned(conn: psycopg.Connection) -> list[int]:
+    """Mark 'running' audit rows whose loader is gone as failed, and drop their staging tables.
+
+    A live loader holds an advisory lock on each of its audit rows for its whole session; when the
+    process is killed or its connection lost, PostgreSQL releases the lock. Must be called on a
+    connection that holds no audit locks itself (locks are re-entrant within a session).
+
+    Returns:
+        audit ids marked failed.
+    """
+    marked = []
+    running = conn.execute(
+        "SELECT audit_id, table_name FROM ops.load_audit WHERE status = 'running' ORDER BY audit_id"
+    ).fetchall()
+    for audit_id, table_name in running:
+        key = (AUDIT_LOCK_CLASS, _lock_key(audit_id))
+        if not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", key).fetchone()[0]:
+            continue  # its loader is alive
+        try:
+            updated = conn.execute(
+                "UPDATE ops.load_audit SET status = 'failed', finished_at = clock_timestamp(), "
+                "error = 'abandoned: the loading session ended before the load finished "
+                "(process killed or connection lost)' WHERE audit_id = %s AND status = 'running'",
+                (audit_id,),
+            ).rowcount
+            name = table_name.split(".", 1)[-1]
+            conn.execute(
+                sql.SQL("DROP TABLE IF EXISTS {}.{}").format(
+                    sql.Identifier(STAGING_SCHEMA), sql.Identifier(f"{name}__{audit_id}")
+                )
+            )
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", key)
+        if updated:
+            marked.append(audit_id)
+            log.warning("load audit %s (%s) was abandoned by its loader; marked failed", audit_id, table_name)
+    return marked
+
+
+# --- notebook entry point --------------------------------------------------------------------
+
+
+def parse_flag(value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in {"true", "false", ""}:
+        raise ValueError(f"full_refresh must be 'true' or 'false', got {value!r}")
+    return text == "true"
+
+
+def run_gold_to_postgres(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    start_date: str | dt.date,
+    end_date: str | dt.date,
+    run_id: str,
+    full_refresh: str | bool = False,
+    tables: Iterable[str] | None = None,
+) -> dict[str, Any]:
+    """The ``gold_to_postgres`` notebook: migrate, then load the window; the JSON-able summary."""
+    started = time.monotonic()
+    window = Window.parse(start_date, end_date)
+    refresh = parse_flag(full_refresh)
+    auth = pg.ServingAuth()
+    info = pg.conninfo(pg.base_dsn(settings), auth)
+    applied = migrations.apply(info)
+    results = load(
+        spark,
+        Lake.from_settings(settings),
+        info,
+        window=window,
+        load_id=run_id,
+        full_refresh=refresh,
+        tables=tables,
+        attempts=auth.pg_connect_attempts,
+    )
+    return {
+        "job": "gold_to_postgres",
+        "run_id": run_id,
+        "window": {"start_date": window.start.isoformat(), "end_date": window.end.isoformat()},
+        "full_refresh": refresh,
+        "database": pg.host_of(info),
+        "migrations_applied": applied,
+        "tables": {r.table: {k: v for k, v in vars(r).items() if k != "table"} for r in results},
+        "rows_loaded": sum(r.rows_loaded or 0 for r in results),
+        "seconds": round(time.monotonic() - started, 3),
+    }
