@@ -7,7 +7,6 @@ so a value means the same thing wherever it is set. Local defaults need no confi
 
 from __future__ import annotations
 
-import os
 import re
 from functools import cached_property
 from pathlib import Path
@@ -79,6 +78,13 @@ class Settings(BaseSettings):
         DEFAULT_SYMBOLS, description="Symbol universe, comma-separated."
     )
     exchange_calendar: str = Field("XNYS", description="Exchange calendar of trading sessions.")
+    applicationinsights_connection_string: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices(
+            "APPLICATIONINSIGHTS_CONNECTION_STRING", "applicationinsights_connection_string"
+        ),
+        description="Application Insights target of the telemetry; unset locally (the ops store is used).",
+    )
 
     @field_validator("symbols", mode="before")
     @classmethod
@@ -171,14 +177,4 @@ def load_settings(**overrides: object) -> Settings:
 
 
 def _is_secret_field(loc: tuple[object, ...]) -> bool:
-    return bool(loc) and loc[0] in {"pg_dsn", "alphavantage_api_key"}
-
-
-def environment_snapshot() -> dict[str, str]:
-    """The LAKEHOUSE_* and ALPHAVANTAGE_* variables set, secrets masked; for `doctor`."""
-    secret = {"LAKEHOUSE_PG_DSN", "ALPHAVANTAGE_API_KEY"}
-    return {
-        k: ("**********" if k in secret else v)
-        for k, v in sorted(os.environ.items())
-        if k.startswith(("LAKEHOUSE_", "ALPHAVANTAGE_"))
-    }
+    return bool(loc) and loc[0] in {"pg_dsn", "alphavantage_api_key", "applicationinsights_connection_string"}
