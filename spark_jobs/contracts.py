@@ -1,0 +1,167 @@
+"""Versioned table schemas, kept as data files inside the package so they ship with it.
+
+Each table of the lake has one JSON file under ``spark_jobs/contracts/{layer}/{table}.json`` with
+its semantic version, business key and columns. Writers check a DataFrame against the contract
+before writing and fail naming the columns that differ. Versioning rule: adding a nullable column
+is a minor change; removing, retyping, renaming a column or making it non-nullable is major.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Literal
+
+Change = Literal["none", "minor", "major"]
+
+# Spark simple type names as they appear in the contracts, mapped to DataType.simpleString().
+SPARK_TYPES = {"string", "date", "timestamp", "double", "bigint", "int", "boolean"}
+
+
+class ContractError(ValueError):
+    """A DataFrame (or a contract file) does not match the table's contract."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    nullable: bool
+
+
+@dataclass(frozen=True)
+class Contract:
+    """The schema of one table at one version."""
+
+    layer: str
+    table: str
+    version: str
+    keys: tuple[str, ...]
+    columns: tuple[Column, ...]
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.layer}.{self.table}"
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+    def ddl(self) -> str:
+        """Spark DDL schema string, e.g. ``symbol string, trade_date date``; columns all nullable."""
+        return ", ".join(f"`{c.name}` {c.type}" for c in self.columns)
+
+    def mismatches(self, schema) -> list[str]:
+        """Human-readable differences between a Spark StructType and this contract."""
+        actual = {f.name: f.dataType.simpleString() for f in schema.fields}
+        expected = {c.name: c.type for c in self.columns}
+        problems = []
+        missing = [n for n in expected if n not in actual]
+        extra = [n for n in actual if n not in expected]
+        if missing:
+            problems.append(f"missing columns {missing}")
+        if extra:
+            problems.append(f"unexpected columns {extra}")
+        for name, typ in expected.items():
+            if name in actual and actual[name] != typ:
+                problems.append(f"column {name!r} is {actual[name]}, contract says {typ}")
+        return problems
+
+    def check(self, df):
+        """Return `df` with the contract's column order, or raise ContractError naming the columns."""
+        problems = self.mismatches(df.schema)
+        if problems:
+            raise ContractError(
+                f"{self.qualified_name} v{self.version}: DataFrame does not match the contract: " + "; ".join(problems)
+            )
+        return df.select(*self.column_names)
+
+
+def _parse(doc: dict, origin: str) -> Contract:
+    try:
+        columns = tuple(Column(c["name"], c["type"], bool(c["nullable"])) for c in doc["columns"])
+        contract = Contract(doc["layer"], doc["table"], str(doc["version"]), tuple(doc["keys"]), columns)
+    except (KeyError, TypeError) as exc:
+        raise ContractError(f"contract {origin}: missing field {exc}") from None
+    parts = contract.version.split(".")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise ContractError(f"contract {origin}: version {contract.version!r} is not MAJOR.MINOR.PATCH")
+    unknown = [c.name for c in columns if c.type not in SPARK_TYPES]
+    if unknown:
+        raise ContractError(f"contract {origin}: columns {unknown} have unsupported types")
+    names = [c.name for c in columns]
+    if len(set(names)) != len(names):
+        raise ContractError(f"contract {origin}: duplicate column names")
+    missing_keys = [k for k in contract.keys if k not in names]
+    if missing_keys:
+        raise ContractError(f"contract {origin}: keys {missing_keys} are not columns")
+    return contract
+
+
+@lru_cache(maxsize=64)
+def load(layer: str, table: str) -> Contract:
+    """The contract of `layer.table` from the package data."""
+    ref = resources.files("spark_jobs") / "contracts" / layer / f"{table}.json"
+    if not ref.is_file():
+        raise ContractError(f"no contract for {layer}.{table} (expected contracts/{layer}/{table}.json)")
+    return _parse(json.loads(ref.read_text()), f"{layer}/{table}.json")
+
+
+def all_contracts() -> dict[str, Contract]:
+    """Every contract shipped in the package, keyed by ``layer.table``."""
+    root = resources.files("spark_jobs") / "contracts"
+    found = {}
+    for layer_dir in sorted(root.iterdir(), key=lambda p: p.name):
+        if not layer_dir.is_dir():
+            continue
+        for entry in sorted(layer_dir.iterdir(), key=lambda p: p.name):
+            if entry.name.endswith(".json"):
+                contract = load(layer_dir.name, entry.name.removesuffix(".json"))
+                found[contract.qualified_name] = contract
+    return found
+
+
+def from_dict(doc: dict) -> Contract:
+    return _parse(doc, doc.get("table", "<dict>"))
+
+
+def classify_change(old: Contract, new: Contract) -> Change:
+    """How `new` differs from `old`: none, minor (nullable columns added) or major (anything else)."""
+    old_cols = {c.name: c for c in old.columns}
+    new_cols = {c.name: c for c in new.columns}
+    if any(name not in new_cols for name in old_cols):
+        return "major"
+    for name, col in old_cols.items():
+        other = new_cols[name]
+        if other.type != col.type or (col.nullable and not other.nullable):
+            return "major"
+        if other.nullable and not col.nullable:
+            continue  # relaxing a constraint is compatible for readers and writers
+    if tuple(old.keys) != tuple(new.keys):
+        return "major"
+    added = [c for name, c in new_cols.items() if name not in old_cols]
+    if any(not c.nullable for c in added):
+        return "major"
+    if added:
+        return "minor"
+    return "none"
+
+
+def version_problem(old: Contract, new: Contract) -> str | None:
+    """Why `new`'s version does not fit its change from `old`, or None when it does."""
+    change = classify_change(old, new)
+    o = tuple(int(p) for p in old.version.split("."))
+    n = tuple(int(p) for p in new.version.split("."))
+    if change == "major" and n[0] <= o[0]:
+        return f"{new.qualified_name}: incompatible change needs a major version above {old.version} (is {new.version})"
+    if change == "minor" and n <= o:
+        return f"{new.qualified_name}: added nullable columns need at least a minor bump above {old.version}"
+    if n < o:
+        return f"{new.qualified_name}: version went backwards ({old.version} -> {new.version})"
+    return None

@@ -1,0 +1,341 @@
+"""Reading RAW files on the driver, one whole file at a time.
+
+Sail 0.7.2 splits whole-file reads (``text(wholetext=True)``, ``binaryFile``, multi-line ``json``)
+over many files at byte boundaries and loses or duplicates rows. So RAW is never read by Spark
+here: the driver lists the files of a window, reads each one whole (the local lake directory, or
+ADLS Gen2 through ``azure-storage-file-datalake`` with ``DefaultAzureCredential``), parses it and
+hands typed-as-received records to Spark through Arrow. Each parser returns the records of one
+file and the count, so RAW -> BRONZE reconciles file by file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from lakehouse.lake import Lake
+
+ERROR_KEYS = ("Error Message", "Note", "Information")
+DAILY_SERIES_KEY = "Time Series (Daily)"
+# Alpha Vantage numbers its fields ("1. open", "5. adjusted close", "5. volume"); match on the name.
+BAR_FIELDS = {
+    "open": "open",
+    "high": "high",
+    "low": "low",
+    "close": "close",
+    "adjusted close": "adjusted_close",
+    "volume": "volume",
+    "dividend amount": "dividend_amount",
+    "split coefficient": "split_coefficient",
+}
+OVERVIEW_FIELDS = {
+    "Symbol": "symbol", "Name": "name", "Exchange": "exchange", "Currency": "currency",
+    "Country": "country", "Sector": "sector", "Industry": "industry",
+}  # fmt: skip
+QUOTE_FIELDS = {
+    "01. symbol": "quote_symbol", "02. open": "open", "03. high": "high", "04. low": "low",
+    "05. price": "price", "06. volume": "volume", "07. latest trading day": "latest_trading_day",
+    "08. previous close": "previous_close", "09. change": "change", "10. change percent": "change_percent",
+}  # fmt: skip
+_INGEST_PATH = re.compile(
+    r"^(?P<provider>[^/]+)/(?P<dataset>[^/]+)/ingest_date=(?P<date>\d{4}-\d{2}-\d{2})/"
+    r"(?P<symbol>[^/]+)/(?P<run_id>[^/]+)\.json$"
+)
+_CAPTURE_PATH = re.compile(
+    r"^eventhubs/(?P<namespace>[^/]+)/(?P<hub>[^/]+)/(?P<partition>[^/]+)/"
+    r"(?P<y>\d{4})/(?P<m>\d{2})/(?P<d>\d{2})/\d{2}/\d{2}/\d{2}\.avro$"
+)
+
+
+class RawFormatError(ValueError):
+    """A RAW file that cannot be turned into records; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class RawFile:
+    """One file of the raw container: path relative to the container, size, last-modified (UTC)."""
+
+    path: str
+    size: int
+    modified: dt.datetime
+
+
+@dataclass(frozen=True)
+class IngestedFile:
+    """A RAW file of an ingestion run, with what its path says."""
+
+    file: RawFile
+    provider: str
+    dataset: str
+    ingest_date: dt.date
+    symbol: str
+    run_id: str
+
+    @classmethod
+    def parse(cls, file: RawFile) -> IngestedFile | None:
+        m = _INGEST_PATH.match(file.path)
+        if not m:
+            return None
+        return cls(file, m["provider"], m["dataset"], dt.date.fromisoformat(m["date"]), m["symbol"], m["run_id"])
+
+
+@dataclass
+class Parsed:
+    """Records of one file, or why there are none."""
+
+    records: list[dict] = field(default_factory=list)
+    rejected: str | None = None
+
+
+class RawStore(Protocol):
+    def list(self, prefix: str) -> list[RawFile]: ...
+    def read(self, path: str) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class LocalRawStore:
+    """The raw container as a local directory."""
+
+    root: Path
+
+    def list(self, prefix: str) -> list[RawFile]:
+        base = self.root / prefix
+        if not base.exists():
+            return []
+        found = []
+        for p in sorted(base.rglob("*")):
+            if p.is_file() and not p.name.startswith("."):
+                st = p.stat()
+                modified = dt.datetime.fromtimestamp(st.st_mtime, tz=dt.UTC)
+                found.append(RawFile(p.relative_to(self.root).as_posix(), st.st_size, modified))
+        return found
+
+    def read(self, path: str) -> bytes:
+        return (self.root / path).read_bytes()
+
+
+@dataclass(frozen=True)
+class AdlsRawStore:
+    """The raw container in ADLS Gen2, reached with the workload's managed identity."""
+
+    account_url: str
+    filesystem: str = "raw"
+
+    def _client(self):
+        from azure.identity import DefaultAzureCredential
+        from azure.storage.filedatalake import DataLakeServiceClient
+
+        service = DataLakeServiceClient(self.account_url, credential=DefaultAzureCredential())
+        return service.get_file_system_client(self.filesystem)
+
+    def list(self, prefix: str) -> list[RawFile]:
+        fs = self._client()
+        found = []
+        try:
+            for item in fs.get_paths(path=prefix.rstrip("/"), recursive=True):
+                if not item.is_directory:
+                    found.append(RawFile(item.name, item.content_length or 0, item.last_modified))
+        except Exception as exc:  # ResourceNotFoundError when the prefix does not exist yet
+            if type(exc).__name__ == "ResourceNotFoundError":
+                return []
+            raise
+        return sorted(found, key=lambda f: f.path)
+
+    def read(self, path: str) -> bytes:
+        return self._client().get_file_client(path).download_file().readall()
+
+
+def store_for(lake: Lake) -> RawStore:
+    """The RAW store of a lake: a directory locally, ADLS Gen2 in Azure."""
+    if lake.is_local:
+        return LocalRawStore(lake.local_path("raw"))
+    uri = lake.uri("raw")
+    m = re.match(r"^abfss://(?P<fs>[^@]+)@(?P<host>[^/]+)", uri)
+    if not m:
+        raise RawFormatError(f"cannot reach RAW at {uri}: expected an abfss:// lake root")
+    return AdlsRawStore(f"https://{m['host']}", m["fs"])
+
+
+def days(start: dt.date, end: dt.date) -> Iterator[dt.date]:
+    day = start
+    while day <= end:
+        yield day
+        day += dt.timedelta(days=1)
+
+
+def ingested_files(store: RawStore, provider: str, dataset: str, start: dt.date, end: dt.date) -> list[IngestedFile]:
+    """RAW files of `dataset` whose ingest_date lies in [start, end]."""
+    found = []
+    for day in days(start, end):
+        for f in store.list(f"{provider}/{dataset}/ingest_date={day.isoformat()}"):
+            parsed = IngestedFile.parse(f)
+            if parsed is not None:
+                found.append(parsed)
+    return found
+
+
+def capture_files(store: RawStore, start: dt.date, end: dt.date) -> list[tuple[RawFile, str]]:
+    """Event Hubs Capture Avro files written on days in [start, end], with their partition id."""
+    found = []
+    for f in store.list("eventhubs"):
+        m = _CAPTURE_PATH.match(f.path)
+        if m and start <= dt.date(int(m["y"]), int(m["m"]), int(m["d"])) <= end:
+            found.append((f, m["partition"]))
+    return found
+
+
+def _pairs(pairs: list[tuple[str, object]]) -> list[tuple[str, object]]:
+    return pairs
+
+
+def _decode(data: bytes, origin: str) -> object:
+    try:
+        return json.loads(data.decode("utf-8"), object_pairs_hook=_pairs)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RawFormatError(f"{origin}: not UTF-8 JSON ({exc})") from None
+
+
+def _error_body(body: dict) -> str | None:
+    for key in ERROR_KEYS:
+        if key in body:
+            return f"provider message {key!r}: {str(body[key])[:300]}"
+    return None
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, list):  # a nested object where a scalar was expected
+        return json.dumps(dict(value))
+    return str(value)
+
+
+_OBJECT_MEMBER = re.compile(rb'"\s*:\s*\{')
+
+
+def _object_values(node: object) -> int:
+    if not isinstance(node, dict):
+        return 0
+    return sum(1 + _object_values(v) for v in node.values() if isinstance(v, dict))
+
+
+def _fast_body(data: bytes) -> dict | None:
+    """The body decoded by the C decoder, or None when it may hold duplicate keys (or is not JSON).
+
+    Every object-valued member appears in the text as ``"...": {``; when the decoded body has as
+    many object values as the text has such openings, no object-valued key was duplicated (a
+    duplicate would have been collapsed by the dict). Otherwise the slower pairs decoder runs.
+    """
+    try:
+        body = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(body, dict) or len(_OBJECT_MEMBER.findall(data)) != _object_values(body):
+        return None
+    return body
+
+
+def parse_daily_bars(data: bytes, origin: str) -> Parsed:
+    """Bars of a TIME_SERIES_DAILY(_ADJUSTED) body, values as received (strings), in file order.
+
+    Duplicate dates inside one file are kept as separate records (then the JSON object is read
+    as a list of pairs), so silver's duplicate rule can see them.
+    """
+    body = _fast_body(data)
+    if body is not None:
+        is_object, items = (lambda v: isinstance(v, dict)), (lambda v: v.items())
+    else:
+        try:
+            pairs = _decode(data, origin)
+        except RawFormatError as exc:
+            return Parsed(rejected=str(exc))
+        if not isinstance(pairs, list):
+            return Parsed(rejected=f"{origin}: top level is not a JSON object")
+        body = dict(pairs)
+        is_object, items = (lambda v: isinstance(v, list)), (lambda v: v)
+    series = body.get(DAILY_SERIES_KEY)
+    if series is None:
+        reason = _error_body(body) or f"no {DAILY_SERIES_KEY!r} object (keys: {sorted(body)[:5]})"
+        return Parsed(rejected=f"{origin}: {reason}")
+    if not is_object(series):
+        return Parsed(rejected=f"{origin}: {DAILY_SERIES_KEY!r} is not an object")
+    meta = body.get("Meta Data")
+    meta = dict(items(meta)) if is_object(meta) else {}
+    symbol = _text(meta.get("2. Symbol"))
+    empty = dict.fromkeys(BAR_FIELDS.values())
+    records = []
+    for index, (day, values) in enumerate(items(series)):
+        if not is_object(values):
+            return Parsed(rejected=f"{origin}: bar {day!r} is not an object")
+        rec = {"symbol": symbol, "trade_date": day, "record_index": index, **empty}
+        for key, value in items(values):
+            name = BAR_FIELDS.get(key.split(". ", 1)[-1])
+            if name is not None:
+                rec[name] = value if isinstance(value, str) else _text(value)
+        records.append(rec)
+    return Parsed(records=records)
+
+
+def parse_overview(data: bytes, origin: str) -> Parsed:
+    """The one record of an OVERVIEW body; an empty object or an error message is a rejection."""
+    try:
+        pairs = _decode(data, origin)
+    except RawFormatError as exc:
+        return Parsed(rejected=str(exc))
+    if not isinstance(pairs, list):
+        return Parsed(rejected=f"{origin}: top level is not a JSON object")
+    body = dict(pairs)
+    if not body:
+        return Parsed(rejected=f"{origin}: empty overview (unknown symbol?)")
+    reason = _error_body(body)
+    if reason:
+        return Parsed(rejected=f"{origin}: {reason}")
+    rec = {name: _text(body.get(key)) for key, name in OVERVIEW_FIELDS.items()}
+    rec["payload"] = json.dumps(body, sort_keys=True)
+    return Parsed(records=[rec])
+
+
+def parse_capture(data: bytes, origin: str) -> list[dict]:
+    """Events of one Capture Avro file: only Body, SequenceNumber, EnqueuedTimeUtc and Offset."""
+    import fastavro
+
+    try:
+        reader = fastavro.reader(io.BytesIO(data))
+        events = list(reader)
+    except Exception as exc:
+        raise RawFormatError(f"{origin}: not a readable Avro container ({exc})") from None
+    records = []
+    for event in events:
+        raw_body = event.get("Body") or b""
+        text = raw_body.decode("utf-8", errors="replace") if isinstance(raw_body, bytes) else str(raw_body)
+        rec = {
+            "body": text,
+            "sequence_number": int(event["SequenceNumber"]),
+            "offset": _text(event.get("Offset")),
+            "enqueued_time": _text(event.get("EnqueuedTimeUtc")),
+            "symbol": None,
+            "fetched_at": None,
+            "ingest_run_id": None,
+        }
+        rec.update(dict.fromkeys(v for v in QUOTE_FIELDS.values() if v != "quote_symbol"))
+        try:
+            message = json.loads(text)
+        except json.JSONDecodeError:
+            message = None
+        if isinstance(message, dict):
+            rec["symbol"] = _text(message.get("symbol"))
+            rec["fetched_at"] = _text(message.get("fetched_at"))
+            rec["ingest_run_id"] = _text(message.get("run_id"))
+            quote = message.get("quote")
+            if isinstance(quote, dict):
+                for key, name in QUOTE_FIELDS.items():
+                    if name != "quote_symbol":
+                        rec[name] = _text(quote.get(key))
+        records.append(rec)
+    return records

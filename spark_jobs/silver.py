@@ -1,0 +1,225 @@
+"""BRONZE -> SILVER: typed, validated, deduplicated, conformed. Pure DataFrame functions.
+
+Flow for one batch of bronze rows: :func:`typed_*` casts the received strings (a value that does
+not parse becomes NULL and fails the ``values_parse`` rule), adds the helper columns the rules
+read, and :func:`quality.flag` marks every rule. :func:`split` then routes each input row to
+exactly one of: quarantine (a quarantine rule failed), winner (the latest ingestion of its key),
+superseded (a valid row replaced by a later ingestion of the same key). So
+``rows in = valid rows + quarantined rows`` for every batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from spark_jobs import quality
+
+BAR_VALUES = ("open", "high", "low", "close", "adjusted_close", "volume", "dividend_amount", "split_coefficient")
+BAR_COMPARED = ("open", "high", "low", "close", "adjusted_close", "volume", "dividend_amount", "split_coefficient")
+SECURITY_ATTRIBUTES = ("name", "exchange", "currency", "country", "sector", "industry")
+QUOTE_VALUES = ("price", "open", "high", "low", "volume", "previous_close", "change", "change_percent")
+
+
+def latest_first() -> list[Column]:
+    """Ordering that puts the latest ingestion of a key first."""
+    return [F.col("ingested_at").desc(), F.col("source_file").desc()]
+
+
+def _try_double(name: str) -> Column:
+    return F.expr(f"try_cast(trim(`{name}`) AS DOUBLE)")
+
+
+def _try_bigint(name: str) -> Column:
+    return F.expr(f"try_cast(trim(`{name}`) AS BIGINT)")
+
+
+def _try_date(name: str) -> Column:
+    return F.expr(f"CASE WHEN `{name}` RLIKE '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}$' THEN try_cast(`{name}` AS DATE) END")
+
+
+def sessions_frame(spark, days: list[dt.date]) -> DataFrame:
+    """The trading sessions as a one-column DataFrame (``trade_date``), for the session rules."""
+    import pyarrow as pa
+
+    return spark.createDataFrame(pa.table({"trade_date": pa.array(days, pa.date32())}))
+
+
+def typed_daily_bars(bronze: DataFrame, prior: DataFrame, sessions: DataFrame, today: dt.date) -> DataFrame:
+    """Bronze bars with typed values and the helper columns of the silver.daily_bars rules.
+
+    Args:
+        bronze: rows of bronze.daily_bars (values as received).
+        prior: current silver.daily_bars rows (at least those of the batch's symbols), for the
+            previous close of the daily-move rule.
+        sessions: trading sessions (``trade_date``).
+        today: dates after it are in the future.
+    """
+    typed = bronze.select(
+        "symbol", "path_symbol", F.col("trade_date").alias("trade_date_raw"),
+        _try_date("trade_date").alias("trade_date"),
+        *[_try_double(c).alias(c) for c in BAR_VALUES if c != "volume"],
+        _try_bigint("volume").alias("volume"),
+        *[F.col(c).alias(f"{c}_raw") for c in BAR_VALUES],
+        "record_index", "source_file", "ingest_date", "ingest_run_id", "ingested_at",
+    )  # fmt: skip
+    in_file = Window.partitionBy("source_file", "symbol", "trade_date_raw")
+    typed = typed.withColumn("_rows_in_file_with_key", F.count(F.lit(1)).over(in_file))
+    marked = sessions.select("trade_date", F.lit(True).alias("_is_session"))
+    typed = typed.join(marked, on="trade_date", how="left").withColumn(
+        "_is_session", F.coalesce(F.col("_is_session"), F.lit(False))
+    )
+    typed = typed.withColumn("_today", F.lit(today))
+    return typed.join(_previous_close(typed, prior), on=["symbol", "trade_date"], how="left")
+
+
+def _previous_close(typed: DataFrame, prior: DataFrame) -> DataFrame:
+    """Close of the bar before each batch bar, over the batch's latest values and prior silver."""
+    usable = typed.filter("symbol IS NOT NULL AND trade_date IS NOT NULL AND close > 0")
+    rank = Window.partitionBy("symbol", "trade_date").orderBy(*latest_first(), F.col("record_index").desc())
+    batch = (
+        usable.withColumn("_rn", F.row_number().over(rank)).filter("_rn = 1").select("symbol", "trade_date", "close")
+    )
+    symbols = batch.select("symbol").distinct()
+    earlier = (
+        prior.join(symbols, "symbol", "left_semi")
+        .join(batch.select("symbol", "trade_date"), ["symbol", "trade_date"], "left_anti")
+        .select("symbol", "trade_date", "close")
+    )
+    timeline = batch.withColumn("_in_batch", F.lit(True)).unionByName(earlier.withColumn("_in_batch", F.lit(False)))
+    by_date = Window.partitionBy("symbol").orderBy("trade_date")
+    return (
+        timeline.withColumn("_prev_close", F.lag("close").over(by_date))
+        .filter("_in_batch")
+        .select("symbol", "trade_date", "_prev_close")
+    )
+
+
+ROUTE = "_route"
+
+
+def route(flagged: DataFrame, keys: list[str], order: list[Column]) -> DataFrame:
+    """Tag every flagged row with exactly one route: ``quarantine``, ``winner`` or ``superseded``.
+
+    The winner of a key is its latest valid ingestion (by `order`); the other valid rows of the key
+    are superseded.
+    """
+    bad = F.col(quality.QUARANTINE_RULES_COLUMN) != ""
+    rank = Window.partitionBy(*keys, bad.alias("_bad")).orderBy(*order)
+    ranked = flagged.withColumn("_bad", bad).withColumn("_rn", F.row_number().over(rank))
+    tag = F.when(F.col("_bad"), "quarantine").when(F.col("_rn") == 1, "winner").otherwise("superseded")
+    return ranked.withColumn(ROUTE, tag).drop("_bad", "_rn")
+
+
+def split(flagged: DataFrame, keys: list[str], order: list[Column]) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """Route flagged rows: (winners, superseded, quarantined); every input row lands in exactly one."""
+    routed = route(flagged, keys, order)
+    return tuple(routed.filter(F.col(ROUTE) == r).drop(ROUTE) for r in ("winner", "superseded", "quarantine"))
+
+
+def daily_bar_rows(winners: DataFrame, load_id: str, updated_at: dt.datetime, version: str) -> DataFrame:
+    """Winners in the silver.daily_bars shape, first revision."""
+    return winners.select(
+        "symbol", "trade_date", "open", "high", "low", "close", "adjusted_close", "volume",
+        "dividend_amount", "split_coefficient", "source_file", "ingest_run_id", "ingested_at",
+        F.lit(1).alias("revision"), F.lit(updated_at).alias("updated_at"), F.lit(load_id).alias("load_id"),
+        F.lit(version).alias("schema_version"),
+    )  # fmt: skip
+
+
+def values_differ(columns: tuple[str, ...], left: str = "t", right: str = "s") -> str:
+    """SQL condition: some of `columns` differ between two aliases (NULL-safe)."""
+    return "NOT (" + " AND ".join(f"{left}.`{c}` <=> {right}.`{c}`" for c in columns) + ")"
+
+
+def revision_merge(columns: tuple[str, ...]) -> tuple[str, dict[str, str]]:
+    """MERGE condition and SET list: a later ingestion with different values is a new revision."""
+    condition = f"s.ingested_at > t.ingested_at AND {values_differ(columns)}"
+    return condition, {"revision": "t.revision + 1"}
+
+
+def classify_changes(rows: DataFrame, current: DataFrame, keys: list[str], columns: tuple[str, ...]) -> DataFrame:
+    """Each incoming row tagged ``new``, ``revised`` or ``unchanged`` against the current table."""
+    cur = current.select(*keys, *[F.col(c).alias(f"_cur_{c}") for c in columns], F.col("ingested_at").alias("_cur_at"))
+    joined = rows.join(cur, on=keys, how="left")
+    same = F.lit(True)
+    for c in columns:
+        same = same & F.col(c).eqNullSafe(F.col(f"_cur_{c}"))
+    change = (
+        F.when(F.col("_cur_at").isNull(), "new")
+        .when((F.col("ingested_at") > F.col("_cur_at")) & ~same, "revised")
+        .otherwise("unchanged")
+    )
+    return joined.withColumn("_change", change).drop(*[f"_cur_{c}" for c in columns], "_cur_at")
+
+
+def quarantine_rows(
+    quarantined: DataFrame, source_table: str, key: Column, value_columns: list[str], load_id: str,
+    at: dt.datetime, version: str,
+) -> DataFrame:  # fmt: skip
+    """Rejected rows in the silver.quarantine shape: first failed rule, all failed rules, values as received."""
+    rules = F.col(quality.QUARANTINE_RULES_COLUMN)
+    return quarantined.select(
+        F.lit(source_table).alias("source_table"),
+        F.substring_index(rules, ",", 1).alias("rule"),
+        F.lit("quarantine").alias("severity"),
+        rules.alias("failed_rules"),
+        key.alias("record_key"),
+        F.col("symbol"),
+        F.to_json(F.struct(*[F.col(c) for c in value_columns])).alias("record_values"),
+        "source_file",
+        F.col("ingest_date").cast("date").alias("ingest_date"),
+        F.lit(at).alias("quarantined_at"),
+        F.lit(load_id).alias("load_id"),
+        F.lit(version).alias("schema_version"),
+    )
+
+
+def bar_key() -> Column:
+    return F.concat_ws("|", F.coalesce(F.col("symbol"), F.lit("")), F.coalesce(F.col("trade_date_raw"), F.lit("")),
+                       F.col("record_index").cast("string"))  # fmt: skip
+
+
+def typed_securities(bronze: DataFrame) -> DataFrame:
+    """Bronze overviews typed for silver.securities: one snapshot per ingest date."""
+    return bronze.select(
+        "symbol", "path_symbol", F.col("ingest_date").alias("as_of_date"),
+        *[F.nullif(F.trim(F.col(c)), F.lit("")).alias(c) for c in SECURITY_ATTRIBUTES],
+        "source_file", "ingest_date", "ingested_at",
+    )  # fmt: skip
+
+
+def security_rows(winners: DataFrame, load_id: str, updated_at: dt.datetime, version: str) -> DataFrame:
+    return winners.select(
+        "symbol", "as_of_date", *SECURITY_ATTRIBUTES, "source_file", "ingested_at",
+        F.lit(updated_at).alias("updated_at"), F.lit(load_id).alias("load_id"), F.lit(version).alias("schema_version"),
+    )  # fmt: skip
+
+
+def typed_quotes(bronze: DataFrame, sessions: DataFrame) -> DataFrame:
+    """Bronze quote events typed for silver.quotes (``quote_time`` is when the quote was fetched)."""
+    percent = F.regexp_replace(F.trim(F.col("change_percent")), "%$", "")
+    typed = bronze.select(
+        "symbol",
+        F.expr("try_cast(fetched_at AS TIMESTAMP)").alias("quote_time"),
+        *[_try_double(c).alias(c) for c in ("price", "open", "high", "low", "previous_close", "change")],
+        percent.alias("_pct"),
+        _try_bigint("volume").alias("volume"),
+        _try_date("latest_trading_day").alias("latest_trading_day"),
+        "sequence_number", "source_file", "ingest_date", "ingested_at", "body",
+    )  # fmt: skip
+    typed = typed.withColumn("change_percent", F.expr("try_cast(_pct AS DOUBLE)")).drop("_pct")
+    marked = sessions.select(F.col("trade_date").alias("latest_trading_day"), F.lit(True).alias("_is_session"))
+    return typed.join(marked, on="latest_trading_day", how="left").withColumn(
+        "_is_session", F.coalesce(F.col("_is_session"), F.lit(False))
+    )
+
+
+def quote_rows(winners: DataFrame, load_id: str, updated_at: dt.datetime, version: str) -> DataFrame:
+    return winners.select(
+        "symbol", "quote_time", "price", "open", "high", "low", "volume", "previous_close", "change",
+        "change_percent", "latest_trading_day", "sequence_number", "source_file",
+        F.lit(updated_at).alias("updated_at"), F.lit(load_id).alias("load_id"), F.lit(version).alias("schema_version"),
+    )  # fmt: skip

@@ -1,0 +1,76 @@
+"""Jobs as a whole: reruns leave every table equal, bad parameters fail naming the parameter."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from lakehouse.trading_calendar import sessions
+from spark_jobs import jobs
+from spark_jobs.jobs import MAINTAINED
+from tests.spark_jobs.raw_files import Bar, quote_message, random_walk_bars
+
+DAYS = sessions(dt.date(2023, 6, 1), dt.date(2024, 2, 29))
+
+
+def snapshot(pipeline) -> dict[str, list]:
+    """Full contents of every table, sorted, so two snapshots compare row by row."""
+    out = {}
+    for layer, name in (*MAINTAINED, ("ops", "job_state")):
+        rows = pipeline.table(layer, name).collect()
+        out[f"{layer}.{name}"] = sorted((tuple(r) for r in rows), key=repr)
+    return out
+
+
+def seed(raw_lake) -> None:
+    raw_lake.daily_bars("AAPL", random_walk_bars(DAYS, seed=1, events={100: {"dividend": 0.4}}), "2024-03-01")
+    raw_lake.daily_bars("MSFT", random_walk_bars(DAYS, seed=2), "2024-03-01")
+    raw_lake.daily_bars("MSFT", {"2024-02-29": Bar(-1, 1, 1, 1, 1)}, "2024-03-04", run_id="bad")  # quarantined
+    raw_lake.overview("AAPL", "2024-03-01")
+    raw_lake.overview("MSFT", "2024-03-04", Sector="SOFTWARE")
+    at = dt.datetime(2024, 3, 1, 15, tzinfo=dt.UTC)
+    raw_lake.capture([quote_message("AAPL", 180.0, "2024-03-01T15:00:00Z", "2024-03-01")], at)
+
+
+def test_running_a_window_twice_leaves_every_table_equal(pipeline, raw_lake):
+    seed(raw_lake)
+    pipeline.run("2024-03-01", "2024-03-04", run_id="first")
+    before = snapshot(pipeline)
+    assert all(before[t] for t in ("gold.fct_daily_prices", "silver.quarantine", "gold.latest_quotes"))
+
+    pipeline.run("2024-03-01", "2024-03-04", run_id="second")
+    assert snapshot(pipeline) == before
+
+    pipeline.run("2024-03-01", "2024-03-04", run_id="first", full_refresh=True)
+    assert snapshot(pipeline) == before
+
+
+def test_notebook_summaries_report_rows_quarantine_and_dq(pipeline, raw_lake):
+    seed(raw_lake)
+    out = pipeline.run("2024-03-01", "2024-03-04", run_id="first")
+    assert out["bronze"]["rows_written"] == 2 * len(DAYS) + 1 + 2 + 1
+    assert out["silver"]["rows_quarantined"] == 1 and out["silver"]["dq"]["passed"] is True
+    assert out["gold"]["tables"]["gold.fct_daily_prices"]["rows_written"] == 2 * len(DAYS)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "flag", "message"),
+    [
+        ("2024-13-01", "2024-03-01", "false", "start_date must be YYYY-MM-DD"),
+        ("2024-03-02", "2024-03-01", "false", "before start_date"),
+        ("2024-03-01", "2024-03-01", "yes", "full_refresh must be 'true' or 'false'"),
+    ],
+)
+def test_bad_parameters_fail_naming_the_parameter(spark, lake_settings, start, end, flag, message):
+    with pytest.raises(ValueError, match=message):
+        jobs.run_raw_to_bronze(spark, lake_settings, start, end, "run-1", flag)
+
+
+def test_maintenance_compacts_and_keeps_contents(pipeline, raw_lake):
+    seed(raw_lake)
+    pipeline.run("2024-03-01", "2024-03-04", run_id="first")
+    before = snapshot(pipeline)
+    summary = jobs.run_maintenance(pipeline.spark, pipeline.settings, "2024-03-01", "2024-03-04", "maint")
+    assert summary["tables"]["gold.fct_daily_prices"]["rows"] == 2 * len(DAYS)
+    assert snapshot(pipeline) == before

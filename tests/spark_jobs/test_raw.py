@@ -1,0 +1,88 @@
+"""Reading RAW files whole on the driver: records as received, rejections with reasons."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from spark_jobs import raw
+from tests.spark_jobs.raw_files import Bar, bar_body, quote_message
+
+
+def test_adjusted_series_fields_are_kept_as_received_strings():
+    body = bar_body("AAPL", {"2024-01-03": Bar(10, 11, 9, 10.5, 100, dividend=0.25, split=2.0),
+                             "2024-01-02": Bar(9, 10, 8, 9.5, 90)})  # fmt: skip
+    parsed = raw.parse_daily_bars(body, "f")
+    assert parsed.rejected is None
+    newest = parsed.records[0]  # file order: Alpha Vantage lists the newest day first
+    assert newest == {"symbol": "AAPL", "trade_date": "2024-01-03", "record_index": 0, "open": "10.0000",
+                      "high": "11.0000", "low": "9.0000", "close": "10.5000", "adjusted_close": "10.5000",
+                      "volume": "100", "dividend_amount": "0.2500", "split_coefficient": "2.0"}  # fmt: skip
+
+
+def test_daily_series_without_adjustments_maps_5_volume_to_volume():
+    parsed = raw.parse_daily_bars(bar_body("KO", {"2024-01-02": Bar(9, 10, 8, 9.5, 90)}, adjusted=False), "f")
+    rec = parsed.records[0]
+    assert (rec["volume"], rec["adjusted_close"], rec["dividend_amount"], rec["split_coefficient"]) == (
+        "90",
+        None,
+        None,
+        None,
+    )
+
+
+def test_duplicate_dates_in_one_file_are_all_kept():
+    body = (
+        b'{"Meta Data": {"2. Symbol": "A"}, "Time Series (Daily)": '
+        b'{"2024-01-02": {"4. close": "1"}, "2024-01-02": {"4. close": "2"}}}'
+    )
+    assert [r["close"] for r in raw.parse_daily_bars(body, "f").records] == ["1", "2"]
+
+
+def test_error_bodies_are_rejected_with_the_provider_message():
+    for key in ("Error Message", "Note", "Information"):
+        parsed = raw.parse_daily_bars(f'{{"{key}": "bad things"}}'.encode(), "p/f.json")
+        assert parsed.records == [] and f"provider message '{key}': bad things" in parsed.rejected
+    assert "not UTF-8 JSON" in raw.parse_daily_bars(b"\xff\xfe", "f").rejected
+    assert "no 'Time Series (Daily)'" in raw.parse_daily_bars(b'{"x": 1}', "f").rejected
+
+
+def test_ingest_paths_are_parsed_and_foreign_files_ignored(tmp_path):
+    store = raw.LocalRawStore(tmp_path)
+    good = tmp_path / "synthetic/daily_bars/ingest_date=2024-03-01/BRK.B/run-7.json"
+    good.parent.mkdir(parents=True)
+    good.write_text("{}")
+    (good.parent / "notes.txt").write_text("x")
+    (tmp_path / "synthetic/daily_bars/ingest_date=2024-03-02").mkdir()
+    files = raw.ingested_files(store, "synthetic", "daily_bars", dt.date(2024, 3, 1), dt.date(2024, 3, 2))
+    assert [(f.symbol, f.run_id, f.ingest_date, f.file.size) for f in files] == [
+        ("BRK.B", "run-7", dt.date(2024, 3, 1), 2)
+    ]
+
+
+def test_capture_events_keep_body_sequence_and_quote_fields(tmp_path):
+    from lakehouse.lake import Lake
+    from tests.spark_jobs.raw_files import RawLake
+
+    lake = RawLake(Lake(str(tmp_path)))
+    at = dt.datetime(2024, 3, 1, 15, 0, 5, tzinfo=dt.UTC)
+    path = lake.capture([quote_message("AAPL", 180.0, "2024-03-01T15:00:00Z", "2024-03-01")], at, first_sequence=7)
+    assert path == "eventhubs/local/market-quotes/0/2024/03/01/15/00/05.avro"
+    (event,) = raw.parse_capture((tmp_path / "raw" / path).read_bytes(), path)
+    got = (event["symbol"], event["price"], event["change_percent"], event["sequence_number"], event["ingest_run_id"])
+    assert got == (
+        "AAPL", "180.0000", "0.5000%", 7, "q1",
+    )  # fmt: skip
+    store = raw.LocalRawStore(tmp_path / "raw")
+    assert [p for _, p in raw.capture_files(store, dt.date(2024, 3, 1), dt.date(2024, 3, 1))] == ["0"]
+    assert raw.capture_files(store, dt.date(2024, 3, 2), dt.date(2024, 3, 3)) == []
+
+
+def test_fast_and_duplicate_preserving_decoders_agree():
+    """The C-decoder fast path is used only when no object-valued key repeats; both give the same records."""
+    body = bar_body("AAPL", {"2024-01-03": Bar(10, 11, 9, 10.5, 100), "2024-01-02": Bar(9, 10, 8, 9.5, 90)})
+    assert raw._fast_body(body) is not None
+    fast = raw.parse_daily_bars(body, "f").records
+    slow = [dict(r) for r in raw.parse_daily_bars(body.replace(b"{", b"{ ", 1), "f").records]
+    assert fast == slow
+    dup = b'{"Time Series (Daily)": {"2024-01-02": {"4. close": "1"}, "2024-01-02": {"4. close": "2"}}}'
+    assert raw._fast_body(dup) is None

@@ -1,0 +1,132 @@
+"""BRONZE -> SILVER: rules route rows to quarantine, the latest ingestion wins, revisions are counted."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from lakehouse.trading_calendar import sessions
+from spark_jobs import jobs, quality
+from tests.spark_jobs.raw_files import Bar, bar_body, random_walk_bars
+
+DAYS = sessions(dt.date(2024, 1, 2), dt.date(2024, 1, 31))
+GOOD = {"1. open": "10.0", "2. high": "11.0", "3. low": "9.0", "4. close": "10.5", "5. adjusted close": "10.5",
+        "6. volume": "100", "7. dividend amount": "0.0", "8. split coefficient": "1.0"}  # fmt: skip
+
+
+def bad(**changes: str) -> dict:
+    return {**GOOD, **changes}
+
+
+def run_to_silver(spark, settings, start: str, end: str | None = None, run_id: str = "run-1") -> dict:
+    jobs.run_raw_to_bronze(spark, settings, start, end or start, run_id)
+    return jobs.run_bronze_to_silver(spark, settings, start, end or start, run_id, today=dt.date(2024, 3, 15))
+
+
+def test_rule_breaking_bars_go_to_quarantine_and_rows_in_equal_silver_plus_quarantine(spark, lake_settings, raw_lake,
+                                                                                       pipeline):  # fmt: skip
+    bars = {
+        "2024-01-02": GOOD,
+        "2024-01-03": bad(**{"1. open": "-1.0"}),                       # prices_positive
+        "2024-01-04": bad(**{"2. high": "8.0"}),                        # ohlc_consistent
+        "2024-01-05": bad(**{"6. volume": "lots"}),                     # values_parse
+        "2024-01-06": GOOD,                                              # a Saturday: trade_date_is_session
+        "2024-03-20": GOOD,                                              # after "today": not_in_future
+        "01/08/2024": GOOD,                                              # unparseable date: keys_not_null
+        "2024-01-09": bad(**{"6. volume": "-5"}),                       # volume_non_negative
+        "2024-01-10": bad(**{"8. split coefficient": "0.0"}),           # adjustments_valid
+        "2024-01-11": GOOD,
+    }  # fmt: skip
+    raw_lake.file("daily_bars", "AAPL", "2024-03-01", "r1", bar_body("AAPL", bars), len(bars))
+    summary = run_to_silver(spark, lake_settings, "2024-03-01")
+
+    table = summary["tables"]["silver.daily_bars"]
+    assert (table["rows_in"], table["valid"], table["quarantined"], table["inserted"]) == (10, 2, 8, 2)
+    silver_rows = pipeline.rows("silver", "daily_bars", "trade_date")
+    quarantined = pipeline.rows("silver", "quarantine", "record_key")
+    assert len(silver_rows) + len(quarantined) == table["rows_in"]
+    assert [r["trade_date"] for r in silver_rows] == [dt.date(2024, 1, 2), dt.date(2024, 1, 11)]
+    by_date = {json.loads(r["record_values"])["trade_date_raw"]: r for r in quarantined}
+    assert {d: r["rule"] for d, r in by_date.items()} == {
+        "2024-01-03": "prices_positive", "2024-01-04": "ohlc_consistent", "2024-01-05": "values_parse",
+        "2024-01-06": "trade_date_is_session", "2024-03-20": "trade_date_not_in_future", "01/08/2024": "keys_not_null",
+        "2024-01-09": "volume_non_negative", "2024-01-10": "adjustments_valid",
+    }  # fmt: skip
+    neg = by_date["2024-01-03"]
+    assert json.loads(neg["record_values"])["open_raw"] == "-1.0"  # the offending value as received
+    assert neg["source_file"] == "synthetic/daily_bars/ingest_date=2024-03-01/AAPL/r1.json"
+    assert neg["severity"] == "quarantine" and neg["load_id"] == "run-1"
+    failed = {r["rule"]: r["failed_count"] for r in summary["dq"]["failed_rules"]}
+    assert failed["prices_positive"] == 1 and failed["keys_not_null"] == 1 and summary["dq"]["passed"] is True
+
+
+def test_latest_ingestion_wins_and_a_changed_bar_is_a_revision(spark, lake_settings, raw_lake, pipeline):
+    day = "2024-01-02"
+    raw_lake.daily_bars("AAPL", {day: Bar(10, 11, 9, 10.5, 100)}, "2024-03-01", run_id="a")
+    raw_lake.daily_bars("AAPL", {day: Bar(10, 11, 9, 10.6, 100)}, "2024-03-01", run_id="b")  # later, same day
+    first = run_to_silver(spark, lake_settings, "2024-03-01")
+    assert first["tables"]["silver.daily_bars"] | {} == {
+        "rows_in": 2, "valid": 2, "superseded": 1, "quarantined": 0, "inserted": 1, "revised": 0, "unchanged": 0,
+    }  # fmt: skip
+    row = pipeline.rows("silver", "daily_bars")[0]
+    assert (row["close"], row["revision"], row["source_file"].split("/")[-1]) == (10.6, 1, "b.json")
+
+    raw_lake.daily_bars("AAPL", {day: Bar(10, 11, 9, 10.7, 100)}, "2024-03-04", run_id="c")
+    second = run_to_silver(spark, lake_settings, "2024-03-04", run_id="run-2")
+    assert second["tables"]["silver.daily_bars"]["revised"] == 1
+    row = pipeline.rows("silver", "daily_bars")[0]
+    assert (row["close"], row["revision"], row["load_id"]) == (10.7, 2, "run-2")
+
+    # Re-processing the older window later does not bring the older values back.
+    third = jobs.run_bronze_to_silver(spark, lake_settings, "2024-03-01", "2024-03-01", "run-3")
+    assert third["tables"]["silver.daily_bars"]["unchanged"] == 1
+    assert pipeline.rows("silver", "daily_bars")[0]["close"] == 10.7
+
+
+def test_same_bar_twice_in_one_file_is_warned_and_the_last_one_kept(spark, lake_settings, raw_lake, pipeline):
+    bar = b'{"1. open": "10", "2. high": "11", "3. low": "9", "4. close": "%s", "5. volume": "1"}'
+    body = (b'{"Meta Data": {"2. Symbol": "AAPL"}, "Time Series (Daily)": {"2024-01-02": ' + bar % b"10.1"
+            + b', "2024-01-02": ' + bar % b"10.2" + b"}}")  # fmt: skip
+    raw_lake.file("daily_bars", "AAPL", "2024-03-01", "r1", body, 2)
+    summary = run_to_silver(spark, lake_settings, "2024-03-01")
+    failed = {r["rule"]: r for r in summary["dq"]["failed_rules"]}
+    assert failed["unique_bar_per_file"]["failed_count"] == 2
+    assert failed["unique_bar_per_file"]["severity"] == "warn"
+    assert [r["close"] for r in pipeline.rows("silver", "daily_bars")] == [10.2]
+
+
+def test_big_move_without_split_is_warned_but_kept(spark, lake_settings, raw_lake, pipeline):
+    bars = {
+        "2024-01-02": Bar(10, 11, 9, 10, 1),
+        "2024-01-03": Bar(20, 21, 19, 20, 1),  # +100%: warned
+        "2024-01-04": Bar(10, 11, 9, 10, 1, split=2.0),
+    }  # -50% by a split: fine
+    raw_lake.daily_bars("AAPL", bars, "2024-03-01")
+    summary = run_to_silver(spark, lake_settings, "2024-03-01")
+    failed = {r["rule"]: r["failed_count"] for r in summary["dq"]["failed_rules"]}
+    assert failed == {"daily_move_explained": 1}
+    assert len(pipeline.rows("silver", "daily_bars")) == 3
+
+
+def test_fail_rule_stops_the_job_before_silver_is_written(spark, lake_settings, raw_lake, pipeline):
+    """A body for MSFT stored under the AAPL path is a mix-up: the job fails and writes nothing."""
+    raw_lake.file("daily_bars", "AAPL", "2024-03-01", "r1", bar_body("MSFT", random_walk_bars(DAYS, seed=1)), len(DAYS))
+    jobs.run_raw_to_bronze(spark, lake_settings, "2024-03-01", "2024-03-01", "run-1")
+    with pytest.raises(quality.DataQualityError, match="symbol_matches_source"):
+        jobs.run_bronze_to_silver(spark, lake_settings, "2024-03-01", "2024-03-01", "run-1")
+    assert pipeline.rows("silver", "daily_bars") == []
+
+
+def test_quotes_that_do_not_parse_are_quarantined(spark, lake_settings, raw_lake, pipeline):
+    from tests.spark_jobs.raw_files import quote_message
+
+    at = dt.datetime(2024, 3, 1, 15, tzinfo=dt.UTC)
+    raw_lake.capture([quote_message("AAPL", 180.0, "2024-03-01T15:00:00Z", "2024-03-01"), b"{oops",
+                      quote_message("MSFT", 0.0, "2024-03-01T15:00:00Z", "2024-03-01")], at)  # fmt: skip
+    summary = run_to_silver(spark, lake_settings, "2024-03-01")
+    assert summary["tables"]["silver.quotes"]["quarantined"] == 2
+    rules = sorted(r["rule"] for r in pipeline.rows("silver", "quarantine") if r["source_table"] == "quotes")
+    assert rules == ["keys_not_null", "prices_positive"]
+    assert [r["symbol"] for r in pipeline.rows("silver", "quotes")] == ["AAPL"]
