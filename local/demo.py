@@ -3,7 +3,8 @@
 1. start the embedded services and the synthetic market API (local/runtime.py);
 2. backfill the universe over the window through `pl_backfill` (chunked runs of the daily master:
    ingest -> bronze -> silver -> gold -> postgres);
-3. fire `tr_daily` for the session after the window, as the schedule would;
+3. fire the `poll_quotes` timer once (quotes to Event Hubs, i.e. Capture files in RAW locally), then
+   `tr_daily` for the session after the window, as the schedule would;
 4. print rows per layer, the DQ outcome, the mart counts and the timings.
 
 A second demo on the same LAKEHOUSE_HOME is incremental: RAW payloads already landed are reused,
@@ -100,14 +101,22 @@ def _mart_counts(dsn: str) -> dict[str, int]:
 
 
 def _dq_summary(dsn: str, run_ids: list[str]) -> list[dict[str, Any]]:
+    """DQ outcome per rule over the given runs and every pipeline run they started."""
     import psycopg
     from psycopg.rows import dict_row
 
     with psycopg.connect(dsn, row_factory=dict_row) as conn:
         return conn.execute(
-            "SELECT table_name, rule, severity, bool_and(passed) AS passed, sum(failed_count)::bigint AS failed "
-            "FROM ops.dq_results WHERE run_id = ANY(%s) GROUP BY table_name, rule, severity "
-            "ORDER BY table_name, rule",
+            """
+            WITH RECURSIVE tree AS (
+                SELECT run_id FROM ops.pipeline_runs WHERE run_id = ANY(%s)
+                UNION ALL
+                SELECT c.run_id FROM ops.pipeline_runs c JOIN tree t ON c.parent_run_id = t.run_id
+            )
+            SELECT table_name, rule, severity, bool_and(passed) AS passed, sum(failed_count)::bigint AS failed
+            FROM ops.dq_results WHERE run_id IN (SELECT run_id FROM tree)
+            GROUP BY table_name, rule, severity ORDER BY table_name, rule
+            """,
             (run_ids,),
         ).fetchall()
 
@@ -146,6 +155,7 @@ def run_demo(
     """Run the demo; return what it printed. Raises DemoFailed when a pipeline fails."""
     from local.adf_runner import run_pipeline
     from local.adf_triggers import fire_trigger
+    from local.function_host import run_timer
     from local.runtime import local_platform, overridden_environment
 
     t0 = time.perf_counter()
@@ -169,6 +179,9 @@ def run_demo(
                     "pl_backfill", {"startDate": result.window[0], "endDate": result.window[1]}, ctx)),
                 ("daily trigger", lambda: fire_trigger("tr_daily", f"{daily.isoformat()}T22:30:00Z", ctx)),
             ]  # fmt: skip
+            with status:
+                status.update("poll_quotes: latest quotes to Event Hubs (Capture files in RAW)")
+                run_timer("poll_quotes")
             for label, step in steps:
                 t = time.perf_counter()
                 with status:

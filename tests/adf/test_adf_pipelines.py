@@ -44,7 +44,7 @@ class Doubles:
     def context(self) -> RunContext:
         return RunContext(notebook_executor=self.notebook, function_executor=self.function, sleep=self.waits.append)
 
-    def windows(self, notebook: str = "raw_to_bronze") -> list[tuple[str, str]]:
+    def windows(self, notebook: str = "silver_to_gold") -> list[tuple[str, str]]:
         return [
             (c.base_parameters["start_date"], c.base_parameters["end_date"])
             for c in self.notebooks
@@ -67,9 +67,14 @@ def test_the_master_runs_every_step_for_the_run_date_with_its_own_run_id():
     assert result.status == "Succeeded"
     assert [c.notebook_path.rsplit("/", 1)[-1] for c in doubles.notebooks] == LAYERS
     assert {c.base_parameters["run_id"] for c in doubles.notebooks} == {result.run_id}
-    assert {(c.base_parameters["start_date"], c.base_parameters["end_date"]) for c in doubles.notebooks} == {
-        ("2024-03-05", "2024-03-05")
-    }
+    windows = {c.notebook_path.rsplit("/", 1)[-1]: (c.base_parameters["start_date"], c.base_parameters["end_date"])
+               for c in doubles.notebooks}  # fmt: skip
+    # gold and serving work on the trade-date window ...
+    assert windows["silver_to_gold"] == windows["gold_to_postgres"] == ("2024-03-05", "2024-03-05")
+    # ... bronze and silver on the ingestion dates: the last 7 days (ingestLookbackDays) up to today, UTC.
+    today = dt.datetime.now(dt.UTC).date()
+    ingest_window = ((today - dt.timedelta(days=7)).isoformat(), today.isoformat())
+    assert windows["raw_to_bronze"] == windows["bronze_to_silver"] == ingest_window
     assert [c.body for c in doubles.functions] == [
         {
             "dataset": d,
@@ -229,6 +234,7 @@ def test_a_raising_notebook_fails_the_master_with_its_error_through_the_real_not
         "in cell 2: ValueError: quarantine rate 40% exceeds the 5% limit"
     )
     bronze = next(r for r in result.all_pipeline_runs() if r.pipeline == "pl_raw_to_bronze")
-    assert bronze.output == {"summary": {"rows": 7, "run_id": result.run_id}}
+    ingest_start = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=7)  # bronze runs on ingestion dates
+    assert bronze.output == {"summary": {"rows": ingest_start.day, "run_id": result.run_id}}
     statuses = {r.activity: r.status for r in result.activity_runs}
     assert (statuses["Record failure of Load silver"], statuses["Load gold"]) == ("Succeeded", "Skipped")
