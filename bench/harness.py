@@ -7,7 +7,7 @@ A benchmark is a module `bench/bench_<name>.py` with
     setup(params) -> None                       # optional, untimed: builds deterministic input data
 
 Each run executes one case in a child process (`python -m bench.harness --child ...`), so peak
-RSS is per run (`ru_maxrss` of that child, plus the peak of the embedded Sail server, which does
+RSS is per run (the child's VmHWM and its largest child's, plus the peak of the embedded Sail server, which does
 the Spark work in its own process; its high-water mark is reset before each run through
 /proc/<pid>/clear_refs). The case measures what it times itself and returns it as
 `{"seconds": ..., ...}`; the harness records the child's wall time as well.
@@ -23,6 +23,7 @@ import importlib
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -77,17 +78,16 @@ def run_child(module: str, case: str, params: dict, env: dict, server_pids: list
         _reset_hwm(pid)
     cmd = [sys.executable, "-m", "bench.harness", "--child", module, case, json.dumps(params)]
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
-    stdout, stderr = proc.stdout.read(), proc.stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{module}:{case} failed:\n{stderr[-4000:]}")
-    metrics = json.loads(stdout.strip().splitlines()[-1])
+    if proc.returncode != 0:
+        raise RuntimeError(f"{module}:{case} failed:\n{proc.stderr[-4000:]}")
+    metrics = json.loads(proc.stdout.strip().splitlines()[-1])
+    client_kb = metrics.pop("_peak_rss_kb")
     servers_kb = sum(_vm_hwm_kb(pid) for pid in server_pids)
     metrics["wall_s"] = round(wall, 3)
-    metrics["peak_rss_mb"] = round((usage.ru_maxrss + servers_kb) / 1024, 1)
-    metrics["peak_rss_client_mb"] = round(usage.ru_maxrss / 1024, 1)
+    metrics["peak_rss_mb"] = round((client_kb + servers_kb) / 1024, 1)
+    metrics["peak_rss_client_mb"] = round(client_kb / 1024, 1)
     return metrics
 
 
@@ -147,6 +147,10 @@ def run_benchmark(name: str, runs: int, overrides: dict, cases: list[str] | None
 def _child(module: str, case: str, params: str) -> None:
     mod = importlib.import_module(module)
     metrics = mod.CASES[case](json.loads(params))
+    # The child's own high-water mark (VmHWM starts afresh at exec, unlike ru_maxrss, which keeps the
+    # pages a big parent shared before exec), plus its largest waited-for child (a JVM, say).
+    children_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    metrics["_peak_rss_kb"] = _vm_hwm_kb(os.getpid()) + children_kb
     sys.stdout.write("\n" + json.dumps(metrics) + "\n")
 
 

@@ -6,5 +6,9 @@ from pyspark.sql import SparkSession
 
 
 def connect(remote: str) -> SparkSession:
-    """A Spark Connect session on `remote` (sc://host:port); Sail locally, Databricks Connect remotely."""
-    return SparkSession.builder.remote(remote).getOrCreate()
+    """A new Spark Connect session on `remote` (sc://host:port); Sail locally, Databricks Connect remotely.
+
+    A new session, not `getOrCreate()`: whoever connects stops their own session when done, and
+    must not stop a session another part of the process (a test fixture, a runner) still uses.
+    """
+    return SparkSession.builder.remote(remote).create()
