@@ -17,6 +17,7 @@ from market_ingest import runtime
 from market_ingest.ingest import BadRequest
 from market_ingest.options import load_options, timer_schedule
 
+from lakehouse import telemetry
 from lakehouse.settings import ConfigurationError, load_settings
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -35,14 +36,25 @@ def ingest(req: func.HttpRequest) -> func.HttpResponse:
         body = req.get_json()
     except ValueError:
         return _json_response({"error": "the body must be JSON"}, 400)
+    run_id = body.get("run_id") if isinstance(body, dict) and isinstance(body.get("run_id"), str) else None
     try:
-        result = runtime.ingest(body, load_settings(), load_options())
+        settings = load_settings()
+        telemetry.configure(settings, "functions")
+        with telemetry.span("function.ingest", run_id=run_id):
+            result = runtime.ingest(body, settings, load_options())
+            answer = result.answer()
+            telemetry.record("files_written", answer["files_written"], dataset=answer["dataset"])
+            telemetry.event(
+                "ingest_finished", dataset=answer["dataset"], status_code=result.status_code,
+                symbols_succeeded=answer["symbols_succeeded"], failures=len(answer["failures"]),
+                records=answer["records"],
+            )  # fmt: skip
     except BadRequest as exc:
         return _json_response({"error": str(exc)}, 400)
     except ConfigurationError as exc:
         log.error("ingest misconfigured: %s", exc)
         return _json_response({"error": str(exc)}, 500)
-    return _json_response(result.answer(), result.status_code)
+    return _json_response(answer, result.status_code)
 
 
 @app.function_name("ingest_daily")

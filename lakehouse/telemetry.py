@@ -24,10 +24,12 @@ from __future__ import annotations
 import atexit
 import contextvars
 import datetime as dt
+import functools
+import inspect
 import json
 import logging
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -243,9 +245,9 @@ def _configure_ops_store(service_name: str, dsn: str, key: tuple, export_interva
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     resource = _resource(service_name)
-    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     tracer_provider.add_span_processor(BatchSpanProcessor(_OpsStoreSpanExporter(dsn)))
-    logger_provider = LoggerProvider(resource=resource)
+    logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
     logger_provider.add_log_record_processor(BatchLogRecordProcessor(_OpsStoreLogExporter(dsn)))
     # Delta temporality: each export holds what was recorded since the last one, so rows add up.
     exporter = _OpsStoreMetricExporter(
@@ -253,7 +255,7 @@ def _configure_ops_store(service_name: str, dsn: str, key: tuple, export_interva
         preferred_temporality={Counter: AggregationTemporality.DELTA, Histogram: AggregationTemporality.DELTA},
     )
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=export_interval_s * 1000)
-    meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+    meter_provider = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
     meter = meter_provider.get_meter(SCOPE)
     return _Runtime(
         mode="ops_store",
@@ -446,6 +448,32 @@ def record_job_summary(summary: Mapping[str, Any], run_id: str | None = None, **
                 record(metric, value, run_id, table=table, **common)
     if summary.get("seconds") is not None:
         record("duration_ms", float(summary["seconds"]) * 1000.0, run_id, **common)
+
+
+def job(name: str) -> Callable[[Callable[..., Mapping[str, Any]]], Callable[..., Mapping[str, Any]]]:
+    """Instrument a notebook's job function ``(spark, settings, ..., run_id, ...) -> summary``.
+
+    The notebooks only read widgets and call the package; this is where their telemetry happens:
+    telemetry configured from the job's settings, one ``job.<name>`` span carrying the run id, and
+    the summary's row counts recorded as metrics.
+    """
+
+    def decorate(fn: Callable[..., Mapping[str, Any]]) -> Callable[..., Mapping[str, Any]]:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Mapping[str, Any]:
+            bound = signature.bind(*args, **kwargs)
+            run_id = bound.arguments.get("run_id")
+            configure(bound.arguments.get("settings"), "notebooks")
+            with span(f"job.{name}", run_id=run_id):
+                summary = fn(*args, **kwargs)
+                record_job_summary(summary, run_id=run_id)
+            return summary
+
+        return run
+
+    return decorate
 
 
 def _first(counts: Mapping[str, Any], *names: str) -> int | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse import trading_calendar
+from lakehouse import telemetry, trading_calendar
 from lakehouse.lake import Lake
 from lakehouse.settings import Settings
 from spark_jobs import bronze, gold, quality, raw, silver
@@ -78,7 +78,9 @@ def _dsn(settings: Settings) -> str | None:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+    """Time of a silver change and of gold's watermark, to the microsecond: gold picks up changes
+    strictly after its watermark, so two runs inside one second must not share a timestamp."""
+    return dt.datetime.now(dt.UTC)
 
 
 # ---------------------------------------------------------------- RAW -> BRONZE
@@ -155,6 +157,7 @@ def _load(tables: Tables, table: str, batches, window: DateWindow) -> dict:
     }
 
 
+@telemetry.job("raw_to_bronze")
 def run_raw_to_bronze(
     spark: SparkSession, settings: Settings, start_date, end_date, run_id: str, full_refresh=False
 ) -> dict:
@@ -256,6 +259,7 @@ def _stage(flagged: DataFrame, table: str, keys: list[str], order: list, key_col
     return _Staged(table, rows_in, winners, n_sup, quarantined, n_quar, results)
 
 
+@telemetry.job("bronze_to_silver")
 def run_bronze_to_silver(
     spark: SparkSession, settings: Settings, start_date, end_date, run_id: str, full_refresh=False,
     today: dt.date | None = None,
@@ -408,6 +412,7 @@ def _changed_since(df: DataFrame, mark, upto) -> DataFrame:
     return df if mark is None else df.filter(F.col("updated_at") > F.lit(mark))
 
 
+@telemetry.job("silver_to_gold")
 def run_silver_to_gold(
     spark: SparkSession, settings: Settings, start_date, end_date, run_id: str, full_refresh=False
 ) -> dict:
@@ -544,6 +549,7 @@ MAINTAINED = (
 )  # fmt: skip
 
 
+@telemetry.job("maintenance")
 def run_maintenance(
     spark: SparkSession, settings: Settings, start_date, end_date, run_id: str, full_refresh=False,
     vacuum_retention_hours: int = 168,

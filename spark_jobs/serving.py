@@ -41,6 +41,7 @@ from psycopg import sql
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lakehouse import telemetry
 from lakehouse.lake import Lake
 from lakehouse.settings import Settings
 from spark_jobs import copy_binary, migrations, pg
@@ -652,6 +653,7 @@ def parse_flag(value: str | bool) -> bool:
     return text == "true"
 
 
+@telemetry.job("gold_to_postgres")
 def run_gold_to_postgres(
     spark: SparkSession,
     settings: Settings,

@@ -107,3 +107,17 @@ def test_a_second_demo_is_incremental(first_demo) -> None:
     assert [r["status"] for r in second.runs] == ["Succeeded", "Succeeded"]
     assert second.layers["bronze"] == first_demo.layers["bronze"]  # RAW reused: no new file loaded
     assert second.marts == first_demo.marts
+
+
+def test_every_step_left_telemetry_carrying_its_master_run_id(first_demo, demo_db: str) -> None:
+    from lakehouse import telemetry
+
+    telemetry.flush()
+    with psycopg.connect(demo_db) as conn:
+        spans = conn.execute("SELECT name, run_id FROM ops.telemetry_events WHERE kind = 'span'").fetchall()
+        masters = {r[0] for r in conn.execute(
+            "SELECT run_id FROM ops.pipeline_runs WHERE pipeline = 'pl_lakehouse_daily'")}  # fmt: skip
+    jobs = ("raw_to_bronze", "bronze_to_silver", "silver_to_gold", "gold_to_postgres")
+    steps = {"function.ingest", *(f"job.{j}" for j in jobs)}
+    assert steps <= {name for name, _ in spans}
+    assert {run_id for name, run_id in spans if name in steps} <= masters
