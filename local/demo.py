@@ -169,7 +169,10 @@ def run_demo(
         f"daily run {daily}, home {settings.home_dir}",
         highlight=False,
     )
-    with overridden_environment({"LAKEHOUSE_SYMBOLS": ",".join(universe)}):
+    # The demo polls quotes once whatever the hour (the timer only polls while XNYS is open), so the
+    # quotes path (Event Hubs Capture -> bronze -> silver -> gold -> mart) runs on a weekend too.
+    demo_env = {"LAKEHOUSE_SYMBOLS": ",".join(universe), "LAKEHOUSE_POLL_QUOTES_MARKET_HOURS_ONLY": "false"}
+    with overridden_environment(demo_env):
         settings = load_settings(home=settings.home_dir)
         with local_platform(settings) as platform:
             status = console.status("starting...")

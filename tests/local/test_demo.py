@@ -75,7 +75,9 @@ def test_marts_hold_one_row_per_symbol_and_session_of_the_window(first_demo, dem
         ).fetchall())  # fmt: skip
         window = conn.execute("SELECT min(trade_date), max(trade_date) FROM mart.daily_prices").fetchone()
         securities = conn.execute("SELECT count(*) FROM mart.dim_security WHERE is_current").fetchone()[0]
+        quoted = [r[0] for r in conn.execute("SELECT symbol FROM mart.latest_quotes ORDER BY symbol")]
     assert per_symbol == dict.fromkeys(first_demo.symbols, len(days))
+    assert quoted == sorted(first_demo.symbols)  # the demo's one poll of quotes went through every layer
     assert window == (days[0], days[-1])
     assert securities == SYMBOLS
     assert first_demo.marts["daily_prices"] == SYMBOLS * len(days)
@@ -121,3 +123,18 @@ def test_every_step_left_telemetry_carrying_its_master_run_id(first_demo, demo_d
     steps = {"function.ingest", *(f"job.{j}" for j in jobs)}
     assert steps <= {name for name, _ in spans}
     assert {run_id for name, run_id in spans if name in steps} <= masters
+
+
+def test_after_the_demo_every_table_is_fresh_and_no_alert_fires(first_demo, demo_db: str) -> None:
+    from lakehouse.lake import Lake
+    from local.alerts import evaluate_alerts, exit_code
+    from local.ops_status import status
+
+    # The day after the demo's daily run, the latest closed session is that run's date.
+    next_day = dt.datetime(2024, 4, 2, 12, 0, tzinfo=dt.UTC)
+    report = status(demo_db, now=next_day, lake=Lake.from_settings(load_settings()))
+    tables = {f["table"]: f["state"] for f in report["freshness"]}
+    assert {"gold.fct_daily_prices", "mart.daily_prices", "mart.latest_quotes"} <= set(tables)
+    assert set(tables.values()) == {"fresh"}, tables
+    results = evaluate_alerts(demo_db)
+    assert exit_code(results) == 0, [r["reason"] for r in results if r["fires"]]
