@@ -20,6 +20,7 @@ from lakehouse import telemetry, trading_calendar
 from lakehouse.lake import Lake
 from lakehouse.settings import Settings
 from spark_jobs import bronze, gold, quality, raw, silver
+from spark_jobs.job_params import DateWindow, parse_flag
 from spark_jobs.tables import Tables, contract
 
 log = logging.getLogger(__name__)
@@ -30,42 +31,6 @@ BRONZE_DATASETS = {"daily_bars": "daily_bars", "security_master": "security_over
 
 class ReconciliationError(RuntimeError):
     """Rows were lost or duplicated between layers; the message names the files or counts."""
-
-
-@dataclass(frozen=True)
-class DateWindow:
-    start: dt.date
-    end: dt.date
-
-    @classmethod
-    def parse(cls, start: str | dt.date, end: str | dt.date) -> DateWindow:
-        def as_date(value, name):
-            if isinstance(value, dt.date):
-                return value
-            try:
-                return dt.date.fromisoformat(str(value).strip())
-            except ValueError:
-                raise ValueError(f"{name} must be YYYY-MM-DD, got {value!r}") from None
-
-        s, e = as_date(start, "start_date"), as_date(end, "end_date")
-        if e < s:
-            raise ValueError(f"end_date {e} is before start_date {s}")
-        return cls(s, e)
-
-    def predicate(self, column: str) -> str:
-        return f"`{column}` BETWEEN DATE'{self.start.isoformat()}' AND DATE'{self.end.isoformat()}'"
-
-    def as_dict(self) -> dict:
-        return {"start_date": self.start.isoformat(), "end_date": self.end.isoformat()}
-
-
-def parse_flag(value: str | bool) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text not in {"true", "false", ""}:
-        raise ValueError(f"full_refresh must be 'true' or 'false', got {value!r}")
-    return text == "true"
 
 
 def _context(spark: SparkSession, settings: Settings) -> tuple[Tables, Lake]:

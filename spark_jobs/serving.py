@@ -45,6 +45,8 @@ from lakehouse import telemetry
 from lakehouse.lake import Lake
 from lakehouse.settings import Settings
 from spark_jobs import copy_binary, migrations, pg
+from spark_jobs.job_params import DateWindow as Window
+from spark_jobs.job_params import parse_flag
 
 log = logging.getLogger(__name__)
 
@@ -118,29 +120,6 @@ MART_TABLES: dict[str, MartTable] = {
         MartTable("latest_quotes", "latest_quotes", ("symbol",), required=False),
     )
 }
-
-
-@dataclass(frozen=True)
-class Window:
-    """An inclusive date window [start, end]."""
-
-    start: dt.date
-    end: dt.date
-
-    @classmethod
-    def parse(cls, start: str | dt.date, end: str | dt.date) -> Window:
-        def as_date(value: str | dt.date, name: str) -> dt.date:
-            if isinstance(value, dt.date):
-                return value
-            try:
-                return dt.date.fromisoformat(str(value).strip())
-            except ValueError:
-                raise ValueError(f"{name} must be YYYY-MM-DD, got {value!r}") from None
-
-        s, e = as_date(start, "start_date"), as_date(end, "end_date")
-        if e < s:
-            raise ValueError(f"end_date {e} is before start_date {s}")
-        return cls(s, e)
 
 
 @dataclass
@@ -642,15 +621,6 @@ def recover_abandoned(conn: psycopg.Connection) -> list[int]:
 
 
 # --- notebook entry point --------------------------------------------------------------------
-
-
-def parse_flag(value: str | bool) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text not in {"true", "false", ""}:
-        raise ValueError(f"full_refresh must be 'true' or 'false', got {value!r}")
-    return text == "true"
 
 
 @telemetry.job("gold_to_postgres")

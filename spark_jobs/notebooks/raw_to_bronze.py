@@ -7,10 +7,9 @@
 
 # COMMAND ----------
 
-dbutils.widgets.text("start_date", "")
-dbutils.widgets.text("end_date", "")
-dbutils.widgets.text("run_id", "manual")
-dbutils.widgets.text("full_refresh", "false")
+from spark_jobs.job_params import declare_widgets, widget_values
+
+declare_widgets(dbutils)
 
 # COMMAND ----------
 
@@ -19,14 +18,7 @@ import json
 from lakehouse.settings import load_settings
 from spark_jobs.jobs import run_raw_to_bronze
 
-summary = run_raw_to_bronze(
-    spark,
-    load_settings(),
-    start_date=dbutils.widgets.get("start_date"),
-    end_date=dbutils.widgets.get("end_date"),
-    run_id=dbutils.widgets.get("run_id"),
-    full_refresh=dbutils.widgets.get("full_refresh"),
-)
+summary = run_raw_to_bronze(spark, load_settings(), **widget_values(dbutils))
 
 # COMMAND ----------
 

@@ -25,8 +25,7 @@ def test_notebooks_only_read_widgets_call_the_package_and_exit():
         cells = parse_notebook(text, name)
         assert text.startswith("# Databricks notebook source\n")
         assert "spark_jobs.jobs import run_" in text and "dbutils.notebook.exit(json.dumps(summary" in cells[-1].source
-        for widget in ("start_date", "end_date", "run_id", "full_refresh"):
-            assert f'dbutils.widgets.text("{widget}"' in text
+        assert "declare_widgets(dbutils)" in text and "load_settings(), **widget_values(dbutils))" in text
 
 
 def test_notebooks_run_in_order_and_record_dq_results(spark, lakehouse_env, pg_dsn):
