@@ -7,30 +7,11 @@ so hand-made runs, DQ results and mart rows never meet other engineers' test row
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "spark_jobs" / "sql"
-
-# Shapes from the cross-team contracts (team brief: ops.dq_results; gold fct_daily_prices columns are
-# shared with the marts). Created only where the serving migrations (001-009) have not created them.
-CONTRACT_TABLES = """
-CREATE SCHEMA IF NOT EXISTS ops;
-CREATE SCHEMA IF NOT EXISTS mart;
-CREATE TABLE IF NOT EXISTS ops.dq_results (
-    run_id text, table_name text, rule text, severity text, passed boolean, failed_count bigint,
-    sample_keys jsonb, evaluated_at timestamptz
-);
-CREATE TABLE IF NOT EXISTS mart.daily_prices (
-    symbol text, trade_date date, open double precision, high double precision, low double precision,
-    close double precision, adj_close double precision, volume bigint, daily_return double precision,
-    log_return double precision, ma_20 double precision, ma_50 double precision, ma_200 double precision,
-    volatility_20d double precision, high_52w double precision, low_52w double precision,
-    drawdown double precision, load_id text, schema_version text
-);
-"""
+from spark_jobs import migrations
 
 OPS_TABLES = ("ops.activity_runs", "ops.pipeline_runs", "ops.dq_results", "ops.telemetry_events")
 
@@ -53,22 +34,8 @@ def drop_database(admin_dsn: str, name: str) -> None:
 
 
 def migrate(dsn: str) -> list[str]:
-    """Apply the project's migrations: ``spark_jobs.migrations.apply`` once it exists, else the files in order."""
-    try:
-        from spark_jobs.migrations import apply
-    except ImportError:
-        apply = None
-    if apply is not None:
-        applied = list(apply(dsn))
-    else:
-        applied = []
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            for path in sorted(SQL_DIR.glob("[0-9][0-9][0-9]_*.sql")):
-                conn.execute(path.read_text())
-                applied.append(path.name)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(CONTRACT_TABLES)
-    return applied
+    """Apply the project's migrations, as the serving database gets them."""
+    return migrations.apply(dsn)
 
 
 def reset(dsn: str) -> None:
