@@ -106,7 +106,9 @@ def test_a_second_demo_is_incremental(first_demo) -> None:
     from local.demo import run_demo
 
     second = run_demo(load_settings(), Console(file=io.StringIO()), symbols=SYMBOLS, start=START, end=END)
-    assert [r["status"] for r in second.runs] == ["Succeeded", "Succeeded"]
+    backfill = first_demo.runs[0]["run_id"]
+    assert [(r["step"], r["status"]) for r in second.runs] == [("backfill", "Skipped"), ("daily trigger", "Succeeded")]
+    assert second.runs[0]["run_id"] == backfill  # the run that did it the first time
     assert second.layers["bronze"] == first_demo.layers["bronze"]  # RAW reused: no new file loaded
     assert second.marts == first_demo.marts
 
