@@ -23,7 +23,8 @@ from psycopg.rows import dict_row
 from lakehouse import telemetry
 from lakehouse.alert_rules import by_name
 from lakehouse.settings import load_settings
-from tests.local.ops_store_db import create_database, drop_database, migrate, reset
+from tests.databases import migrated_database
+from tests.local.ops_store_db import reset
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_CONNECTION_STRING = (
@@ -34,11 +35,9 @@ FAKE_CONNECTION_STRING = (
 
 @pytest.fixture(scope="module")
 def ops_dsn(pg_dsn: str) -> Iterator[str]:
-    name, dsn = create_database(pg_dsn, "obs_telemetry")
-    migrate(dsn)
-    yield dsn
-    telemetry.shutdown()
-    drop_database(pg_dsn, name)
+    with migrated_database(pg_dsn, "obs_telemetry") as dsn:
+        yield dsn
+        telemetry.shutdown()
 
 
 @pytest.fixture

@@ -1,41 +1,11 @@
-"""A dedicated database on the run's PostgreSQL for the observability tests.
-
-Each test module gets its own database (CREATE DATABASE), migrated like the real serving database,
-so hand-made runs, DQ results and mart rows never meet other engineers' test rows.
-"""
+"""Emptying the ops store between observability tests (each module has its own migrated database,
+from tests/databases.py)."""
 
 from __future__ import annotations
 
-import uuid
-
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-from spark_jobs import migrations
 
 OPS_TABLES = ("ops.activity_runs", "ops.pipeline_runs", "ops.dq_results", "ops.telemetry_events")
-
-
-def with_dbname(dsn: str, dbname: str) -> str:
-    return make_conninfo(**{**conninfo_to_dict(dsn), "dbname": dbname})
-
-
-def create_database(admin_dsn: str, prefix: str) -> tuple[str, str]:
-    """CREATE DATABASE ``{prefix}_{random}``; returns (name, dsn)."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return name, with_dbname(admin_dsn, name)
-
-
-def drop_database(admin_dsn: str, name: str) -> None:
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def migrate(dsn: str) -> list[str]:
-    """Apply the project's migrations, as the serving database gets them."""
-    return migrations.apply(dsn)
 
 
 def reset(dsn: str) -> None:

@@ -13,8 +13,9 @@ import pytest
 
 from lakehouse.alert_rules import ALERT_RULES, DAILY_PIPELINE
 from local.alerts import evaluate_alerts, exit_code, firing, format_text, parse_now
+from tests.databases import fresh_database, migrated_database
 from tests.local import ops_seed as seed
-from tests.local.ops_store_db import create_database, drop_database, migrate, reset
+from tests.local.ops_store_db import reset
 
 LOCAL_RULES = {r.name for r in ALERT_RULES if r.local is not None}
 METRIC_ONLY = {r.name for r in ALERT_RULES if r.local is None}
@@ -22,10 +23,8 @@ METRIC_ONLY = {r.name for r in ALERT_RULES if r.local is None}
 
 @pytest.fixture(scope="module")
 def module_dsn(pg_dsn: str) -> Iterator[str]:
-    name, dsn = create_database(pg_dsn, "obs_alerts")
-    migrate(dsn)
-    yield dsn
-    drop_database(pg_dsn, name)
+    with migrated_database(pg_dsn, "obs_alerts") as dsn:
+        yield dsn
 
 
 @pytest.fixture
@@ -129,11 +128,8 @@ def test_a_failed_function_activity_fires_the_ingestion_alert(ops_dsn: str) -> N
 
 
 def test_rules_over_tables_that_do_not_exist_yet_are_reported_not_crashed(pg_dsn: str) -> None:
-    name, dsn = create_database(pg_dsn, "obs_alerts_empty")
-    try:
+    with fresh_database(pg_dsn, "obs_alerts_empty") as dsn:
         results = evaluate_alerts(dsn, now=seed.at("2024-03-05 23:00"))
-    finally:
-        drop_database(pg_dsn, name)
     assert {r["name"]: r["state"] for r in results} == {
         **dict.fromkeys(LOCAL_RULES, "error"),
         **dict.fromkeys(METRIC_ONLY, "skipped"),

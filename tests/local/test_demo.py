@@ -19,7 +19,7 @@ from rich.console import Console
 
 from lakehouse.settings import load_settings
 from lakehouse.trading_calendar import sessions
-from tests.spark_jobs.serving_data import fresh_database
+from tests.databases import fresh_database
 
 SYMBOLS = 3
 START, END = "2024-01-02", "2024-03-28"

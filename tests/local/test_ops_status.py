@@ -19,8 +19,9 @@ from deltalake import write_deltalake
 from lakehouse.lake import Lake
 from lakehouse.settings import load_settings
 from local.ops_status import format_text, status
+from tests.databases import migrated_database
 from tests.local import ops_seed as seed
-from tests.local.ops_store_db import create_database, drop_database, migrate, reset
+from tests.local.ops_store_db import reset
 
 NOW = seed.at("2024-03-05 23:00")
 D = dt.date.fromisoformat
@@ -28,10 +29,8 @@ D = dt.date.fromisoformat
 
 @pytest.fixture(scope="module")
 def module_dsn(pg_dsn: str) -> Iterator[str]:
-    name, dsn = create_database(pg_dsn, "obs_status")
-    migrate(dsn)
-    yield dsn
-    drop_database(pg_dsn, name)
+    with migrated_database(pg_dsn, "obs_status") as dsn:
+        yield dsn
 
 
 @pytest.fixture

@@ -21,8 +21,9 @@ import pytest
 from lakehouse import trading_calendar
 from local.ops_status import connect
 from local.report import collect, run_timeline, write_report
+from tests.databases import migrated_database
 from tests.local import ops_seed as seed
-from tests.local.ops_store_db import create_database, drop_database, migrate, reset
+from tests.local.ops_store_db import reset
 
 NOW = seed.at("2024-03-05 23:30")
 CHROMIUM = "/usr/bin/chromium"
@@ -89,10 +90,8 @@ class Marks(HTMLParser):
 
 @pytest.fixture(scope="module")
 def module_dsn(pg_dsn: str) -> Iterator[str]:
-    name, dsn = create_database(pg_dsn, "obs_report")
-    migrate(dsn)
-    yield dsn
-    drop_database(pg_dsn, name)
+    with migrated_database(pg_dsn, "obs_report") as dsn:
+        yield dsn
 
 
 def notebook_output(tables: dict[str, dict]) -> dict:

@@ -7,17 +7,12 @@ the fixed schema names (`mart`, `ops`) never collide between tests.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import math
-import uuid
-from collections.abc import Iterator
-
-import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from lakehouse.lake import Lake
 from lakehouse.trading_calendar import sessions
+from tests.databases import fresh_database  # noqa: F401 - re-exported for the serving tests
 
 # The gold columns of the cross-team contract, as Spark DDL.
 GOLD_DDL = {
@@ -123,16 +118,3 @@ def write_all_gold(spark, lake: Lake, symbols=("AAPL", "MSFT"), load_id: str = "
     write_gold(spark, lake, "latest_quotes", quote_rows(symbols, load_id, bump))
 
 
-@contextlib.contextmanager
-def fresh_database(server_dsn: str) -> Iterator[str]:
-    """A new empty database on the server of `server_dsn`, dropped afterwards; yields its DSN."""
-    params = conninfo_to_dict(server_dsn)
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = make_conninfo(**{**params, "dbname": "postgres"})
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_conninfo(**{**params, "dbname": name})
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
