@@ -26,8 +26,11 @@ venv: $(STAMP)  ## create .venv and install the pinned dependencies
 demo: $(STAMP)  ## the whole pipeline end to end on embedded services
 	$(BIN)/lakehouse demo $(DEMO_ARGS)
 
-test: $(STAMP)  ## the full test suite (what CI runs)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(STAMP)  ## the full test suite (what CI runs), with the fast subset of the reliability suite
+	$(BIN)/python -m pytest -m "not reliability" $(PYTEST_ARGS)
+
+reliability: $(STAMP)  ## the fault-injection, crash, concurrency and security suite; rewrites docs/reliability.md
+	LAKEHOUSE_RELIABILITY_REPORT=docs/reliability.md $(BIN)/python -m pytest tests/reliability $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
