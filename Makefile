@@ -9,7 +9,7 @@ STAMP := $(VENV)/.deps-installed
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: venv demo test lint reliability bench constraints functions-package services-down clean
+.PHONY: venv demo test lint reliability bench bench-quick constraints functions-package services-down clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required, found " + sys.version.split()[0] + " at $(PYTHON); set PYTHON=/path/to/python3.11")'
@@ -34,6 +34,13 @@ reliability: $(STAMP)  ## the fault-injection, crash, concurrency and security s
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+BENCH_ARGS ?=
+bench: $(STAMP)  ## every benchmark in bench/ (setup, warm-up, N fresh-process runs), then docs/performance.md
+	$(BIN)/python -m bench.harness $(BENCH_ARGS); status=$$?; $(BIN)/python -m bench.report && exit $$status
+
+bench-quick: $(STAMP)  ## every benchmark at tiny sizes, one run each (bench/results/quick/): a smoke test
+	$(BIN)/python -m bench.harness --quick $(BENCH_ARGS)
 
 constraints: $(STAMP)  ## re-freeze the transitive pins after changing requirements.txt
 	@{ echo "# Transitive pins (pip freeze of a working .venv), so a fresh clone resolves the same set."; \

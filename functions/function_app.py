@@ -17,11 +17,13 @@ from market_ingest import runtime
 from market_ingest.ingest import BadRequest
 from market_ingest.options import load_options, timer_schedule
 
-from lakehouse import telemetry
+from lakehouse import inputs, telemetry
 from lakehouse.settings import ConfigurationError, load_settings
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("function_app")
+# A request names symbols, dates and a run id: 1 MiB is room for thousands of tickers.
+MAX_BODY_BYTES = 1 << 20
 
 
 def _json_response(body: dict, status: int) -> func.HttpResponse:
@@ -32,11 +34,16 @@ def _json_response(body: dict, status: int) -> func.HttpResponse:
 @app.route(route="ingest", methods=[func.HttpMethod.POST])
 def ingest(req: func.HttpRequest) -> func.HttpResponse:
     """Land a dataset in RAW; 200 with a summary, non-2xx when no symbol succeeded."""
+    size = len(req.get_body() or b"")
+    if size > MAX_BODY_BYTES:
+        return _json_response({"error": f"the body is {size} bytes; at most {MAX_BODY_BYTES}"}, 413)
     try:
         body = req.get_json()
     except ValueError:
         return _json_response({"error": "the body must be JSON"}, 400)
-    run_id = body.get("run_id") if isinstance(body, dict) and isinstance(body.get("run_id"), str) else None
+    given = body.get("run_id") if isinstance(body, dict) else None
+    # Only a well-formed run id labels the telemetry span; a bad one is reported by the parser.
+    run_id = given if isinstance(given, str) and inputs.RUN_ID_PATTERN.fullmatch(given) else None
     try:
         settings = load_settings()
         telemetry.configure(settings, "functions")

@@ -22,7 +22,7 @@ PROVIDERS: tuple[str, ...] = get_args(Provider)
 
 # Tickers as the market APIs spell them (BRK.B, RDS-A). The pattern is strict because a symbol
 # ends up in URLs and lake paths.
-SYMBOL_PATTERN = re.compile(r"^[A-Z][A-Z0-9]{0,9}([.-][A-Z0-9]{1,4})?$")
+SYMBOL_PATTERN = re.compile(r"^[A-Z][A-Z0-9]{0,9}([.-][A-Z0-9]{1,4})?\Z")  # \Z: "$" would let "AAPL\n" through
 
 DEFAULT_SYMBOLS: tuple[str, ...] = (
     "AAPL", "MSFT", "AMZN", "GOOGL", "META", "NVDA", "JPM", "JNJ", "V", "PG",

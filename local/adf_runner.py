@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from lakehouse import failpoints
 from local.dotnet_runtime import ensure_dotnet
 
 log = logging.getLogger(__name__)
@@ -190,6 +191,27 @@ class FunctionExecutor(Protocol):
         ...
 
 
+class ConcurrencyGate(Protocol):
+    """Where a pipeline with a ``concurrency`` limit waits for a free slot (ADF queues the run)."""
+
+    def hold(self, pipeline: str, limit: int) -> contextlib.AbstractContextManager[None]: ...
+
+
+_PROCESS_SLOTS: dict[str, threading.BoundedSemaphore] = {}
+_PROCESS_SLOTS_LOCK = threading.Lock()
+
+
+class ProcessGate:
+    """Concurrency slots of the runs of this process (no ops database: nothing else can see them)."""
+
+    @contextlib.contextmanager
+    def hold(self, pipeline: str, limit: int):
+        with _PROCESS_SLOTS_LOCK:
+            semaphore = _PROCESS_SLOTS.setdefault(f"{pipeline}/{limit}", threading.BoundedSemaphore(limit))
+        with semaphore:
+            yield
+
+
 class RunRecorder(Protocol):
     """Where runs are written as they start and end (see local.run_store)."""
 
@@ -213,6 +235,8 @@ class RunContext:
         adf_root: the folder in ADF git layout to read pipelines from.
         sleep: how retry intervals and Wait activities pass time (injectable for tests).
         on_event: progress callback, called with the event name and the run record.
+        concurrency: where runs of a pipeline with a ``concurrency`` limit wait for a slot;
+            default: this process only (``local.run_store.PostgresConcurrencyGate`` spans processes).
     """
 
     notebook_executor: NotebookExecutor | None = None
@@ -222,6 +246,7 @@ class RunContext:
     adf_root: Path = ADF_ROOT
     sleep: Callable[[float], None] = time.sleep
     on_event: Callable[[RunEvent, Any], None] | None = None
+    concurrency: ConcurrencyGate = field(default_factory=ProcessGate)
     _factory: Factory | None = field(default=None, repr=False)
 
     @property
@@ -736,6 +761,7 @@ class _Execution:
             if secure_in:
                 run.input = None
             self.ctx.emit("activity_finished", run)
+            failpoints.failpoint(f"after_activity:{self.run.pipeline}/{activity['name']}", status=status)
             if status == "Succeeded" or attempt > retries:
                 return status, output, error
             self.ctx.sleep(interval)
@@ -1053,6 +1079,26 @@ def run_pipeline(
     doc = ctx.factory.pipeline(name)
     bound = bind_parameters(doc, parameters)
     ensure_dotnet()
+    limit = doc.get("properties", {}).get("concurrency")
+    if limit is None:
+        return _run_pipeline(ctx, name, doc, bound, parent_run_id, parent_pipeline, trigger)
+    if not isinstance(limit, int) or limit < 1:
+        raise AdfDefinitionError(f"pipeline {name}: concurrency must be a positive integer, got {limit!r}")
+    # ADF queues a run beyond the pipeline's concurrency until an earlier one ends; here the run
+    # waits for a slot before it starts (ops.pipeline_runs has no 'Queued' status).
+    with ctx.concurrency.hold(name, limit):
+        return _run_pipeline(ctx, name, doc, bound, parent_run_id, parent_pipeline, trigger)
+
+
+def _run_pipeline(
+    ctx: RunContext,
+    name: str,
+    doc: dict[str, Any],
+    bound: dict[str, Any],
+    parent_run_id: str | None,
+    parent_pipeline: str | None,
+    trigger: dict[str, Any] | None,
+) -> PipelineRunResult:
     run = PipelineRunResult(
         run_id=str(uuid.uuid4()),
         pipeline=name,
@@ -1134,12 +1180,13 @@ def local_context(
     Args:
         spark: session the notebooks run on (the embedded Sail server's).
         pg_dsn: serving database; when given, every run is recorded in ``ops.pipeline_runs`` /
-            ``ops.activity_runs`` (migrations must have been applied).
+            ``ops.activity_runs`` (migrations must have been applied), and pipeline ``concurrency``
+            limits hold across processes (advisory locks there).
         on_event: progress callback (see :class:`RunContext`).
         adf_root: the ADF folder.
     """
     from local.notebook_runner import SparkNotebookExecutor
-    from local.run_store import PostgresRunStore
+    from local.run_store import PostgresConcurrencyGate, PostgresRunStore
 
     return RunContext(
         notebook_executor=SparkNotebookExecutor(spark),
@@ -1147,4 +1194,5 @@ def local_context(
         recorder=PostgresRunStore(pg_dsn) if pg_dsn else None,
         on_event=on_event,
         adf_root=adf_root,
+        concurrency=PostgresConcurrencyGate(pg_dsn) if pg_dsn else ProcessGate(),
     )

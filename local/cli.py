@@ -12,13 +12,14 @@ import decimal
 import json
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from lakehouse import inputs
 from lakehouse.settings import ConfigurationError, Settings, load_settings
 from local import services
 
@@ -42,6 +43,8 @@ console = Console()
 err_console = Console(stderr=True)
 
 EXIT_CONFIG = 2
+MAX_CHUNK_DAYS = 3660  # a chunk of ten years is already one very long run
+MAX_BACKFILL_CHUNKS = 10_000
 
 
 def _settings() -> Settings:
@@ -110,11 +113,14 @@ def services_status(json_out: Annotated[bool, typer.Option("--json")] = False) -
 
 @contextlib.contextmanager
 def _serving_db(settings: Settings) -> Iterator[str]:
-    """The serving database's DSN, its migrations applied, PostgreSQL started if needed."""
+    """The serving database's DSN, its migrations applied, PostgreSQL started if needed, and runs
+    whose process died marked failed (RunAbandoned) so runs/status/alerts do not show them going on."""
+    from local.run_store import recover_abandoned_runs
     from spark_jobs import migrations
 
     with services.running(settings, needs=("postgres",)) as eps:
         migrations.apply(eps.pg_dsn)
+        recover_abandoned_runs(eps.pg_dsn)
         yield eps.pg_dsn
 
 
@@ -194,6 +200,76 @@ def _progress(event: str, record: Any) -> None:
         )
 
 
+def _optional_date(value: Any, name: str) -> Any:
+    return value if value == "" else inputs.date(value, name)
+
+
+def _optional_symbols(value: Any, name: str) -> Any:
+    return value if value == "" else inputs.symbols(value, name)
+
+
+def _day_count(low: int, high: int) -> Callable[[Any, str], int]:
+    def check(value: Any, name: str) -> int:
+        if not low <= value <= high:
+            raise ValueError(f"{name} must be within {low}..{high}, got {value}")
+        return value
+
+    return check
+
+
+# Pipeline parameters that reach lake paths, URLs or SQL, checked before anything starts. The
+# ingest function and the notebooks check them again: ADF can start a pipeline without this CLI.
+PARAMETER_CHECKS: dict[str, Callable[[Any, str], Any]] = {
+    "startDate": _optional_date,
+    "endDate": _optional_date,
+    "runDate": _optional_date,
+    "symbols": _optional_symbols,
+    "runId": inputs.run_id,
+    "chunkDays": _day_count(1, MAX_CHUNK_DAYS),
+    "ingestLookbackDays": _day_count(0, 366),
+}
+
+
+def check_pipeline_call(pipeline: str, params: dict[str, Any], hints: dict[str, str] | None = None) -> None:
+    """Refuse an unknown pipeline or a parameter value the platform would refuse, with exit 2.
+
+    Args:
+        pipeline: a pipeline of adf/.
+        params: the parameters as given (strings from ``-p``, or typed).
+        hints: the CLI option that gave each parameter (default ``-p``), named in the message.
+    """
+    from local.adf_runner import AdfDefinitionError, Factory, PipelineParameterError, bind_parameters
+
+    hints = hints or {}
+    try:
+        bound = bind_parameters(Factory.load().pipeline(pipeline), params)
+    except AdfDefinitionError as exc:
+        raise typer.BadParameter(str(exc), param_hint="PIPELINE") from None
+    except PipelineParameterError as exc:
+        raise typer.BadParameter(str(exc), param_hint="-p") from None
+    for name, value in bound.items():
+        check = PARAMETER_CHECKS.get(name)
+        if check is None or name not in params:
+            continue
+        try:
+            check(value, name)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint=hints.get(name, "-p")) from None
+    if {"startDate", "endDate"} <= set(params) and bound["startDate"] and bound["endDate"]:
+        first, last = inputs.date(bound["startDate"], "startDate"), inputs.date(bound["endDate"], "endDate")
+        if last < first:
+            raise typer.BadParameter(
+                f"endDate {last} is before startDate {first}", param_hint=hints.get("endDate", "-p")
+            )
+        chunks = ((last - first).days + bound.get("chunkDays", 1)) // bound.get("chunkDays", 1)
+        if "chunkDays" in bound and chunks > MAX_BACKFILL_CHUNKS:
+            raise typer.BadParameter(
+                f"{first}..{last} in chunks of {bound['chunkDays']} days is {chunks} runs; at most "
+                f"{MAX_BACKFILL_CHUNKS}: give more days per chunk",
+                param_hint=hints.get("chunkDays", "-p"),
+            )
+
+
 def _run_pipeline_command(start: Any) -> None:
     """Run a pipeline on the local platform, print its outcome, exit 1 unless it succeeded."""
     from local.adf_runner import AdfDefinitionError, PipelineParameterError
@@ -232,6 +308,7 @@ def adf_run(
     from local.adf_runner import run_pipeline
 
     params = _parse_params(param)
+    check_pipeline_call(pipeline, params)
     _run_pipeline_command(lambda ctx: run_pipeline(pipeline, params, ctx))
 
 
@@ -246,10 +323,12 @@ def backfill(
     from local.adf_runner import run_pipeline
 
     params: dict[str, Any] = {"startDate": start, "endDate": end}
-    if symbols:
+    if symbols is not None:
         params["symbols"] = symbols
-    if chunk_days:
+    if chunk_days is not None:
         params["chunkDays"] = chunk_days
+    hints = {"startDate": "--start", "endDate": "--end", "symbols": "--symbols", "chunkDays": "--chunk-days"}
+    check_pipeline_call("pl_backfill", params, hints)
     _run_pipeline_command(lambda ctx: run_pipeline("pl_backfill", params, ctx))
 
 
@@ -259,10 +338,16 @@ def trigger_run(
     at: Annotated[str | None, typer.Option(help="ISO timestamp the trigger fires at (default: now, UTC).")] = None,
 ) -> None:
     """Fire a trigger from adf/ at a given time and run its pipeline."""
+    from local.adf_runner import AdfDefinitionError
     from local.adf_triggers import fire_trigger, resolve_trigger
 
     when = at or dt.datetime.now(dt.UTC).isoformat()
-    firing = resolve_trigger(trigger, when)
+    try:
+        firing = resolve_trigger(trigger, when)
+    except AdfDefinitionError as exc:
+        raise typer.BadParameter(str(exc), param_hint="TRIGGER") from None
+    except ValueError as exc:
+        raise typer.BadParameter(f"not an ISO-8601 time: {inputs.shown(at)} ({exc})", param_hint="--at") from None
     if not firing.on_schedule:
         err_console.print(f"[yellow]note:[/] {when} is not a time {trigger} fires on its schedule; running anyway")
     console.print(f"{trigger} -> {firing.pipeline} {json.dumps(to_jsonable(firing.parameters))}", highlight=False)
@@ -279,6 +364,11 @@ def runs(
     """Pipeline runs recorded by the local ADF runner; with a run id, its activity runs and timings."""
     from local.run_store import PostgresRunStore
 
+    if run_id is not None:
+        try:
+            inputs.run_id(run_id, "RUN_ID")
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="RUN_ID") from None
     settings = _settings()
     with _serving_db(settings) as dsn, PostgresRunStore(dsn) as store:
         if run_id is None:
@@ -354,6 +444,11 @@ def report(
     from local.report import write_report
 
     chosen = [s.strip().upper() for s in symbols.split(",") if s.strip()] if symbols else None
+    bad = [inputs.shown(s) for s in chosen or () if not inputs.is_symbol(s)]
+    if bad:
+        raise typer.BadParameter(
+            f"invalid ticker(s) {', '.join(bad[:5])}; expected e.g. AAPL or BRK.B", param_hint="--symbols"
+        )
     settings = _settings()
     with _serving_db(settings) as dsn:
         try:
@@ -379,6 +474,47 @@ def infra_preview(
     except FileNotFoundError as exc:
         raise typer.BadParameter(str(exc), param_hint="--stack") from None
     typer.echo(json.dumps(result, indent=2) if json_out else preview.render_text(result))
+
+
+@app.command("reconcile")
+def reconcile_window(
+    start: Annotated[str, typer.Option("--start", help="First ingestion date (YYYY-MM-DD).")],
+    end: Annotated[str, typer.Option("--end", help="Last ingestion date (YYYY-MM-DD).")],
+    dataset: Annotated[str, typer.Option("--dataset", help="daily_bars or security_master.")] = "daily_bars",
+    symbols: Annotated[str | None, typer.Option("--symbols", help="Only these RAW folders, e.g. AAPL,MSFT.")] = None,
+    trade_start: Annotated[str | None, typer.Option("--trade-start", help="Gold/mart window start.")] = None,
+    trade_end: Annotated[str | None, typer.Option("--trade-end", help="Gold/mart window end.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the counts as a JSON object.")] = False,
+) -> None:
+    """Count an ingestion window in RAW, bronze, silver, quarantine, gold and the mart; exit 1 on a lost
+    or duplicated row."""
+    from local.spark import connect
+    from spark_jobs import reconcile
+    from spark_jobs.job_params import DateWindow
+
+    try:  # refuse bad dates before any service starts
+        DateWindow.parse(start, end)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    settings = _settings()
+    wanted = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
+    with services.running(settings) as eps:
+        session = connect(eps.spark_remote)
+        try:
+            counts = reconcile.reconcile(session, settings, start, end, dataset=dataset, symbols=wanted,
+                                         trade_start=trade_start, trade_end=trade_end, pg_dsn=eps.pg_dsn)  # fmt: skip
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        finally:
+            session.stop()
+    result = {**counts.as_dict(), "details": counts.details}
+    if json_out:
+        sys.stdout.write(json.dumps(to_jsonable(result), indent=2) + "\n")
+    else:
+        print_rows([{"count": k, "value": v} for k, v in {**counts.as_dict(), **counts.details}.items()],
+                   as_json=False, title=f"reconcile {dataset} {start}..{end}")  # fmt: skip
+    if not counts.ok:
+        raise typer.Exit(1)
 
 
 def main() -> None:

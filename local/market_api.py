@@ -29,8 +29,11 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
+import os
 import random
 import socket
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -39,6 +42,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import parse_qs, urlparse
 
@@ -48,6 +52,7 @@ from lakehouse import trading_calendar
 from lakehouse.settings import SYMBOL_PATTERN
 
 HISTORY_START = dt.date(1999, 11, 1)  # Alpha Vantage's daily history starts here
+MODEL_VERSION = 1  # part of the body cache's key: bump when the market model or the wire format changes
 COMPACT_SESSIONS = 100
 TRADING_DAYS = 252
 DOCS = "https://www.alphavantage.co/documentation/"
@@ -118,6 +123,13 @@ class MarketApiConfig:
         throttle: how the per-minute limit answers: Alpha Vantage's HTTP-200 ``{"Note"}`` or HTTP 429.
         unknown_symbols: answered as Alpha Vantage answers an unknown ticker.
         faults: injected faults, the first matching one applies.
+        listed_from: every symbol listed on this date (its first session on or after it), so a
+            full history is exactly the sessions since then: a data set of a chosen size
+            (benchmarks). None: each symbol's own listing date.
+        cache_dir: keep each rendered daily series and overview here and serve it again from
+            there (also across processes; never for a request hit by a fault). The server stands
+            in for a remote API whose formatting costs the project nothing; benchmarks cache so
+            that they time the client, not the stand-in.
     """
 
     seed: int = 7
@@ -128,6 +140,8 @@ class MarketApiConfig:
     throttle: Literal["note", "http_429"] = "note"
     unknown_symbols: frozenset[str] = frozenset()
     faults: tuple[Fault, ...] = ()
+    listed_from: dt.date | None = None
+    cache_dir: Path | None = None
 
 
 # --- the market model ------------------------------------------------------------------------
@@ -187,20 +201,29 @@ class Series:
 class MarketModel:
     """Deterministic prices per (seed, symbol, date)."""
 
-    def __init__(self, seed: int = 7, calendar: str = "XNYS"):
+    def __init__(self, seed: int = 7, calendar: str = "XNYS", listed_from: dt.date | None = None):
         self.seed = seed
         self.calendar = calendar
+        self.listed_from = listed_from
         cal = trading_calendar.calendar(calendar)
         self.sessions: tuple[dt.date, ...] = tuple(
             trading_calendar.sessions(HISTORY_START, cal.last_session.date(), code=calendar)
         )
         self._index = {d: i for i, d in enumerate(self.sessions)}
-        self.series = lru_cache(maxsize=64)(self._series)  # ~1 MB each; regenerating takes ~15 ms
+        self._iso = tuple(d.isoformat() for d in self.sessions)  # shared by every series: ~60% of building one
+        self.series = lru_cache(maxsize=64)(self._series)  # ~1 MB each; regenerating takes ~3 ms
         self.profile = lru_cache(maxsize=4096)(self._profile)
+        self._listed_index = None
+        if listed_from is not None:
+            self._listed_index = next((i for i, d in enumerate(self.sessions) if d >= listed_from), None)
+            if self._listed_index is None:
+                raise ValueError(f"listed_from {listed_from} is after the calendar's last session")
 
     def _profile(self, symbol: str) -> SymbolProfile:
         rnd = random.Random(f"{self.seed}:{symbol}:profile")  # noqa: S311
         listed_index = 0 if rnd.random() < 0.4 else rnd.randrange(0, int(len(self.sessions) * 0.6))
+        if self._listed_index is not None:
+            listed_index = self._listed_index
         sector = rnd.choice(sorted(SECTORS))
         base = symbol.split(".")[0].split("-")[0].title()
         renamed = None
@@ -266,7 +289,7 @@ class MarketModel:
         dates = self.sessions[start:]
         return Series(
             dates=dates,
-            iso=tuple(d.isoformat() for d in dates),
+            iso=self._iso[start:],
             open=open_,
             high=high,
             low=low,
@@ -516,7 +539,7 @@ class MarketApiServer:
         self._lock = threading.Lock()
         self._state = _State(config or MarketApiConfig())
         self._reset_locked()
-        self.model = MarketModel(self._state.config.seed)
+        self.model = _model(self._state.config)
         self.requests: list[RequestRecord] = []
         self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
         self._httpd.daemon_threads = True
@@ -558,8 +581,8 @@ class MarketApiServer:
         """Replace parts of the config (e.g. ``faults=(...)``); counters and quotas restart."""
         with self._lock:
             config = dataclasses.replace(self._state.config, **changes)
-            if config.seed != self._state.config.seed:
-                self.model = MarketModel(config.seed)
+            if (config.seed, config.listed_from) != (self._state.config.seed, self._state.config.listed_from):
+                self.model = _model(config)
             self._state.config = config
             self._reset_locked()
             self.requests.clear()
@@ -664,6 +687,9 @@ class MarketApiServer:
         if function == "OVERVIEW":
             if not known:
                 return 200, _dump({})
+            if kind is None:
+                return 200, self._cached_body(function, symbol, "overview", as_of, lambda: json.dumps(
+                    self.model.overview(symbol, as_of), indent=4).encode())  # fmt: skip
             overview = self.model.overview(symbol, as_of)
             if kind == "missing_fields":
                 overview.pop("Sector")
@@ -677,18 +703,22 @@ class MarketApiServer:
             return 200, _dump({"Error Message": _invalid_call(function)})
         adjusted = function == "TIME_SERIES_DAILY_ADJUSTED"
         compact = outputsize == "compact"
-        last_day = self.model.last_bar(symbol, as_of)
-        meta = {
-            "1. Information": "Daily Time Series with Splits and Dividend Events"
-            if adjusted
-            else "Daily Prices (open, high, low, close) and Volumes",
-            "2. Symbol": symbol,
-            "3. Last Refreshed": last_day or as_of.isoformat(),
-            "4. Output Size": "Compact" if compact else "Full size",
-            "5. Time Zone": "US/Eastern",
-        }
+
+        def meta() -> dict[str, str]:
+            return {
+                "1. Information": "Daily Time Series with Splits and Dividend Events"
+                if adjusted
+                else "Daily Prices (open, high, low, close) and Volumes",
+                "2. Symbol": symbol,
+                "3. Last Refreshed": self.model.last_bar(symbol, as_of) or as_of.isoformat(),
+                "4. Output Size": "Compact" if compact else "Full size",
+                "5. Time Zone": "US/Eastern",
+            }
+
         if kind not in ("missing_fields", "extra_fields"):
-            return 200, self.model.daily_body(symbol, as_of, adjusted, compact, meta)
+            # Nothing of the series is built when the cache has the body.
+            return 200, self._cached_body(function, symbol, outputsize, as_of, lambda: self.model.daily_body(
+                symbol, as_of, adjusted, compact, meta()))  # fmt: skip
         rows = self.model.daily_rows(symbol, as_of, adjusted, compact=compact)
         if kind == "missing_fields":
             for _, fields in rows[:2]:
@@ -698,7 +728,24 @@ class MarketApiServer:
         if kind == "extra_fields":
             for _, fields in rows:
                 fields["9. exchange"] = "XNYS"
-        return 200, render_series(meta, rows)
+        return 200, render_series(meta(), rows)
+
+    def _cached_body(self, function: str, symbol: str, outputsize: str, as_of: dt.date, render) -> bytes:
+        """A daily series or overview from `config.cache_dir` if rendered before, else rendered (and kept)."""
+        config = self._state.config
+        if config.cache_dir is None:
+            return render()
+        listing = config.listed_from.isoformat() if config.listed_from else "own"
+        folder = Path(config.cache_dir) / f"v{MODEL_VERSION}-seed{config.seed}-listed-{listing}-asof-{as_of}"
+        path = folder / f"{function}-{outputsize}-{symbol}.json"
+        with contextlib.suppress(FileNotFoundError):
+            return path.read_bytes()
+        body = render()
+        folder.mkdir(parents=True, exist_ok=True)
+        temp = folder / f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp"
+        temp.write_bytes(body)
+        temp.replace(path)  # atomic: a concurrent reader sees the whole body or none
+        return body
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -752,6 +799,10 @@ class MarketApiServer:
         return Handler
 
 
+def _model(config: MarketApiConfig) -> MarketModel:
+    return MarketModel(config.seed, listed_from=config.listed_from)
+
+
 def _dump(obj: object) -> bytes:
     return json.dumps(obj, indent=4).encode()
 
@@ -777,6 +828,47 @@ def running(
         server.stop()
 
 
+@dataclass(frozen=True)
+class ServerProcess:
+    """The synthetic API running as a process of its own."""
+
+    url: str
+    pid: int
+
+
+@contextlib.contextmanager
+def running_process(config: MarketApiConfig | None = None, *, host: str = "127.0.0.1") -> Iterator[ServerProcess]:
+    """The synthetic API as a process of its own for the duration of a ``with`` block.
+
+    As the real API is remote, its work should not share the client's interpreter: in a thread
+    of the same process, rendering full histories competes with the client for one GIL. Faults,
+    unknown symbols and a required key are configured in-process only (use :func:`running`).
+    """
+    config = config or MarketApiConfig()
+    if config.faults or config.unknown_symbols or config.api_key or config.throttle != "note":
+        raise ValueError("faults, unknown_symbols, api_key and throttle need the in-process server (running)")
+    argv = [sys.executable, "-m", "local.market_api", "--host", host, "--port", "0", "--seed", str(config.seed)]
+    for flag, value in (("--calls-per-minute", config.calls_per_minute), ("--calls-per-day", config.calls_per_day),
+                        ("--as-of", config.as_of), ("--listed-from", config.listed_from),
+                        ("--cache-dir", config.cache_dir)):  # fmt: skip
+        if value is not None:
+            argv += [flag, str(value)]
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(argv, cwd=root, stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        if not line:
+            raise RuntimeError(f"the market API process exited with {proc.wait(timeout=10)} before announcing its URL")
+        yield ServerProcess(json.loads(line)["url"], proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Synthetic Alpha Vantage-compatible market API.")
     parser.add_argument("--host", default="127.0.0.1")
@@ -784,8 +876,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--calls-per-minute", type=int, default=None)
     parser.add_argument("--calls-per-day", type=int, default=None)
+    parser.add_argument("--as-of", type=dt.date.fromisoformat, default=None, help="last session served")
+    parser.add_argument("--listed-from", type=dt.date.fromisoformat, default=None, help="list every symbol here")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="keep rendered daily series here")
     args = parser.parse_args(argv)
-    config = MarketApiConfig(seed=args.seed, calls_per_minute=args.calls_per_minute, calls_per_day=args.calls_per_day)
+    config = MarketApiConfig(
+        seed=args.seed,
+        calls_per_minute=args.calls_per_minute,
+        calls_per_day=args.calls_per_day,
+        as_of=args.as_of,
+        listed_from=args.listed_from,
+        cache_dir=args.cache_dir,
+    )
     server = start(config, host=args.host, port=args.port)
     print(json.dumps({"url": server.url, "port": server.port}), flush=True)
     try:

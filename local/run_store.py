@@ -4,11 +4,24 @@ The local counterpart of ADF monitoring. The runner calls the recorder when a ru
 (status ``InProgress``) and when it ends; each call is an upsert committed at once, so a run
 that is still going, or that died with the process, is visible. Tables come from the migration
 ``spark_jobs/sql/010_ops_runs.sql`` (applied by ``spark_jobs.migrations.apply``).
+
+A run left ``InProgress`` by a process that died (killed, machine lost) would stay so forever and
+look like a run still going. While a run is in progress, the store's session holds a PostgreSQL
+advisory lock keyed by its run id; PostgreSQL releases it when that session ends, however it
+ends. :func:`recover_abandoned_runs` takes each free lock of an ``InProgress`` run and marks the
+run, and its ``InProgress`` activity runs, ``Failed`` with error code ``RunAbandoned``.
+
+:class:`PostgresConcurrencyGate` gives a pipeline's ``concurrency`` limit (ADF queues runs beyond
+it) to every process that records into the same database, with advisory locks too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +31,19 @@ from psycopg.types.json import Jsonb
 
 if TYPE_CHECKING:
     from local.adf_runner import ActivityRun, PipelineRunResult
+
+log = logging.getLogger(__name__)
+
+# First keys of the two-key advisory locks: a live run ('runs'), a pipeline's concurrency slot ('conc').
+RUN_LOCK_CLASS = int.from_bytes(b"runs", "big")
+SLOT_LOCK_CLASS = int.from_bytes(b"conc", "big")
+ABANDONED_ERROR = {
+    "errorCode": "RunAbandoned",
+    "message": "abandoned: the process running it ended before the run finished (killed, or its "
+    "connection to the ops store was lost); rerun the window",
+    "failureType": "SystemError",
+    "target": None,
+}
 
 
 def _json(value: Any) -> Jsonb | None:
@@ -76,7 +102,15 @@ class PostgresRunStore:
         self.close()
 
     def record_pipeline_run(self, run: PipelineRunResult) -> None:
-        self._connection().execute(
+        conn = self._connection()
+        if run.status == "InProgress":  # held by this session while the run goes on
+            conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (RUN_LOCK_CLASS, run.run_id))
+        self._record_pipeline_run(conn, run)
+        if run.status != "InProgress":
+            conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (RUN_LOCK_CLASS, run.run_id))
+
+    def _record_pipeline_run(self, conn: psycopg.Connection, run: PipelineRunResult) -> None:
+        conn.execute(
             _UPSERT_PIPELINE,
             {
                 "run_id": run.run_id,
@@ -150,6 +184,86 @@ class PostgresRunStore:
                 (run_id,),
             )
             return cur.fetchall()
+
+
+def recover_abandoned_runs(dsn: str) -> list[str]:
+    """Mark ``InProgress`` runs whose process is gone as ``Failed`` (``RunAbandoned``).
+
+    A run is abandoned when nobody holds its advisory lock: its recording session ended. Runs
+    still going in another process keep their lock and are left alone. Uses a connection of its
+    own, so this process's own running runs (whose locks another session holds) are never hit.
+
+    Returns:
+        run ids marked failed, oldest first.
+    """
+    marked: list[str] = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        running = conn.execute(
+            "SELECT run_id FROM ops.pipeline_runs WHERE status = 'InProgress' ORDER BY started_at"
+        ).fetchall()
+        for (run_id,) in running:
+            key = (RUN_LOCK_CLASS, run_id)
+            if not conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", key).fetchone()[0]:
+                continue  # its process is alive (or shares the lock key: left alone, safely)
+            try:
+                with conn.transaction():
+                    updated = conn.execute(
+                        "UPDATE ops.pipeline_runs SET status = 'Failed', error = %s, "
+                        "ended_at = greatest(started_at, coalesce((SELECT max(coalesce(a.ended_at, a.started_at)) "
+                        "FROM ops.activity_runs a WHERE a.pipeline_run_id = %s), started_at)) "
+                        "WHERE run_id = %s AND status = 'InProgress'",
+                        (_json(ABANDONED_ERROR), run_id, run_id),
+                    ).rowcount
+                    conn.execute(
+                        "UPDATE ops.activity_runs SET status = 'Failed', error = %s, ended_at = started_at "
+                        "WHERE pipeline_run_id = %s AND status = 'InProgress'",
+                        (_json(ABANDONED_ERROR), run_id),
+                    )
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", key)
+            if updated:
+                marked.append(run_id)
+                log.warning("pipeline run %s was abandoned by its process; marked Failed (RunAbandoned)", run_id)
+    return marked
+
+
+class PostgresConcurrencyGate:
+    """A pipeline's ``concurrency`` slots as advisory locks, shared by every process on the database.
+
+    A run takes the first free slot of its pipeline on a connection of its own and keeps it until
+    it ends; a killed run's slot is freed with its session. Waiting runs poll every `poll` seconds
+    (ADF queues them the same way: they start when a slot frees, in no promised order).
+
+    Args:
+        dsn: libpq DSN of the ops database (never logged).
+        poll: seconds between attempts while every slot is taken.
+    """
+
+    def __init__(self, dsn: str, poll: float = 0.2) -> None:
+        self._dsn = dsn
+        self._poll = poll
+
+    @contextlib.contextmanager
+    def hold(self, pipeline: str, limit: int) -> Iterator[None]:
+        conn = psycopg.connect(self._dsn, autocommit=True)
+        try:
+            slot, waited, started = None, False, time.monotonic()
+            while slot is None:
+                for candidate in range(limit):
+                    key = (SLOT_LOCK_CLASS, f"{pipeline}#{candidate}")
+                    if conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", key).fetchone()[0]:
+                        slot = candidate
+                        break
+                else:
+                    if not waited:
+                        log.info("%s: all %d concurrency slot(s) taken; queued", pipeline, limit)
+                        waited = True
+                    time.sleep(self._poll)
+            if waited:
+                log.info("%s: got slot %d after %.1f s in the queue", pipeline, slot, time.monotonic() - started)
+            yield
+        finally:
+            conn.close()  # ends the session: its slot lock goes with it
 
 
 @dataclass

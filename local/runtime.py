@@ -4,7 +4,8 @@ Commands that run pipelines (`adf run`, `backfill`, `trigger run`, `demo`) all n
 things set up in the same order, and torn down in reverse:
 
 1. the embedded services (reused when `lakehouse services up` already started them);
-2. the serving database's migrations;
+2. the serving database's migrations, and runs left ``InProgress`` by a process that died marked
+   failed (``local.run_store.recover_abandoned_runs``: they would otherwise look like runs going on);
 3. the synthetic market API when the provider is `synthetic` and no ALPHAVANTAGE_BASE_URL is set;
 4. the environment the Function app and the notebooks read their settings from (the same
    variable names as the app settings in Azure);
@@ -69,11 +70,13 @@ def overridden_environment(values: dict[str, str]) -> Iterator[None]:
 @contextlib.contextmanager
 def local_platform(settings: Settings) -> Iterator[LocalPlatform]:
     """Everything a pipeline run needs on this machine, for the duration of the block."""
+    from local.run_store import recover_abandoned_runs
     from spark_jobs import migrations
 
     with contextlib.ExitStack() as stack:
         eps = stack.enter_context(services.running(settings))
         migrations.apply(eps.pg_dsn)
+        recover_abandoned_runs(eps.pg_dsn)
         env = {
             "LAKEHOUSE_HOME": str(settings.home_dir),
             "LAKEHOUSE_SPARK_REMOTE": eps.spark_remote,

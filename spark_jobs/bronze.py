@@ -38,8 +38,13 @@ def arrow_schema(contract: Contract) -> pa.Schema:
 
 def to_frame(spark: SparkSession, rows: list[dict], contract: Contract) -> DataFrame:
     """A DataFrame with exactly the contract's columns and types from a list of row dicts."""
+    names = arrow_schema(contract).names
+    return columns_frame(spark, {name: [r.get(name) for r in rows] for name in names}, contract)
+
+
+def columns_frame(spark: SparkSession, columns: dict[str, list], contract: Contract) -> DataFrame:
+    """A DataFrame with exactly the contract's columns and types from equally long value lists."""
     schema = arrow_schema(contract)
-    columns = {name: [r.get(name) for r in rows] for name in schema.names}
     table = pa.table({n: pa.array(columns[n], type=schema.field(n).type) for n in schema.names}, schema=schema)
     if table.num_rows == 0:
         return spark.createDataFrame([], contract.ddl())
@@ -48,11 +53,26 @@ def to_frame(spark: SparkSession, rows: list[dict], contract: Contract) -> DataF
 
 @dataclass
 class Batch:
-    """Rows of whole files, plus the files that held none."""
+    """Rows of whole files (as row dicts, or as columns), plus the files that held none."""
 
     rows: list[dict] = field(default_factory=list)
     rejected: list[dict] = field(default_factory=list)
     records_per_file: dict[str, int] = field(default_factory=dict)
+    columns: dict[str, list] = field(default_factory=dict)
+    column_rows: int = 0
+
+    def extend(self, parsed: raw.Parsed, constants: dict) -> None:
+        """Add one file's records, with `constants` (lineage) repeated on each of them."""
+        n = parsed.count
+        for name, values in parsed.columns.items():
+            self.columns.setdefault(name, []).extend(values)
+        for name, value in constants.items():
+            self.columns.setdefault(name, []).extend([value] * n)
+        self.column_rows += n
+
+    @property
+    def size(self) -> int:
+        return len(self.rows) + self.column_rows
 
 
 def _lineage(f: raw.IngestedFile, load_id: str, version: str) -> dict:
@@ -88,10 +108,9 @@ def ingested_batches(
                  "schema_version": rejected_contract.version}
             )  # fmt: skip
         else:
-            for rec in parsed.records:
-                batch.rows.append({**rec, "path_symbol": f.symbol, **lineage})
-        batch.records_per_file[f.file.path] = len(parsed.records)
-        if len(batch.rows) >= batch_rows:
+            batch.extend(parsed, {"path_symbol": f.symbol, **lineage})
+        batch.records_per_file[f.file.path] = parsed.count
+        if batch.size >= batch_rows:
             yield batch
             batch = Batch()
     if batch.rows or batch.rejected or batch.records_per_file:
@@ -129,7 +148,7 @@ def capture_batches(
         for rec in records:
             batch.rows.append({**rec, "partition_id": partition, **lineage})
         batch.records_per_file[f.path] = len(records)
-        if len(batch.rows) >= batch_rows:
+        if batch.size >= batch_rows:
             yield batch
             batch = Batch()
     if batch.rows or batch.rejected or batch.records_per_file:

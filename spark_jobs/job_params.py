@@ -7,6 +7,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from lakehouse import inputs
+
 # Widget name -> default. ADF's DatabricksNotebook activities pass these as base parameters.
 WIDGETS: dict[str, str] = {"start_date": "", "end_date": "", "run_id": "manual", "full_refresh": "false"}
 
@@ -18,28 +20,25 @@ def declare_widgets(dbutils: Any) -> None:
 
 
 def widget_values(dbutils: Any) -> dict[str, str]:
-    """The widgets' values, as keyword arguments of a job function."""
-    return {name: dbutils.widgets.get(name) for name in WIDGETS}
+    """The widgets' values, as keyword arguments of a job function.
+
+    The run id becomes ``load_id`` in tables and ``ops`` rows: a value ADF would never send
+    (it sends a GUID) is refused here, naming the widget, before any job starts."""
+    values = {name: dbutils.widgets.get(name) for name in WIDGETS}
+    inputs.run_id(values["run_id"], "run_id")
+    return values
 
 
 @dataclass(frozen=True)
 class DateWindow:
-    """An inclusive date window [start, end]."""
+    """An inclusive date window [start, end], both YYYY-MM-DD within lakehouse.inputs' bounds."""
 
     start: dt.date
     end: dt.date
 
     @classmethod
     def parse(cls, start: str | dt.date, end: str | dt.date) -> DateWindow:
-        def as_date(value: str | dt.date, name: str) -> dt.date:
-            if isinstance(value, dt.date):
-                return value
-            try:
-                return dt.date.fromisoformat(str(value).strip())
-            except ValueError:
-                raise ValueError(f"{name} must be YYYY-MM-DD, got {value!r}") from None
-
-        s, e = as_date(start, "start_date"), as_date(end, "end_date")
+        s, e = inputs.date(start, "start_date"), inputs.date(end, "end_date")
         if e < s:
             raise ValueError(f"end_date {e} is before start_date {s}")
         return cls(s, e)

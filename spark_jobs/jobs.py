@@ -103,6 +103,8 @@ def _load(tables: Tables, table: str, batches, window: DateWindow) -> dict:
     for batch in batches:
         if batch.rows:
             tables.append(bronze.to_frame(tables.spark, batch.rows, target), target)
+        if batch.column_rows:
+            tables.append(bronze.columns_frame(tables.spark, batch.columns, target), target)
         if batch.rejected:
             tables.append(bronze.to_frame(tables.spark, batch.rejected, rejected_contract), rejected_contract)
             rejected += len(batch.rejected)
@@ -119,6 +121,7 @@ def _load(tables: Tables, table: str, batches, window: DateWindow) -> dict:
         "files_rejected": rejected,
         "rows_read": sum(parsed.values()),
         "rows_written": sum(landed.values()),
+        "_landed": landed,
     }
 
 
@@ -147,7 +150,7 @@ def run_raw_to_bronze(
         result |= _load(tables, table, batches, window)
         manifest = _manifest_records(store, dataset, window)
         result["manifest_mismatches"] = _manifest_mismatches(
-            tables, table, window, manifest, [f.file.path for f in new]
+            result.pop("_landed"), manifest, [f.file.path for f in new]
         )
         summary["tables"][f"bronze.{table}"] = result
     summary["tables"]["bronze.quotes"] = _load_quotes(tables, store, window, run_id, full_refresh)
@@ -157,10 +160,10 @@ def run_raw_to_bronze(
     return summary
 
 
-def _manifest_mismatches(tables, table, window, manifest: dict[str, int], new_files: list[str]) -> list[dict]:
-    """Files of this load whose bronze row count differs from the manifest's `records`."""
+def _manifest_mismatches(landed: dict[str, int], manifest: dict[str, int], new_files: list[str]) -> list[dict]:
+    """Files of this load whose bronze row count (as counted back after the load) differs from the
+    manifest's `records`."""
     listed = [p for p in new_files if p in manifest]
-    landed = _bronze_counts(tables, table, window, listed)
     return [
         {"file": p, "manifest_records": manifest[p], "bronze_rows": landed.get(p, 0)}
         for p in listed
@@ -178,7 +181,9 @@ def _load_quotes(tables: Tables, store: raw.RawStore, window: DateWindow, run_id
     new = [(f, p) for f, p in files if f.path not in seen]
     batches = bronze.capture_batches(store, new, run_id, target, contract("bronze", "rejected_files"))
     result = {"files_found": len(files), "files_skipped": len(files) - len(new)}
-    return result | _load(tables, "quotes", batches, window)
+    loaded = _load(tables, "quotes", batches, window)
+    loaded.pop("_landed")
+    return result | loaded
 
 
 # ---------------------------------------------------------------- BRONZE -> SILVER
@@ -203,9 +208,19 @@ class _Staged:
     results: list
 
 
-def _stage(flagged: DataFrame, table: str, keys: list[str], order: list, key_columns: list[str]) -> _Staged:
-    """Route the batch and count routes and rule failures in one aggregation pass."""
+def _stage(
+    flagged: DataFrame, table: str, keys: list[str], order: list, key_columns: list[str], tables: Tables | None = None
+) -> _Staged:
+    """Route the batch and count routes and rule failures in one aggregation pass.
+
+    With `tables`, the routed batch is first written to a scratch table: the counts, the rule
+    samples, the winners and the quarantined rows then read it instead of each re-running the
+    typing, rules and window functions over the bronze rows (worth it for the bars, not for the
+    few securities and quotes).
+    """
     routed = silver.route(flagged, keys, order)
+    if tables is not None:
+        routed = tables.stage(routed, f"silver_routed_{table}")
     route = F.col(silver.ROUTE)
     counts = routed.agg(
         F.count(F.lit(1)).alias("rows_in"),
@@ -218,10 +233,66 @@ def _stage(flagged: DataFrame, table: str, keys: list[str], order: list, key_col
     n_win, n_sup, n_quar = (int(counts[c] or 0) for c in ("winners", "superseded", "quarantined"))
     if rows_in != n_win + n_sup + n_quar:
         raise ReconciliationError(f"silver.{table}: rows in {rows_in} != valid {n_win + n_sup} + quarantined {n_quar}")
-    results = quality.summarize(flagged, f"silver.{table}", key_columns, counts)
+    results = quality.summarize(routed, f"silver.{table}", key_columns, counts)
     winners = routed.filter(route == "winner").drop(silver.ROUTE)
     quarantined = routed.filter(route == "quarantine").drop(silver.ROUTE)
     return _Staged(table, rows_in, winners, n_sup, quarantined, n_quar, results)
+
+
+SILVER_JOB = "bronze_to_silver"
+
+
+@dataclass
+class _Pending:
+    """Bronze rows of files silver has not processed yet, and those files (pinned before any write)."""
+
+    source_table: str
+    rows: DataFrame
+    files: list  # Rows of (source_file, ingest_date)
+
+
+def _pending(tables: Tables, table: str, window: DateWindow, full_refresh: bool) -> _Pending:
+    """The window's bronze rows of `table` whose source files silver has not processed yet.
+
+    RAW holds whole histories, so a window of ingestion dates holds far more bars than are new to
+    silver (every chunk of a backfill lands under the same day; a daily run's lookback still covers
+    the backfill's files). Silver records each bronze file it merged in ``ops.processed_files`` and
+    skips it later; with `full_refresh` every file of the window is processed again. The file list
+    is collected once, so the rows processed and the files recorded are the same set even if bronze
+    grows meanwhile.
+    """
+    source = f"bronze.{table}"
+    rows = tables.read(contract("bronze", table)).filter(window.predicate("ingest_date"))
+    files = rows.select("source_file", "ingest_date").distinct()
+    if not full_refresh:
+        done = _processed(tables, source).select("source_file")
+        files = files.join(done, "source_file", "left_anti")
+    found = files.collect()
+    if not found:
+        return _Pending(source, rows.limit(0), [])
+    listed = tables.spark.createDataFrame([(r.source_file,) for r in found], "source_file string")
+    return _Pending(source, rows.join(F.broadcast(listed), "source_file", "left_semi"), found)
+
+
+def _processed(tables: Tables, source: str) -> DataFrame:
+    state = tables.read(contract("ops", "processed_files"))
+    return state.filter((F.col("job") == SILVER_JOB) & (F.col("source_table") == source))
+
+
+def _record_processed(tables: Tables, pending: list[_Pending], run_id: str, now: dt.datetime) -> int:
+    """Record the files merged by this run (those recorded already, after a full refresh, once)."""
+    c = contract("ops", "processed_files")
+    rows = []
+    for p in pending:
+        if not p.files:
+            continue
+        known = {r.source_file for r in _processed(tables, p.source_table).select("source_file").collect()}
+        rows += [{"job": SILVER_JOB, "source_table": p.source_table, "source_file": f.source_file,
+                  "ingest_date": f.ingest_date, "load_id": run_id, "processed_at": now,
+                  "schema_version": c.version} for f in p.files if f.source_file not in known]  # fmt: skip
+    if rows:
+        tables.append(bronze.to_frame(tables.spark, rows, c), c)
+    return len(rows)
 
 
 @telemetry.job("bronze_to_silver")
@@ -229,7 +300,7 @@ def run_bronze_to_silver(
     spark: SparkSession, settings: Settings, start_date, end_date, run_id: str, full_refresh=False,
     today: dt.date | None = None,
 ) -> dict:  # fmt: skip
-    """Validate and merge the bronze rows ingested in the window into silver.
+    """Validate and merge into silver the bronze rows ingested in the window that silver has not merged yet.
 
     Rules are evaluated for every table first and recorded (PostgreSQL ``ops.dq_results`` when a
     DSN is configured); a failed `fail` rule stops the job before anything is written.
@@ -239,26 +310,23 @@ def run_bronze_to_silver(
     today = today or dt.datetime.now(dt.UTC).date()
     started, now = time.monotonic(), _now()
     sessions = _sessions(spark, settings)
-    in_window = window.predicate("ingest_date")
 
     bars_contract = contract("silver", "daily_bars")
     current_bars = tables.read(bars_contract)
-    bronze_bars = tables.read(contract("bronze", "daily_bars")).filter(in_window)
-    typed = silver.typed_daily_bars(bronze_bars, current_bars, sessions, today)
+    pending = {t: _pending(tables, t, window, full_refresh) for t in ("daily_bars", "security_overview", "quotes")}
+    typed = silver.typed_daily_bars(pending["daily_bars"].rows, current_bars, sessions, today)
     bars = _stage(
         quality.flag(typed, "silver.daily_bars"), "daily_bars", ["symbol", "trade_date"],
-        [*silver.latest_first(), F.col("record_index").desc()], ["symbol", "trade_date_raw", "source_file"],
+        [*silver.latest_first(), F.col("record_index").desc()], ["symbol", "trade_date_raw", "source_file"], tables,
     )  # fmt: skip
 
-    bronze_sec = tables.read(contract("bronze", "security_overview")).filter(in_window)
     secs = _stage(
-        quality.flag(silver.typed_securities(bronze_sec), "silver.securities"), "securities",
+        quality.flag(silver.typed_securities(pending["security_overview"].rows), "silver.securities"), "securities",
         ["symbol", "as_of_date"], silver.latest_first(), ["symbol", "as_of_date", "source_file"],
     )  # fmt: skip
 
-    bronze_quotes = tables.read(contract("bronze", "quotes")).filter(in_window)
     quotes = _stage(
-        quality.flag(silver.typed_quotes(bronze_quotes, sessions), "silver.quotes"), "quotes",
+        quality.flag(silver.typed_quotes(pending["quotes"].rows, sessions), "silver.quotes"), "quotes",
         ["symbol", "quote_time"], [F.col("sequence_number").desc()], ["symbol", "quote_time", "source_file"],
     )  # fmt: skip
 
@@ -273,15 +341,15 @@ def run_bronze_to_silver(
     quarantine_parts = []
     if bars.rows_in:
         rows = silver.daily_bar_rows(bars.winners, run_id, now, bars_contract.version)
-        changes = _change_counts(
-            rows,
-            current_bars,
-            ["symbol", "trade_date"],
-            silver.BAR_COMPARED,
-            winners=bars.rows_in - bars.superseded - bars.quarantined_count,
+        changes, rows = _changed_rows(
+            tables, rows, current_bars, winners=bars.rows_in - bars.superseded - bars.quarantined_count
         )
         condition, revision = silver.revision_merge(silver.BAR_COMPARED)
-        tables.merge(rows, bars_contract, matched_condition=condition, update_set=revision)
+        if changes["revised"]:
+            revised = rows.filter(F.col("_change") == "revised").drop("_change")
+            tables.merge(revised, bars_contract, matched_condition=condition, update_set=revision)
+        if changes["new"]:
+            tables.append(rows.filter(F.col("_change") == "new").drop("_change"), bars_contract)
         quarantine_parts.append(silver.quarantine_rows(
             bars.quarantined, "daily_bars", silver.bar_key(),
             ["symbol", "path_symbol", "trade_date_raw", *[f"{c}_raw" for c in silver.BAR_VALUES]],
@@ -322,6 +390,10 @@ def run_bronze_to_silver(
             combined = combined.unionByName(part)
         tables.merge(combined, q_contract, update=False)
 
+    for name, table in (("daily_bars", "silver.daily_bars"), ("security_overview", "silver.securities"),
+                        ("quotes", "silver.quotes")):  # fmt: skip
+        summary["tables"][table]["files"] = len(pending[name].files)
+    summary["files_recorded"] = _record_processed(tables, list(pending.values()), run_id, now)
     summary["rows_read"] = sum(t["rows_in"] for t in summary["tables"].values())
     summary["rows_written"] = sum(t["inserted"] + t["revised"] for t in summary["tables"].values())
     summary["rows_quarantined"] = sum(t["quarantined"] for t in summary["tables"].values())
@@ -330,12 +402,25 @@ def run_bronze_to_silver(
     return summary
 
 
-def _change_counts(
-    rows, current, keys, columns, count_only_new: bool = False, winners: int | None = None
-) -> dict[str, int]:
-    """new / revised / unchanged counts of the incoming rows; all new when the table is still empty."""
-    if winners is not None and current.limit(1).count() == 0:
-        return {"new": winners, "revised": 0, "unchanged": 0}
+def _changed_rows(tables: Tables, rows: DataFrame, current: DataFrame, winners: int) -> tuple[dict, DataFrame]:
+    """new / revised / unchanged counts of the incoming bars, and the bars tagged (``_change``).
+
+    Only revised bars go through MERGE and new ones are appended: a daily run's compact payloads
+    repeat 99 known bars per symbol, and Sail's MERGE joins the whole table and rewrites the files
+    it touches even for rows it only inserts. The bars are classified once, into a scratch table,
+    so the typing and routing plan is not computed again by the writes.
+    """
+    if current.limit(1).count() == 0:
+        return {"new": winners, "revised": 0, "unchanged": 0}, rows.withColumn("_change", F.lit("new"))
+    keys = ["symbol", "trade_date"]
+    staged = tables.stage(silver.classify_changes(rows, current, keys, silver.BAR_COMPARED), "silver_daily_bars")
+    counts = {"new": 0, "revised": 0, "unchanged": 0}
+    counts.update({r["_change"]: int(r["count"]) for r in staged.groupBy("_change").count().collect()})
+    return counts, staged
+
+
+def _change_counts(rows, current, keys, columns, count_only_new: bool = False) -> dict[str, int]:
+    """new / revised / unchanged counts of the incoming rows."""
     if count_only_new:
         joined = rows.join(current.select(*keys), keys, "left_anti")
         new = joined.count()
@@ -453,7 +538,7 @@ def _write_prices(tables: Tables, bars: DataFrame, starts_rows: list, run_id: st
     starts_with_peak = starts.join(peaks, "symbol", "left")
     daily = gold.daily_prices(gold.span_for(bars, starts), starts_with_peak, run_id, daily_contract.version)
     daily = tables.stage(daily, "fct_daily_prices")
-    tables.merge(daily, daily_contract, matched_condition=silver.values_differ(gold.DAILY_VALUES))
+    tables.upsert(daily, daily_contract, matched_condition=silver.values_differ(gold.DAILY_VALUES))
     summary["tables"]["gold.fct_daily_prices"]["rows_written"] = daily.count()
     summary["tables"]["gold.fct_daily_prices"]["full_symbols"] = sum(1 for r in starts_rows if r.full)
 
@@ -464,7 +549,7 @@ def _write_prices(tables: Tables, bars: DataFrame, starts_rows: list, run_id: st
     )
     monthly = gold.monthly_performance(stored.drop("start_date", "full"), starts, run_id, monthly_contract.version)
     monthly = tables.stage(monthly, "fct_monthly_performance")
-    tables.merge(monthly, monthly_contract, matched_condition=silver.values_differ(gold.MONTHLY_VALUES))
+    tables.upsert(monthly, monthly_contract, matched_condition=silver.values_differ(gold.MONTHLY_VALUES))
     summary["tables"]["gold.fct_monthly_performance"]["rows_written"] = monthly.count()
 
 
@@ -510,7 +595,7 @@ MAINTAINED = (
     ("bronze", "daily_bars"), ("bronze", "security_overview"), ("bronze", "quotes"), ("bronze", "rejected_files"),
     ("silver", "daily_bars"), ("silver", "securities"), ("silver", "quotes"), ("silver", "quarantine"),
     ("gold", "dim_security"), ("gold", "dim_date"), ("gold", "fct_daily_prices"),
-    ("gold", "fct_monthly_performance"), ("gold", "latest_quotes"),
+    ("gold", "fct_monthly_performance"), ("gold", "latest_quotes"), ("ops", "processed_files"),
 )  # fmt: skip
 
 

@@ -35,25 +35,38 @@ class Rule:
     expectation: str
 
 
+def _finite(*columns: str) -> str:
+    """SQL: none of `columns` is NaN or infinite ('NaN', 'Infinity', '1e400' parse to those).
+
+    Decimal literals in rules carry a ``D`` (double): Sail 0.7.2 compares a double with a decimal
+    literal by casting the double to DECIMAL(30, 15), which fails the whole job on NaN, infinity or
+    any value beyond 1e15 instead of failing the rule.
+    """
+    return " AND ".join(f"({c} IS NULL OR (NOT isnan({c}) AND abs({c}) < double('Infinity')))" for c in columns)
+
+
 RULES: dict[str, tuple[Rule, ...]] = {
     "silver.daily_bars": (
         Rule("keys_not_null", "quarantine", "symbol IS NOT NULL AND trade_date IS NOT NULL"),
         Rule("values_parse", "quarantine",
              "open IS NOT NULL AND high IS NOT NULL AND low IS NOT NULL AND close IS NOT NULL "
              "AND volume IS NOT NULL AND (dividend_amount_raw IS NULL OR dividend_amount IS NOT NULL) "
-             "AND (split_coefficient_raw IS NULL OR split_coefficient IS NOT NULL)"),
+             "AND (split_coefficient_raw IS NULL OR split_coefficient IS NOT NULL) "
+             "AND (adjusted_close_raw IS NULL OR adjusted_close IS NOT NULL)"),
+        Rule("values_finite", "quarantine",
+             _finite("open", "high", "low", "close", "adjusted_close", "dividend_amount", "split_coefficient")),
         Rule("prices_positive", "quarantine", "open > 0 AND high > 0 AND low > 0 AND close > 0"),
         Rule("ohlc_consistent", "quarantine", "low <= least(open, close) AND greatest(open, close) <= high"),
         Rule("volume_non_negative", "quarantine", "volume >= 0"),
         Rule("adjustments_valid", "quarantine",
-             "coalesce(split_coefficient, 1.0) > 0 AND coalesce(dividend_amount, 0.0) >= 0"),
+             "coalesce(split_coefficient, 1.0D) > 0 AND coalesce(dividend_amount, 0.0D) >= 0"),
         Rule("trade_date_is_session", "quarantine", "_is_session"),
         Rule("trade_date_not_in_future", "quarantine", "trade_date <= _today"),
         Rule("symbol_matches_source", "fail", "symbol IS NULL OR symbol = path_symbol"),
         Rule("unique_bar_per_file", "warn", "_rows_in_file_with_key = 1"),
         Rule("daily_move_explained", "warn",
-             "_prev_close IS NULL OR close IS NULL OR abs(close / _prev_close - 1) <= 0.5 "
-             "OR coalesce(split_coefficient, 1.0) <> 1.0"),
+             "_prev_close IS NULL OR close IS NULL OR abs(close / _prev_close - 1) <= 0.5D "
+             "OR coalesce(split_coefficient, 1.0D) <> 1.0D"),
     ),
     "silver.securities": (
         Rule("keys_not_null", "quarantine", "symbol IS NOT NULL AND as_of_date IS NOT NULL"),
@@ -63,6 +76,8 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "silver.quotes": (
         Rule("keys_not_null", "quarantine", "symbol IS NOT NULL AND quote_time IS NOT NULL"),
         Rule("values_parse", "quarantine", "price IS NOT NULL AND latest_trading_day IS NOT NULL"),
+        Rule("values_finite", "quarantine",
+             _finite("price", "open", "high", "low", "previous_close", "change", "change_percent")),
         Rule("prices_positive", "quarantine", "price > 0"),
         Rule("volume_non_negative", "warn", "volume IS NULL OR volume >= 0"),
         Rule("latest_trading_day_is_session", "warn", "_is_session"),

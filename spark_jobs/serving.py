@@ -41,7 +41,7 @@ from psycopg import sql
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse import telemetry
+from lakehouse import failpoints, telemetry
 from lakehouse.lake import Lake
 from lakehouse.settings import Settings
 from spark_jobs import copy_binary, migrations, pg
@@ -400,6 +400,7 @@ def _attempt(info: str, staged: list[_Staged], *, load_id: str, full_refresh: bo
         try:
             for item in staged:
                 _stage(conn, item)
+            failpoints.failpoint("pg_load:staged")  # every table COPied into staging, nothing swapped
             _swap(conn, staged)
         except BaseException as exc:
             _record_failure(conn, info, staged, exc)
@@ -499,12 +500,13 @@ def _swap(conn: psycopg.Connection, staged: list[_Staged]) -> None:
                 "succeeded", deleted, inserted, digest)  # fmt: skip
             log.info("%s: deleted %s, inserted %s (%.3fs into the swap)", item.table.qualified, deleted,
                      inserted, time.perf_counter() - started)  # fmt: skip
+        failpoints.failpoint("pg_load:swap")  # every window deleted and re-inserted, not committed
     for item in staged:
         item.result.seconds["swap"] = round(time.perf_counter() - started, 3)
 
 
 def mart_checksum(
-    conn: psycopg.Connection, table: MartTable, bounds: tuple[dt.date, dt.date] | None
+    conn: psycopg.Connection, table: MartTable, bounds: tuple[dt.date, dt.date] | None, exclude: Iterable[str] = ()
 ) -> tuple[int, str]:
     """(rows, checksum) of what the mart holds for a window, computed by the server.
 
@@ -513,18 +515,19 @@ def mart_checksum(
     (``COPY (SELECT ... ORDER BY key) TO STDOUT (FORMAT binary)``), so equal values prove the mart
     window holds exactly what the audit row says was loaded. On an idle connection the dump and
     the count share one snapshot; inside a caller's transaction they follow its isolation level.
+    `exclude` leaves columns out (e.g. ``load_id`` to compare the content two runs loaded).
     """
     idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     with conn.transaction():
         if idle:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        return _mart_checksum(conn, table, bounds)
+        return _mart_checksum(conn, table, bounds, frozenset(exclude))
 
 
 def _mart_checksum(
-    conn: psycopg.Connection, table: MartTable, bounds: tuple[dt.date, dt.date] | None
+    conn: psycopg.Connection, table: MartTable, bounds: tuple[dt.date, dt.date] | None, exclude: frozenset[str]
 ) -> tuple[int, str]:
-    columns = [name for name, _ in mart_columns(conn, table)]
+    columns = [name for name, _ in mart_columns(conn, table) if name not in exclude]
     if bounds is None:
         where: sql.Composable = sql.SQL("TRUE")
     else:  # COPY takes no parameters: literals

@@ -82,11 +82,20 @@ def _previous_close(typed: DataFrame, prior: DataFrame) -> DataFrame:
     batch = (
         usable.withColumn("_rn", F.row_number().over(rank)).filter("_rn = 1").select("symbol", "trade_date", "close")
     )
-    symbols = batch.select("symbol").distinct()
+    # Of the prior bars only those from the batch's first date on, and the one just before it, can be
+    # a batch bar's previous bar: the lag below then sorts a slice of the history, not all of it.
+    first = batch.groupBy("symbol").agg(F.min("trade_date").alias("_first"))
+    candidates = prior.select("symbol", "trade_date", "close").join(first, "symbol", "inner")
+    before = (
+        candidates.filter(F.col("trade_date") < F.col("_first"))
+        .groupBy("symbol")
+        .agg(F.max("trade_date").alias("trade_date"), F.max_by("close", "trade_date").alias("close"))
+    )
     earlier = (
-        prior.join(symbols, "symbol", "left_semi")
-        .join(batch.select("symbol", "trade_date"), ["symbol", "trade_date"], "left_anti")
+        candidates.filter(F.col("trade_date") >= F.col("_first"))
         .select("symbol", "trade_date", "close")
+        .unionByName(before)
+        .join(batch.select("symbol", "trade_date"), ["symbol", "trade_date"], "left_anti")
     )
     timeline = batch.withColumn("_in_batch", F.lit(True)).unionByName(earlier.withColumn("_in_batch", F.lit(False)))
     by_date = Window.partitionBy("symbol").orderBy("trade_date")

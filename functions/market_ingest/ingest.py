@@ -14,6 +14,7 @@ The steps, per call:
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import json
 import logging
@@ -26,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from lakehouse import trading_calendar
+from lakehouse import inputs, trading_calendar
 from market_ingest import landing
 from market_ingest.errors import DeadlineReached, IngestError, QuotaExhausted, TransientError
 from market_ingest.landing import RawStore
@@ -78,6 +79,8 @@ class IngestRequest:
             raw_symbols = [s for s in raw_symbols.split(",") if s]
         if not isinstance(raw_symbols, list) or not raw_symbols:
             raise BadRequest("symbols must be a non-empty list of tickers")
+        if len(raw_symbols) > inputs.MAX_SYMBOLS:
+            raise BadRequest(f"symbols has {len(raw_symbols)} entries; at most {inputs.MAX_SYMBOLS} per call")
         symbols, rejected = split_symbols(raw_symbols)
         if not symbols:
             detail = "; ".join(f"{r.symbol!r}: {r.reason}" for r in rejected[:5])
@@ -87,7 +90,7 @@ class IngestRequest:
         if end < start:
             raise BadRequest(f"end_date {end} is before start_date {start}")
         run_id = body.get("run_id") or f"manual-{uuid.uuid4().hex}"
-        if not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id):
+        if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
             raise BadRequest(f"run_id must match {RUN_ID_PATTERN.pattern}, got {run_id!r}")
         return cls(dataset, tuple(symbols), tuple(rejected), start, end, run_id)
 
@@ -97,9 +100,9 @@ def _date_field(body: Mapping, name: str, default: dt.date) -> dt.date:
     if value in (None, ""):
         return default
     try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError:
-        raise BadRequest(f"{name} must be a date YYYY-MM-DD, got {value!r}") from None
+        return inputs.date(value, name)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -333,11 +336,15 @@ class Ingestion:
         if dataset == "daily_bars":
             data = payload.data if payload is not None else json.loads(body)
             dates = sorted(data.get(SERIES_KEY, {}))
+            # ISO dates sort as dates: the window's bars are one slice of the sorted keys.
+            in_window = bisect.bisect_right(dates, window.end.isoformat()) - bisect.bisect_left(
+                dates, window.start.isoformat()
+            )
             entry.update(
                 records=len(dates),
                 first_date=dates[0] if dates else None,
                 last_date=dates[-1] if dates else None,
-                records_in_window=sum(window.start.isoformat() <= d <= window.end.isoformat() for d in dates),
+                records_in_window=in_window,
             )
         if payload is not None:
             entry.update(

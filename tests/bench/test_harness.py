@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from bench.harness import REPO, run_child, summarize
+from bench.harness import REPO, plan, run_child, summarize
 
 FAKE = '''
 import time
@@ -47,3 +48,44 @@ def test_child_failure_is_reported_with_its_error(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
     with pytest.raises(RuntimeError, match="no data for window"):
         run_child("broken_bench", "boom", {}, env, server_pids=[])
+
+
+SPAWNER = '''
+import subprocess, sys
+HOLD = """import os, time
+parent = os.getppid()
+b = bytearray(%d * 2**20); b[::4096] = b'x' * len(b[::4096])
+print(1, flush=True)
+while os.getppid() == parent:  # gone with the run's process
+    time.sleep(0.05)
+"""
+def spawn(params):
+    code = HOLD
+    proc = subprocess.Popen([sys.executable, "-c", code % params["mb"]], stdout=subprocess.PIPE)
+    proc.stdout.readline()   # the child has touched its memory
+    return {"seconds": 0.0, "child": proc.pid}
+CASES = {"spawn": spawn}
+'''
+
+
+def test_a_descendant_still_running_when_the_case_returns_counts_in_the_peak(tmp_path: Path) -> None:
+    """The JVM of a classic PySpark session is such a descendant: its memory is the run's memory."""
+    (tmp_path / "spawn_bench.py").write_text(SPAWNER)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    run = run_child("spawn_bench", "spawn", {"mb": 300}, env, server_pids=[])
+    assert run["peak_rss_mb"] >= 300 + 10  # the descendant's 300 MB plus the run's own interpreter
+    assert 0.0 <= run["cpu_steal_pct"] <= 100.0 and run["load_1m_before"] >= 0.0
+
+
+# A stand-in bench module: sizes, a run count of its own, quick sizes.
+Module = SimpleNamespace(DEFAULTS={"symbols": 500, "years": 5}, QUICK={"symbols": 3}, RUNS=3)
+
+
+def test_runs_come_from_the_command_line_else_the_module_else_five() -> None:
+    assert plan(Module, None, {}, quick=False) == ({"symbols": 500, "years": 5}, 3, 1)
+    assert plan(Module, 7, {"years": 1}, quick=False) == ({"symbols": 500, "years": 1}, 7, 1)
+    assert plan(object(), None, {}, quick=False) == ({}, 5, 1)
+
+
+def test_quick_mode_uses_the_modules_tiny_sizes_one_run_and_no_warm_up() -> None:
+    assert plan(Module, None, {}, quick=True) == ({"symbols": 3, "years": 5}, 1, 0)

@@ -3,6 +3,7 @@ consistent adjusted series, and the configured quotas and faults."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import json
@@ -247,26 +248,60 @@ def render_series_reference(model: MarketModel, symbol: str, adjusted: bool, com
     return render_series(meta, model.daily_rows(symbol, AS_OF, adjusted, compact))
 
 
-def test_it_runs_as_a_process_announcing_its_url():
-    """`python -m local.market_api` is how the local runtime can run it as a service."""
-    import subprocess
-    import sys
-    from pathlib import Path
+LISTED = dt.date(2019, 5, 25)  # a Saturday: the listing is the next session, Tuesday 28 May (27th: Memorial Day)
 
-    root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "local.market_api", "--port", "0", "--seed", "5"],
-        cwd=root,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        announced = json.loads(proc.stdout.readline())
-        assert announced["url"] == f"http://127.0.0.1:{announced['port']}/query"
-        answer = requests.get(
-            announced["url"], params={"function": "OVERVIEW", "symbol": "KO", "apikey": "k"}, timeout=10
-        )
-        assert answer.json()["Symbol"] == "KO"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+
+def full_body(url: str, symbol: str) -> bytes:
+    params = {"function": "TIME_SERIES_DAILY_ADJUSTED", "symbol": symbol, "outputsize": "full", "apikey": "k"}
+    return requests.get(url, params=params, timeout=30).content
+
+
+def test_listed_from_gives_every_symbol_the_same_history_of_sessions():
+    """A benchmark's data set: symbols x sessions bars, whatever each symbol's own listing."""
+    cal = xcals.get_calendar("XNYS", start="2019-01-01")
+    expected = [d.date().isoformat() for d in cal.sessions_in_range("2019-05-28", AS_OF.isoformat())]
+    with running(MarketApiConfig(seed=3, as_of=AS_OF, listed_from=LISTED)) as srv:
+        for symbol in ("AAPL", "KO", "ZZTOP"):
+            dates = list(json.loads(full_body(srv.url, symbol))["Time Series (Daily)"])
+            assert dates[::-1] == expected
+
+
+def test_a_cached_series_is_served_from_the_cache_directory(tmp_path):
+    """The cache is keyed by what makes the body, and a second server reads what the first wrote."""
+    config = MarketApiConfig(seed=3, as_of=AS_OF, listed_from=LISTED, cache_dir=tmp_path)
+    with running(config) as first:
+        rendered = full_body(first.url, "KO")
+    (cached,) = tmp_path.rglob("*.json")
+    assert cached.read_bytes() == rendered
+    assert cached.name == "TIME_SERIES_DAILY_ADJUSTED-full-KO.json"
+    assert all(part in cached.parent.name for part in ("seed3", "listed-2019-05-25", f"asof-{AS_OF}"))
+    with running(MarketApiConfig(seed=3, as_of=AS_OF, listed_from=LISTED)) as uncached:
+        assert full_body(uncached.url, "KO") == rendered  # the cache changes nothing served
+    cached.write_bytes(b'{"served": "from the cache"}')
+    with running(config) as second:
+        assert full_body(second.url, "KO") == b'{"served": "from the cache"}'
+        second.configure(faults=(Fault("extra_fields"),))
+        assert b"9. exchange" in full_body(second.url, "KO")  # a fault is never answered from the cache
+    with running(dataclasses.replace(config, as_of=dt.date(2024, 5, 23))) as other_day:
+        assert full_body(other_day.url, "KO") != b'{"served": "from the cache"}'
+    overview = {"function": "OVERVIEW", "symbol": "KO", "apikey": "k"}
+    with running(config) as third:
+        assert requests.get(third.url, params=overview, timeout=10).json()["Symbol"] == "KO"
+    (cached_overview,) = tmp_path.rglob("OVERVIEW-*-KO.json")
+    assert json.loads(cached_overview.read_bytes())["Symbol"] == "KO"
+
+
+def test_running_process_serves_the_same_bytes_as_the_in_process_server(tmp_path):
+    """`python -m local.market_api` as its own process (the real API is remote) is the same server,
+    data-set options included, and announces its loopback URL."""
+    from local.market_api import running_process
+
+    config = MarketApiConfig(seed=3, as_of=AS_OF, listed_from=LISTED, cache_dir=tmp_path)
+    with running(dataclasses.replace(config, cache_dir=None)) as in_process:
+        expected = full_body(in_process.url, "MSFT")
+    with running_process(config) as server:
+        assert server.url.startswith("http://127.0.0.1:") and server.url.endswith("/query") and server.pid > 0
+        assert full_body(server.url, "MSFT") == expected
+    assert [p.read_bytes() for p in tmp_path.rglob("*.json")] == [expected]
+    with pytest.raises(ValueError, match="faults"), running_process(MarketApiConfig(faults=(Fault("http_500"),))):
+        pass

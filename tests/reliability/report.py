@@ -24,6 +24,15 @@ is in [reliability.json](reliability.json)). `make test` runs the fast subset (t
 Reconciliation, checked after every case that moves data: RAW records = BRONZE rows; BRONZE rows
 in the window = SILVER rows + QUARANTINE rows; mart rows = GOLD rows for the window. `lost_rows`
 and `duplicate_rows` must be zero, or the case fails.
+
+How the counts are taken (`spark_jobs/reconcile.py`; the same on a real lake with
+`lakehouse reconcile --start D --end D [--json]`): RAW records are counted from the RAW bytes,
+independently of the bronze parser (a file holding an error body has none and must appear in
+`bronze.rejected_files`); SILVER rows are the window's bronze rows that silver accepted, a bar
+superseded by a later delivery of the same key included; QUARANTINE rows are the window's bronze
+rows found in `silver.quarantine` by source file and record; GOLD and mart rows are the daily
+prices of the case's symbols over the trade window, the mart compared on the dates a succeeded
+load served. A row is lost when a layer misses it, duplicated when its business key appears twice.
 """
 
 REPRODUCE = """\

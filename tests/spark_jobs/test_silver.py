@@ -69,6 +69,7 @@ def test_latest_ingestion_wins_and_a_changed_bar_is_a_revision(spark, lake_setti
     first = run_to_silver(spark, lake_settings, "2024-03-01")
     assert first["tables"]["silver.daily_bars"] | {} == {
         "rows_in": 2, "valid": 2, "superseded": 1, "quarantined": 0, "inserted": 1, "revised": 0, "unchanged": 0,
+        "files": 2,
     }  # fmt: skip
     row = pipeline.rows("silver", "daily_bars")[0]
     assert (row["close"], row["revision"], row["source_file"].split("/")[-1]) == (10.6, 1, "b.json")
@@ -79,8 +80,8 @@ def test_latest_ingestion_wins_and_a_changed_bar_is_a_revision(spark, lake_setti
     row = pipeline.rows("silver", "daily_bars")[0]
     assert (row["close"], row["revision"], row["load_id"]) == (10.7, 2, "run-2")
 
-    # Re-processing the older window later does not bring the older values back.
-    third = jobs.run_bronze_to_silver(spark, lake_settings, "2024-03-01", "2024-03-01", "run-3")
+    # Re-processing the older window later (full refresh) does not bring the older values back.
+    third = jobs.run_bronze_to_silver(spark, lake_settings, "2024-03-01", "2024-03-01", "run-3", "true")
     assert third["tables"]["silver.daily_bars"]["unchanged"] == 1
     assert pipeline.rows("silver", "daily_bars")[0]["close"] == 10.7
 
@@ -130,3 +131,30 @@ def test_quotes_that_do_not_parse_are_quarantined(spark, lake_settings, raw_lake
     rules = sorted(r["rule"] for r in pipeline.rows("silver", "quarantine") if r["source_table"] == "quotes")
     assert rules == ["keys_not_null", "prices_positive"]
     assert [r["symbol"] for r in pipeline.rows("silver", "quotes")] == ["AAPL"]
+
+
+def test_silver_merges_each_bronze_file_once_and_full_refresh_processes_the_window_again(
+    spark, lake_settings, raw_lake, pipeline
+):
+    """A backfill lands whole histories under one ingestion day, and every later chunk (and a daily
+    run's lookback) covers that day again: silver must not re-validate files it has merged."""
+    days = sessions(dt.date(2024, 1, 2), dt.date(2024, 1, 31))
+    raw_lake.daily_bars("AAPL", random_walk_bars(days, seed=3), "2024-03-01", run_id="a")
+    first = run_to_silver(spark, lake_settings, "2024-03-01")
+    assert first["tables"]["silver.daily_bars"]["rows_in"] == len(days) and first["files_recorded"] == 1
+
+    again = run_to_silver(spark, lake_settings, "2024-03-01", run_id="run-2")
+    assert again["tables"]["silver.daily_bars"] | {} == {
+        "rows_in": 0, "valid": 0, "superseded": 0, "quarantined": 0, "inserted": 0, "revised": 0, "unchanged": 0,
+        "files": 0,
+    }  # fmt: skip
+
+    raw_lake.daily_bars("AAPL", {"2024-02-01": Bar(10, 11, 9, 10.5, 100)}, "2024-03-01", run_id="b")
+    later = run_to_silver(spark, lake_settings, "2024-03-01", run_id="run-3")
+    assert (later["tables"]["silver.daily_bars"]["rows_in"], later["tables"]["silver.daily_bars"]["inserted"]) == (1, 1)
+
+    refreshed = jobs.run_bronze_to_silver(spark, lake_settings, "2024-03-01", "2024-03-01", "run-4", "true",
+                                          today=dt.date(2024, 3, 15))  # fmt: skip
+    assert refreshed["tables"]["silver.daily_bars"]["rows_in"] == len(days) + 1
+    assert refreshed["tables"]["silver.daily_bars"]["unchanged"] == len(days) + 1 and refreshed["files_recorded"] == 0
+    assert len(pipeline.rows("silver", "daily_bars")) == len(days) + 1

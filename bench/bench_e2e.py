@@ -1,0 +1,323 @@
+"""End to end through the local ADF runner: a backfill from an empty lake, and one daily run on top of history.
+
+The real path a user runs (`lakehouse backfill`, `lakehouse trigger run tr_daily`): the local
+platform (`local.runtime.local_platform`), the `adf/` pipelines executed by `local.adf_runner`, the
+Function app invoked in-process against the synthetic Alpha Vantage server, the notebooks on the
+embedded Sail server, the marts in PostgreSQL. Cases:
+
+- ``backfill``: `pl_backfill` over `years` years for `symbols` symbols, from an empty lake and an
+  empty (migrated) database to loaded marts.
+- ``daily_5y`` / ``daily_1m``: one `tr_daily` firing (one new session) on top of `years` years of
+  history, and on top of one month of it. The histories are built by `setup` (untimed, through
+  `pl_backfill` too); every measured run starts from a copy of the prepared lake and a database
+  created from the prepared one as template, so runs are repeatable.
+
+The data set: the synthetic market model with every symbol listed on the first session of the
+history (`listed_from`, so `symbols` x sessions bars, e.g. 500 x 1,256 = 628,000 for 5 years), served
+as of the last backfilled session (backfill) or the daily run's session (daily), by a market API
+process of its own with its rendered series cached (as a remote API, it costs the client nothing).
+The daily run's session is the latest closed XNYS session, so the ingestion asks for `compact`
+payloads (100 sessions) as a real daily run does. Dates are fixed by `setup` in ``<home>/e2e/plan.json``.
+
+Each case reports its wall seconds and where they went: the Function activity (ingestion), each
+notebook, and the runner's own overhead (pipeline wall time minus the executed activities).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from lakehouse import trading_calendar
+
+# chunk_days 0: the whole history in one pl_backfill chunk. The ingestion lands full histories in the
+# first chunk whatever its size, so that chunk does nearly all the work and every further chunk
+# only adds the fixed cost of a master run (5 activities and their notebooks), see docs/transforms.md.
+DEFAULTS = {"symbols": 500, "years": 5, "month_sessions": 21, "chunk_days": 0, "seed": 7}
+QUICK = {"symbols": 10, "years": 1}
+# Every run is a fresh process on a Sail server already warmed by `setup` (which runs two backfills),
+# so no warm-up run; 2 measured runs keep the module within ~8 minutes of make bench's 20.
+RUNS = 2
+WARMUP = 0
+TARGETS = [
+    {"name": "backfill wall, empty lake to loaded marts", "case": "backfill", "metric": "seconds", "max": 60,
+     "why": "issue 10: 500 symbols x 5 years on 2 cores"},
+    {"name": "backfill peak RSS (client + Sail)", "case": "backfill", "metric": "peak_rss_mb", "max": 3072},
+    {"name": "daily run wall on 5 years of history", "case": "daily_5y", "metric": "seconds", "max": 10},
+    {"name": "daily run: 5 years / 1 month of history", "ratio": ["daily_5y", "daily_1m"], "metric": "seconds",
+     "max": 1.3, "why": "cost grows with new data, not with history"},
+]  # fmt: skip
+FINDINGS = """\
+Profiled at 100 symbols x 5 years through the real path (details and before/after:
+[transforms.md](transforms.md#performance)). Silver re-validated every bar ingested the same day
+(each backfill chunk, and a daily run after a backfill, re-read the whole backfill: 70 s for 100 new
+bars): it now skips bronze files it has merged (`ops.processed_files`). RAW -> BRONZE built a dict
+per bar: now columns, 2.2x faster. Sail's MERGE joins and rewrites the whole table even for inserts:
+new keys are now appended. What remains in the daily ratio is input (compact payloads hold 100
+sessions on 5 years, 23 on one month) and the ADF runner's fixed overhead (6 s at low load: .NET
+import and expression parsing, per process), the largest single part of a daily run.
+"""
+NOTEBOOK_PIPELINES = {
+    "pl_raw_to_bronze": "raw_to_bronze", "pl_bronze_to_silver": "bronze_to_silver",
+    "pl_silver_to_gold": "silver_to_gold", "pl_gold_to_postgres": "gold_to_postgres",
+}  # fmt: skip
+
+
+# ---------------------------------------------------------------- data set and dates
+
+
+def bench_symbols(n: int) -> list[str]:
+    """`n` distinct valid tickers, the same for every run (SAAA, SAAB, ...)."""
+    out = []
+    for i in range(n):
+        a, b = divmod(i, 26)
+        out.append("S" + chr(65 + a // 26 % 26) + chr(65 + a % 26) + chr(65 + b))
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The dates of one benchmark: histories end on `history_end`; the daily run is `daily`."""
+
+    daily: dt.date
+    history_end: dt.date
+    start_5y: dt.date
+    start_1m: dt.date
+
+    def start(self, history: str) -> dt.date:
+        return self.start_5y if history == "5y" else self.start_1m
+
+    @classmethod
+    def make(cls, params: dict, now: dt.datetime | None = None) -> Plan:
+        daily = trading_calendar.latest_session(now)
+        recent = trading_calendar.sessions(daily - dt.timedelta(days=60), daily)
+        end = recent[-2]
+        first = trading_calendar.sessions(end.replace(year=end.year - params["years"]), end)[0]
+        return cls(daily, end, first, recent[-2 - params["month_sessions"]])
+
+    def as_dict(self) -> dict:
+        return {k: v.isoformat() for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> Plan:
+        return cls(**{k: dt.date.fromisoformat(v) for k, v in doc.items()})
+
+
+def market_config(seed: int, first: dt.date, as_of: dt.date):
+    """The synthetic market of this data set: every symbol listed on `first`, served as of `as_of`.
+
+    Rendered series are cached under the work directory (the server stands in for a remote API
+    whose formatting costs the project nothing); `setup` fills the cache for every run.
+    """
+    from local import market_api
+
+    return market_api.MarketApiConfig(seed=seed, as_of=as_of, listed_from=first, cache_dir=work_dir() / "market_cache")
+
+
+@contextlib.contextmanager
+def market(seed: int, first: dt.date, as_of: dt.date) -> Iterator[str]:
+    """The synthetic Alpha Vantage server for this data set, as a process of its own; yields its URL."""
+    from local import market_api
+
+    with market_api.running_process(market_config(seed, first, as_of)) as server:
+        yield server.url
+
+
+def warm_market(url: str, symbols: list[str]) -> None:
+    """Render and cache the compact daily series a daily run asks for (both daily functions)."""
+    import requests
+
+    with requests.Session() as http:
+        for symbol in symbols:
+            for function in ("TIME_SERIES_DAILY_ADJUSTED", "TIME_SERIES_DAILY"):
+                query = {"function": function, "symbol": symbol, "outputsize": "compact", "apikey": "bench"}
+                http.get(url, params=query, timeout=60).raise_for_status()
+
+
+# ---------------------------------------------------------------- state: lake directories and databases
+
+
+def work_dir() -> Path:
+    home = Path(os.environ.get("LAKEHOUSE_HOME", Path(__file__).resolve().parents[1] / ".lakehouse" / "bench"))
+    return home / "e2e"
+
+
+def _admin_dsn() -> str:
+    params = conninfo_to_dict(os.environ["LAKEHOUSE_PG_DSN"])
+    return make_conninfo(**{**params, "dbname": "postgres"})
+
+
+def _dsn(name: str) -> str:
+    return make_conninfo(**{**conninfo_to_dict(os.environ["LAKEHOUSE_PG_DSN"]), "dbname": name})
+
+
+def recreate_database(name: str, template: str | None = None) -> str:
+    """Drop and create database `name` (empty, or a copy of `template`); return its DSN."""
+    with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    return _dsn(name)
+
+
+def _fresh_dir(path: Path, copy_of: Path | None = None) -> Path:
+    if path.exists():
+        shutil.rmtree(path)
+    if copy_of is None:
+        path.mkdir(parents=True)
+    else:
+        shutil.copytree(copy_of, path)  # copy2 keeps modification times: bronze's ingested_at
+    return path
+
+
+# ---------------------------------------------------------------- one run through the local platform
+
+
+def run_on_platform(home: Path, dsn: str, symbols: list[str], url: str, start) -> tuple[object, float, float]:
+    """Run `start(context)` on the local platform of `home` and database `dsn`.
+
+    Returns the pipeline run, the seconds of the whole command (platform start included) and of the
+    pipeline run alone.
+    """
+    from lakehouse.settings import load_settings
+    from local.runtime import local_platform, overridden_environment
+
+    env = {"LAKEHOUSE_HOME": str(home), "LAKEHOUSE_PG_DSN": dsn, "LAKEHOUSE_SYMBOLS": ",".join(symbols),
+           "ALPHAVANTAGE_BASE_URL": url}  # fmt: skip
+    t0 = time.perf_counter()
+    with overridden_environment(env):
+        settings = load_settings(home=home)
+        with local_platform(settings) as platform:
+            t1 = time.perf_counter()
+            run = start(platform.run_context())
+            t2 = time.perf_counter()
+    if not run.succeeded:
+        raise RuntimeError(f"{run.pipeline} failed: {(run.error or {}).get('message')}")
+    return run, time.perf_counter() - t0, t2 - t1
+
+
+def backfill_runner(plan: Plan, history: str, symbols: list[str], chunk_days: int):
+    from local.adf_runner import run_pipeline
+
+    start, end = plan.start(history), plan.history_end
+    chunk_days = chunk_days or (end - start).days + 1
+    params = {"startDate": start.isoformat(), "endDate": end.isoformat(), "chunkDays": str(chunk_days),
+              "symbols": ",".join(symbols)}  # fmt: skip
+    return lambda ctx: run_pipeline("pl_backfill", params, ctx)
+
+
+def daily_runner(plan: Plan):
+    from local.adf_triggers import fire_trigger
+
+    return lambda ctx: fire_trigger("tr_daily", f"{plan.daily.isoformat()}T22:30:00Z", ctx)
+
+
+def split(run, pipeline_seconds: float) -> dict:
+    """Seconds per executed activity kind over the run tree, and the runner's overhead."""
+    parts = {"ingest_s": 0.0, **{f"{n}_s": 0.0 for n in NOTEBOOK_PIPELINES.values()}}
+    rows = {}
+    for pr in run.all_pipeline_runs():
+        for a in pr.activity_runs:
+            if a.duration_s is None:
+                continue
+            if a.activity_type == "AzureFunctionActivity":
+                parts["ingest_s"] += a.duration_s
+            elif a.activity_type == "DatabricksNotebook":
+                name = NOTEBOOK_PIPELINES.get(pr.pipeline, pr.pipeline)
+                parts[f"{name}_s"] = parts.get(f"{name}_s", 0.0) + a.duration_s
+                out = (a.output or {}).get("runOutput") or {}
+                if name == "raw_to_bronze" and isinstance(out, dict):
+                    rows["bronze_rows"] = rows.get("bronze_rows", 0) + int(out.get("rows_written") or 0)
+    executed = sum(parts.values())
+    parts = {k: round(v, 3) for k, v in parts.items()}
+    parts["runner_overhead_s"] = round(pipeline_seconds - executed, 3)
+    parts["chunks"] = sum(1 for pr in run.all_pipeline_runs() if pr.pipeline == "pl_lakehouse_daily")
+    return parts | rows
+
+
+def _mart_rows(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT count(*) FROM mart.daily_prices").fetchone()[0]
+
+
+# ---------------------------------------------------------------- setup and cases
+
+
+def _plan() -> Plan:
+    return Plan.from_dict(json.loads((work_dir() / "plan.json").read_text()))
+
+
+def _prepared(history: str) -> tuple[Path, str]:
+    return work_dir() / f"prepared_{history}", f"e2e_prepared_{history}"
+
+
+def setup(params: dict) -> None:
+    """Fix the dates, and build the 5-year and one-month histories the daily cases start from."""
+    plan = Plan.make(params)
+    work = work_dir()
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "plan.json").write_text(json.dumps(plan.as_dict()))
+    symbols = bench_symbols(params["symbols"])
+    for history in ("5y", "1m"):
+        home, db = _prepared(history)
+        _fresh_dir(home)
+        dsn = recreate_database(db)
+        with market(params["seed"], plan.start(history), plan.history_end) as url:
+            run_on_platform(home, dsn, symbols, url, backfill_runner(plan, history, symbols, params["chunk_days"]))
+        with market(params["seed"], plan.start(history), plan.daily) as url:
+            warm_market(url, symbols)
+
+
+def backfill(params: dict) -> dict:
+    """pl_backfill of `years` years from an empty lake and an empty database to loaded marts."""
+    plan, symbols = _plan(), bench_symbols(params["symbols"])
+    home = _fresh_dir(work_dir() / "run_backfill")
+    dsn = recreate_database("e2e_run_backfill")
+    with market(params["seed"], plan.start_5y, plan.history_end) as url:
+        start = backfill_runner(plan, "5y", symbols, params["chunk_days"])
+        run, seconds, pipeline_seconds = run_on_platform(home, dsn, symbols, url, start)
+    expected = params["symbols"] * len(trading_calendar.sessions(plan.start_5y, plan.history_end))
+    marts = _mart_rows(dsn)
+    if marts != expected:
+        raise RuntimeError(f"mart.daily_prices holds {marts} rows, expected {expected} (symbols x sessions)")
+    return {"seconds": round(seconds, 3), "pipeline_s": round(pipeline_seconds, 3),
+            "platform_s": round(seconds - pipeline_seconds, 3), "bars": expected, "mart_rows": marts,
+            **split(run, pipeline_seconds)}  # fmt: skip
+
+
+def _daily(params: dict, history: str) -> dict:
+    plan, symbols = _plan(), bench_symbols(params["symbols"])
+    prepared_home, prepared_db = _prepared(history)
+    home = _fresh_dir(work_dir() / f"run_{history}", copy_of=prepared_home)
+    dsn = recreate_database(f"e2e_run_{history}", template=prepared_db)
+    with market(params["seed"], plan.start(history), plan.daily) as url:
+        run, seconds, pipeline_seconds = run_on_platform(home, dsn, symbols, url, daily_runner(plan))
+    with psycopg.connect(dsn) as conn:
+        new = conn.execute("SELECT count(*) FROM mart.daily_prices WHERE trade_date = %s", (plan.daily,)).fetchone()[0]
+    if new != params["symbols"]:
+        raise RuntimeError(f"mart.daily_prices holds {new} rows for {plan.daily}, expected {params['symbols']}")
+    return {"seconds": round(seconds, 3), "pipeline_s": round(pipeline_seconds, 3),
+            "platform_s": round(seconds - pipeline_seconds, 3), "new_rows": new,
+            **split(run, pipeline_seconds)}  # fmt: skip
+
+
+def daily_5y(params: dict) -> dict:
+    """One tr_daily firing (one new session) on top of `years` years of history."""
+    return _daily(params, "5y")
+
+
+def daily_1m(params: dict) -> dict:
+    """The same daily run on top of one month of history."""
+    return _daily(params, "1m")
+
+
+CASES = {"backfill": backfill, "daily_5y": daily_5y, "daily_1m": daily_1m}
