@@ -39,13 +39,14 @@ BAR = (
 )
 
 
-def symbols(n: int) -> list[str]:
-    """`n` ticker-like names, the same for every run: BAAA, BAAB, ..."""
+def symbols(n: int, prefix: str = "B") -> list[str]:
+    """`n` ticker-like names, the same for every run: BAAA, BAAB, ... Each benchmark has its own
+    prefix, so the synthetic market gives each its own series."""
     out = []
     for i in range(n):
         a, rest = divmod(i, 26 * 26)
         b, c = divmod(rest, 26)
-        out.append("B" + chr(65 + a % 26) + chr(65 + b) + chr(65 + c))
+        out.append(prefix + chr(65 + a % 26) + chr(65 + b) + chr(65 + c))
     return out
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from bench.harness import REPO, RESULTS
 
 DOC = REPO / "docs" / "performance.md"
-ORDER = ("ingest", "transforms", "serving", "e2e", "peers", "scaling")
+ORDER = ("ingest", "serving", "e2e", "peers", "scaling")
 MAIN = ("seconds", "rows", "rows_per_s", "wall_s", "peak_rss_mb", "cpu_steal_pct")
 HIDDEN = {"load_1m_before", "peak_rss_client_mb"}
 
@@ -273,7 +273,7 @@ def reproduce_section() -> list[str]:
         "",
         "```bash",
         "make bench                                        # every benchmark, then this page",
-        ".venv/bin/python -m bench.harness transforms      # one benchmark (results in bench/results/)",
+        ".venv/bin/python -m bench.harness scaling         # one benchmark (results in bench/results/)",
         ".venv/bin/python -m bench.harness peers --case duckdb_gold --runs 3",
         ".venv/bin/python -m bench.harness scaling --set symbols=500   # sizes are parameters",
         ".venv/bin/python -m bench.harness --quick          # smoke test at tiny sizes (bench/results/quick/)",

@@ -107,3 +107,12 @@ def test_wholetext_reads_over_many_files_split_them(spark, tmp_path):
         (tmp_path / f"f{i}.json").write_text(json.dumps(body, indent=4))
     rows = spark.read.text(str(tmp_path), wholetext=True).count()
     assert rows != 3
+
+
+def test_a_double_compared_with_a_decimal_literal_overflows_on_huge_values(spark):
+    """Gap: `price > 0.5` casts the double to DECIMAL(30,15), which fails the query on a price
+    above about 1e15 (and on NaN/Infinity). Workaround: quality rules write double literals (`0.5D`)."""
+    frame = _frame(spark, price=[1.0, 1e300])
+    with pytest.raises(PySparkException):
+        frame.filter("price > 0.5").collect()
+    assert [r.price for r in frame.filter("price > 0.5D").collect()] == [1.0, 1e300]
