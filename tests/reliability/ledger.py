@@ -9,7 +9,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-CATEGORIES = ("api fault", "bad input", "crash recovery", "concurrency", "security")
+# category -> its heading in docs/reliability.md
+CATEGORIES = {
+    "api fault": "API faults",
+    "bad input": "Bad input",
+    "crash recovery": "Crash recovery",
+    "concurrency": "Concurrency",
+    "security": "Security",
+}
 
 # Reconciliation counts a case may report. lost_rows must be zero for the suite to pass.
 RECONCILIATION_KEYS = (
@@ -45,7 +52,7 @@ class Case:
 
     def __post_init__(self) -> None:
         if self.category not in CATEGORIES:
-            raise ValueError(f"unknown reliability category {self.category!r}; expected one of {CATEGORIES}")
+            raise ValueError(f"unknown reliability category {self.category!r}; expected one of {tuple(CATEGORIES)}")
 
     def observe(self, text: str, **figures: Any) -> Case:
         """What actually happened, in words a reader can check against `expected`."""

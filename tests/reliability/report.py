@@ -79,7 +79,7 @@ def render(cases: list[Case], exitstatus: int = 0, when: str | None = None) -> s
         rows = [c for c in cases if c.category == category]
         if not rows:
             continue
-        lines += [f"## {category.capitalize()} ({len(rows)})", ""]
+        lines += [f"## {CATEGORIES[category]} ({len(rows)})", ""]
         lines += ["| case | expected | observed | figures | outcome | s |", "|---|---|---|---|---|---|"]
         for c in rows:
             title = c.title + (f" (crash at {c.crash_point})" if c.crash_point else "")
