@@ -76,9 +76,15 @@ def delta_table_sum(path: str, contract: contracts.Contract, distinct: bool = Fa
     return TableSum(len(texts), sum(n - 1 for n in keys.values() if n > 1), digest)
 
 
+def _per_landed_file(contract: contracts.Contract) -> bool:
+    """Tables with a row per landed RAW file: bronze, and silver's record of the files it merged."""
+    return contract.layer == "bronze" or (contract.layer, contract.table) == ("ops", "processed_files")
+
+
 def lake_sums(lake: Lake, distinct_bronze: bool = False) -> dict[str, TableSum | None]:
-    """Every contract table of the lake, keyed ``layer.table``; bronze by distinct rows if asked."""
-    return {name: delta_table_sum(lake.table(c.layer, c.table), c, distinct_bronze and c.layer == "bronze")
+    """Every contract table of the lake, keyed ``layer.table``; with `distinct_bronze`, the tables
+    holding a row per landed file (two runs may each land the same payload) by distinct rows."""
+    return {name: delta_table_sum(lake.table(c.layer, c.table), c, distinct_bronze and _per_landed_file(c))
             for name, c in contracts.all_contracts().items()}  # fmt: skip
 
 
