@@ -8,6 +8,7 @@ so a value means the same thing wherever it is set. Local defaults need no confi
 from __future__ import annotations
 
 import re
+import tempfile
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal, get_args
@@ -145,9 +146,9 @@ class Settings(BaseSettings):
         home = self.home_dir
         try:
             home.mkdir(parents=True, exist_ok=True)
-            probe = home / ".write-probe"
-            probe.write_text("ok")
-            probe.unlink()
+            # A probe of this process's own: two commands starting on one home must not race on it.
+            with tempfile.NamedTemporaryFile(dir=home, prefix=".write-probe-"):
+                pass
         except OSError as exc:
             raise ConfigurationError(
                 f"LAKEHOUSE_HOME={home} is not writable ({exc.strerror or exc})"

@@ -38,7 +38,12 @@ class Tables:
     def exists(self, contract: Contract) -> bool:
         path = self.path(contract)
         if self.lake.is_local:
-            return (Path(path.removeprefix("file://")) / "_delta_log").is_dir()
+            # A first write killed before its commit leaves a `_delta_log` with no commit file: no
+            # table yet (reading it fails; writing to it creates version 0 and ignores the orphans).
+            log = Path(path.removeprefix("file://")) / "_delta_log"
+            return log.is_dir() and any(
+                f.name.endswith(".json") or ".checkpoint" in f.name for f in log.iterdir() if f.name[:1].isdigit()
+            )
         try:
             self.spark.read.format("delta").load(path).schema  # noqa: B018 - forces resolution
         except Exception:

@@ -88,3 +88,14 @@ def test_secrets_are_never_printed(monkeypatch: pytest.MonkeyPatch) -> None:
     shown = f"{settings!r} {settings!s} {settings.model_dump()}"
     assert "SENTINEL-KEY-42" not in shown
     assert "SENTINEL-PW-42" not in shown
+
+
+def test_commands_starting_together_on_one_home_do_not_trip_the_writability_check(tmp_path):
+    """Two processes checking the same new home at once once failed on a shared probe file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = load_settings(home=tmp_path / "home")
+    with ThreadPoolExecutor(4) as pool:
+        homes = list(pool.map(lambda _: settings.ensure_home(), range(400)))
+    assert set(homes) == {settings.home_dir}
+    assert list(settings.home_dir.iterdir()) == []  # no probe left behind
