@@ -288,13 +288,9 @@ def parse_daily_bars(data: bytes, origin: str) -> Parsed:
                 return columns
         is_object, items = (lambda v: isinstance(v, dict)), (lambda v: v.items())
     else:
-        try:
-            pairs = _decode(data, origin)
-        except RawFormatError as exc:
-            return Parsed(rejected=str(exc))
-        if not isinstance(pairs, JsonObject):
-            return Parsed(rejected=f"{origin}: top level is not a JSON object")
-        body = dict(pairs)
+        body, reason = _object(data, origin)
+        if body is None:
+            return Parsed(rejected=reason)
         is_object, items = (lambda v: isinstance(v, JsonObject)), (lambda v: v)
     series = body.get(DAILY_SERIES_KEY)
     if series is None:
@@ -353,15 +349,22 @@ def _bar_columns(body: dict, series: dict) -> Parsed | None:
     return Parsed(columns, None, n)
 
 
-def parse_overview(data: bytes, origin: str) -> Parsed:
-    """The one record of an OVERVIEW body; an empty object or an error message is a rejection."""
+def _object(data: bytes, origin: str) -> tuple[dict | None, str | None]:
+    """The body as a dict of its top-level keys, or the reason it is not a JSON object."""
     try:
         pairs = _decode(data, origin)
     except RawFormatError as exc:
-        return Parsed(rejected=str(exc))
+        return None, str(exc)
     if not isinstance(pairs, JsonObject):
-        return Parsed(rejected=f"{origin}: top level is not a JSON object")
-    body = dict(pairs)
+        return None, f"{origin}: top level is not a JSON object"
+    return dict(pairs), None
+
+
+def parse_overview(data: bytes, origin: str) -> Parsed:
+    """The one record of an OVERVIEW body; an empty object or an error message is a rejection."""
+    body, reason = _object(data, origin)
+    if body is None:
+        return Parsed(rejected=reason)
     if not body:
         return Parsed(rejected=f"{origin}: empty overview (unknown symbol?)")
     reason = _error_body(body)
