@@ -9,7 +9,7 @@ STAMP := $(VENV)/.deps-installed
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: venv demo test lint reliability bench bench-quick constraints functions-package services-down clean
+.PHONY: venv demo test lint reliability bench bench-quick constraints package services-down clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required, found " + sys.version.split()[0] + " at $(PYTHON); set PYTHON=/path/to/python3.11")'
@@ -48,13 +48,9 @@ constraints: $(STAMP)  ## re-freeze the transitive pins after changing requireme
 	   $(BIN)/pip freeze --exclude-editable; } > constraints.txt.new
 	@mv constraints.txt.new constraints.txt
 
-FUNCTIONS_BUILD ?= build/functions
-functions-package:  ## the Function app as deployed: functions/ with the shared lakehouse package vendored in
-	rm -rf $(FUNCTIONS_BUILD) && mkdir -p $(FUNCTIONS_BUILD)
-	cp -r functions/. $(FUNCTIONS_BUILD)/
-	cp -r lakehouse $(FUNCTIONS_BUILD)/lakehouse
-	find $(FUNCTIONS_BUILD) -name __pycache__ -prune -exec rm -rf {} +
-	rm -f $(FUNCTIONS_BUILD)/local.settings.json
+ARTIFACTS ?= build
+package: $(STAMP)  ## every deployable, built once: $(ARTIFACTS)/functions.zip (lakehouse vendored), $(ARTIFACTS)/dist/*.whl (no local/), $(ARTIFACTS)/notebooks
+	$(BIN)/python -m infra.artifacts --out $(ARTIFACTS)
 
 services-down: $(STAMP)
 	$(BIN)/lakehouse services down

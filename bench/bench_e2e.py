@@ -1,7 +1,7 @@
 """End to end through the local ADF runner: a backfill from an empty lake, and one daily run on top of history.
 
 The real path a user runs (`lakehouse backfill`, `lakehouse trigger run tr_daily`): the local
-platform (`local.runtime.local_platform`), the `adf/` pipelines executed by `local.adf_runner`, the
+platform (`local.runtime.local_platform`), the `adf/` pipelines executed by `local.adf.runner`, the
 Function app invoked in-process against the synthetic Alpha Vantage server, the notebooks on the
 embedded Sail server, the marts in PostgreSQL. Cases:
 
@@ -54,7 +54,7 @@ CASE_RUNS = {"backfill": 1}
 WARMUP = 0
 TARGETS = [
     {"name": "backfill wall, empty lake to loaded marts", "case": "backfill", "metric": "seconds", "max": 60,
-     "why": "issue 10: 500 symbols x 5 years on 2 cores"},
+     "why": "the sized stage: 500 symbols x 5 years on 2 cores"},
     {"name": "backfill peak RSS (client + Sail)", "case": "backfill", "metric": "peak_rss_mb", "max": 3072},
     {"name": "daily run wall on 5 years of history", "case": "daily_5y", "metric": "seconds", "max": 10},
     {"name": "daily run: 5 years / 1 month of history", "ratio": ["daily_5y", "daily_1m"], "metric": "seconds",
@@ -207,7 +207,7 @@ def run_on_platform(home: Path, dsn: str, symbols: list[str], url: str, start) -
 
 
 def backfill_runner(plan: Plan, history: str, symbols: list[str], chunk_days: int):
-    from local.adf_runner import run_pipeline
+    from local.adf.runner import run_pipeline
 
     start, end = plan.start(history), plan.history_end
     chunk_days = chunk_days or (end - start).days + 1

@@ -36,6 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench import datasets
+from lakehouse.contracts.raw_layout import manifest_folder
+from lakehouse.lake import Lake
 
 DEFAULTS = {"symbols": 500, "years": 5, "seed": 7, "concurrency": 4, "cache": True, "reuse_years": 1}
 QUICK = {"symbols": 12, "years": 1}
@@ -236,8 +238,9 @@ def next_chunk_reused(params: dict) -> dict:
     plan = load_plan()
     with scratch_home(work_dir() / "template_raw") as home:
         # Reuse looks at today's manifests; the template may have been landed on another UTC day.
-        manifests = home / "lake" / "raw" / "_manifests" / "daily_bars"
-        today = manifests / f"ingest_date={dt.datetime.now(dt.UTC).date().isoformat()}"
+        raw = Lake(root=str(home / "lake")).local_path("raw")
+        manifests = raw / manifest_folder("daily_bars")
+        today = raw / manifest_folder("daily_bars", dt.datetime.now(dt.UTC).date())
         if not today.exists():
             (landed,) = manifests.iterdir()
             shutil.copytree(landed, today, copy_function=os.link)

@@ -111,11 +111,10 @@ def compare(expected, actual, keys: tuple[str, ...], columns: tuple[str, ...], r
 
 
 def _project_gold(name: str):
-    from deltalake import DeltaTable
-
     from lakehouse.lake import Lake
+    from spark_jobs.tables import read_arrow
 
-    return DeltaTable(Lake(str(_template() / "lake")).table("gold", name)).to_pyarrow_table()
+    return read_arrow(Lake(str(_template() / "lake")).table("gold", name))
 
 
 def _check_gold(daily, monthly) -> float:
@@ -136,10 +135,12 @@ WITH f AS (
   SELECT *, CASE WHEN coalesce(dividend_amount, 0) > 0 AND prev_close IS NOT NULL
                  THEN 1 - dividend_amount / prev_close ELSE 1 END / coalesce(split_coefficient, 1) AS factor FROM f
 ), a AS (
-  SELECT *, close * exp(coalesce(sum(CASE WHEN factor > 0 THEN ln(factor) ELSE 0 END) OVER (PARTITION BY symbol
-         ORDER BY trade_date ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING), 0)) AS adj_close FROM g
+  SELECT *, exp(coalesce(sum(CASE WHEN factor > 0 THEN ln(factor) ELSE 0 END) OVER (PARTITION BY symbol
+         ORDER BY trade_date ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING), 0)) AS adjustment FROM g
+), b AS (
+  SELECT *, close * adjustment AS adj_close FROM a
 ), r AS (
-  SELECT *, adj_close / lag(adj_close) OVER w AS ratio FROM a WINDOW w AS (PARTITION BY symbol ORDER BY trade_date)
+  SELECT *, adj_close / lag(adj_close) OVER w AS ratio FROM b WINDOW w AS (PARTITION BY symbol ORDER BY trade_date)
 )
 SELECT symbol, trade_date, open, high, low, close, adj_close, volume,
   ratio - 1 AS daily_return, ln(ratio) AS log_return,
@@ -147,7 +148,7 @@ SELECT symbol, trade_date, open, high, low, close, adj_close, volume,
   CASE WHEN count(adj_close) OVER w50 = 50 THEN avg(adj_close) OVER w50 END AS ma_50,
   CASE WHEN count(adj_close) OVER w200 = 200 THEN avg(adj_close) OVER w200 END AS ma_200,
   CASE WHEN count(ln(ratio)) OVER w20 = 20 THEN stddev_samp(ln(ratio)) OVER w20 * sqrt(252) END AS volatility_20d,
-  max(high) OVER w252 AS high_52w, min(low) OVER w252 AS low_52w,
+  max(high * adjustment) OVER w252 AS high_52w, min(low * adjustment) OVER w252 AS low_52w,
   adj_close / max(adj_close) OVER (PARTITION BY symbol ORDER BY trade_date ROWS UNBOUNDED PRECEDING) - 1 AS drawdown,
   'duckdb' AS load_id, '1.0.0' AS schema_version
 FROM r
@@ -215,7 +216,7 @@ def project_gold(params: dict) -> dict:
             seconds, summary = datasets.run_layer(spark, settings, "silver_to_gold", "bench-gold")
         finally:
             spark.stop()
-    rows = summary["tables"]["gold.fct_daily_prices"]["rows_written"]
+    rows = summary.tables["gold.fct_daily_prices"].rows_written
     return {"seconds": round(seconds, 3), "rows": rows}
 
 

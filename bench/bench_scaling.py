@@ -4,7 +4,7 @@ Setup writes RAW for 4x `symbols` x `years` of daily bars (:mod:`bench.datasets`
 cases get a scratch lake holding the RAW files of the first quarter and half of the symbols (hard
 links), so every size is a prefix of the next and shares its history length. Each case runs the
 three jobs as the notebooks do, from an empty bronze to a loaded gold, in one process. With the
-defaults 4x is the issue's stage size (500 symbols x 5 years, 628k bars), so its per-layer figures
+defaults 4x is the stage size the platform is sized for (500 symbols x 5 years, 628k bars), so its per-layer figures
 are the stage benchmark of the transforms; `--set
 symbols=500` scales the default itself (2.5M bars at 4x, about 4 GB of peak RSS).
 """
@@ -80,8 +80,8 @@ def _size_case(name: str, factor: int):
                     layers[layer], summaries[layer] = datasets.run_layer(spark, settings, layer, f"bench-{layer}")
             finally:
                 spark.stop()
-        rows = summaries["raw_to_bronze"]["tables"]["bronze.daily_bars"]["rows_written"]
-        gold = summaries["silver_to_gold"]["tables"]["gold.fct_daily_prices"]["rows_written"]
+        rows = summaries["raw_to_bronze"].tables["bronze.daily_bars"].rows_written
+        gold = summaries["silver_to_gold"].tables["gold.fct_daily_prices"].rows_written
         if gold != rows:
             raise RuntimeError(f"{rows} bars into bronze but {gold} rows into gold.fct_daily_prices")
         seconds = sum(layers.values())

@@ -164,7 +164,7 @@ def _project_load(data: dict) -> tuple[float, dict]:
 
     spark = connect(os.environ["LAKEHOUSE_SPARK_REMOTE"])
     try:
-        window = serving.Window(dt.date.fromisoformat(data["start"]), dt.date.fromisoformat(data["end"]))
+        window = serving.DateWindow(dt.date.fromisoformat(data["start"]), dt.date.fromisoformat(data["end"]))
         started = time.perf_counter()
         (result,) = serving.load(spark, Lake(str(_dir() / "lake")), _dsn(), window=window, load_id="bench",
                                  tables=["daily_prices"])  # fmt: skip

@@ -24,19 +24,19 @@ from pathlib import Path
 
 import numpy as np
 
+from lakehouse.contracts import alpha_vantage as av
+from lakehouse.contracts.manifest import Manifest, ManifestFile
+from lakehouse.contracts.raw_layout import ManifestLocation, PayloadLocation
+from lakehouse.raw_store import DirectoryRawStore
+
 END = dt.date(2025, 12, 31)
 INGEST_DATE = dt.date(2026, 1, 2)
 SEED = 7
 PROVIDER = "synthetic"
+DATASET = "daily_bars"
 LAYERS = ("raw_to_bronze", "bronze_to_silver", "silver_to_gold")
 # The lake containers a layer job reads; a scratch home links these from the template.
 INPUTS = {"raw_to_bronze": ("raw",), "bronze_to_silver": ("bronze",), "silver_to_gold": ("silver",)}
-BAR = (
-    '\n        "{}": {{\n            "1. open": "{:.4f}",\n            "2. high": "{:.4f}",\n'
-    '            "3. low": "{:.4f}",\n            "4. close": "{:.4f}",\n'
-    '            "5. adjusted close": "{:.4f}",\n            "6. volume": "{}",\n'
-    '            "7. dividend amount": "{:.4f}",\n            "8. split coefficient": "{:.1f}"\n        }}'
-)
 
 
 def symbols(n: int, prefix: str = "B") -> list[str]:
@@ -52,19 +52,15 @@ def symbols(n: int, prefix: str = "B") -> list[str]:
 
 def daily_body(model, symbol: str, years: int) -> tuple[bytes, int]:
     """The full-history TIME_SERIES_DAILY_ADJUSTED body of `symbol` cut to `years` before END; (body, bars)."""
+    from local.market_api import series_columns
+
     s = model.series(symbol)
     first = bisect.bisect_right(s.dates, END.replace(year=END.year - years))
     last = bisect.bisect_right(s.dates, END) - 1
     adj = s.close[first : last + 1] * np.exp(s.log_factor[last] - s.log_factor[first : last + 1])
-    cols = [a[first : last + 1].tolist() for a in (s.open, s.high, s.low, s.close)]
-    extra = [adj.tolist(), s.volume[first : last + 1].tolist(), s.dividend[first : last + 1].tolist(),
-             s.split[first : last + 1].tolist()]  # fmt: skip
     iso = s.iso[first : last + 1]
-    bars = [BAR.format(iso[i], *(c[i] for c in cols), *(c[i] for c in extra)) for i in range(len(iso) - 1, -1, -1)]
-    meta = {"1. Information": "Daily Time Series with Splits and Dividend Events", "2. Symbol": symbol,
-            "3. Last Refreshed": iso[-1], "4. Output Size": "Full size", "5. Time Zone": "US/Eastern"}  # fmt: skip
-    head = '{\n    "Meta Data": {\n' + ",\n".join(f"        {json.dumps(k)}: {json.dumps(v)}" for k, v in meta.items())
-    return (head + '\n    },\n    "Time Series (Daily)": {' + ",".join(bars) + "\n    }\n}").encode(), len(iso)
+    meta = av.series_meta(symbol, iso[-1], adjusted=True, compact=False)
+    return av.render_series_columns(meta, iso, series_columns(s, first, last, adj), adjusted=True), len(iso)
 
 
 def write_raw(raw_root: Path, n_symbols: int, years: int, run_id: str = "bench") -> dict:
@@ -72,19 +68,17 @@ def write_raw(raw_root: Path, n_symbols: int, years: int, run_id: str = "bench")
     from local.market_api import MarketModel
 
     model = MarketModel(seed=SEED)
-    day = f"ingest_date={INGEST_DATE.isoformat()}"
+    store = DirectoryRawStore(raw_root)
     files, bars, size = [], 0, 0
     for symbol in symbols(n_symbols):
         payload, n = daily_body(model, symbol, years)
-        rel = f"{PROVIDER}/daily_bars/{day}/{symbol}/{run_id}.json"
-        path = raw_root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(payload)
-        files.append({"path": rel, "bytes": len(payload), "symbol": symbol, "http_status": 200, "records": n})
+        path = PayloadLocation(PROVIDER, DATASET, INGEST_DATE, symbol, run_id).path
+        store.write_atomic(path, payload)
+        files.append(ManifestFile(path=path, bytes=len(payload), symbol=symbol, status="written", records=n,
+                                  http_status=200))  # fmt: skip
         bars, size = bars + n, size + len(payload)
-    manifest = raw_root / "_manifests" / "daily_bars" / day / f"{run_id}.json"
-    manifest.parent.mkdir(parents=True, exist_ok=True)
-    manifest.write_text(json.dumps({"run_id": run_id, "files": files}))
+    manifest = Manifest(run_id=run_id, dataset=DATASET, provider=PROVIDER, ingest_date=INGEST_DATE, files=files)
+    store.write_atomic(ManifestLocation(DATASET, INGEST_DATE, run_id).path, manifest.to_json())
     return {"symbols": n_symbols, "years": years, "bars": bars, "raw_megabytes": round(size / 1e6, 1)}
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from bench.harness import REPO, RESULTS
 
 DOC = REPO / "docs" / "performance.md"
-ORDER = ("ingest", "serving", "e2e", "peers", "scaling")
+ORDER = ("ingest", "serving", "e2e", "pipeline_peer", "peers", "scaling")
 MAIN = ("seconds", "rows", "rows_per_s", "wall_s", "peak_rss_mb", "cpu_steal_pct")
 HIDDEN = {"load_1m_before", "peak_rss_client_mb"}
 

@@ -1,7 +1,9 @@
 """The ingestion Function app (Python v2 programming model).
 
 - ``ingest``        HTTP POST /api/ingest: land one dataset for symbols and a window in RAW.
-- ``ingest_daily``  timer: the same for the latest session (daily bars and security master).
+- ``ingest_daily``  timer: the same for the latest session, for each of ``DAILY_DATASETS`` (daily bars,
+  security master, splits, dividends: the datasets the plan's call budget is checked for). Off unless
+  ``LAKEHOUSE_INGEST_DAILY_ENABLED``: Data Factory's ``tr_daily`` owns the daily load.
 - ``poll_quotes``   timer: latest quotes of the universe, one event each, to Event Hubs.
 
 The functions only translate triggers to calls of the `market_ingest` package.
@@ -15,10 +17,10 @@ import logging
 import azure.functions as func
 from market_ingest import runtime
 from market_ingest.ingest import BadRequest
-from market_ingest.options import load_options, timer_schedule
 
 from lakehouse import inputs, telemetry
-from lakehouse.settings import ConfigurationError, load_settings
+from lakehouse.plan_checks import DAILY_DATASETS
+from lakehouse.settings import ConfigurationError, load_settings, timer_schedule
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("function_app")
@@ -48,7 +50,7 @@ def ingest(req: func.HttpRequest) -> func.HttpResponse:
         settings = load_settings()
         telemetry.configure(settings, "functions")
         with telemetry.span("function.ingest", run_id=run_id):
-            result = runtime.ingest(body, settings, load_options())
+            result = runtime.ingest(body, settings)
             answer = result.answer()
             telemetry.record("files_written", answer["files_written"], dataset=answer["dataset"])
             telemetry.event(
@@ -65,13 +67,20 @@ def ingest(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @app.function_name("ingest_daily")
-@app.timer_trigger(schedule=timer_schedule("LAKEHOUSE_INGEST_DAILY_SCHEDULE"), arg_name="timer", run_on_startup=False)
+@app.timer_trigger(schedule=timer_schedule("ingest_daily_schedule"), arg_name="timer", run_on_startup=False)
 def ingest_daily(timer: func.TimerRequest) -> None:
-    """Daily bars and the security master of the latest closed session."""
-    settings, options = load_settings(), load_options()
+    """Every daily dataset of the latest closed session, when this timer owns the daily load.
+
+    Data Factory's ``tr_daily`` owns it by default (ingest, then transform); this timer is the path
+    for running ingestion without Data Factory (``LAKEHOUSE_INGEST_DAILY_ENABLED=true``).
+    """
+    settings = load_settings()
+    if not settings.ingest_daily_enabled:
+        log.info("ingest_daily: disabled (LAKEHOUSE_INGEST_DAILY_ENABLED); tr_daily owns the daily load")
+        return
     failed = []
-    for dataset in ("daily_bars", "security_master"):
-        result = runtime.ingest_latest_session(dataset, settings, options)
+    for dataset in DAILY_DATASETS:
+        result = runtime.ingest_latest_session(dataset, settings)
         log.info("ingest_daily %s: %s", dataset, json.dumps(result.answer()["failures"]))
         if result.status_code >= 300:
             failed.append(dataset)
@@ -81,10 +90,10 @@ def ingest_daily(timer: func.TimerRequest) -> None:
 
 
 @app.function_name("poll_quotes")
-@app.timer_trigger(schedule=timer_schedule("LAKEHOUSE_POLL_QUOTES_SCHEDULE"), arg_name="timer", run_on_startup=False)
+@app.timer_trigger(schedule=timer_schedule("poll_quotes_schedule"), arg_name="timer", run_on_startup=False)
 def poll_quotes(timer: func.TimerRequest) -> None:
-    """Publish the latest quotes while XNYS is open."""
-    result = runtime.poll(load_settings(), load_options())
+    """Publish the latest quotes while an XNYS session is open (the calendar decides, not the schedule)."""
+    result = runtime.poll(load_settings())
     if result is None:
         log.info("poll_quotes: market closed, nothing polled")
         return

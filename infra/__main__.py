@@ -1,37 +1,29 @@
 """The Pulumi program: read the stack's configuration once and compose the components.
 
-Pulumi runs this directory as the program, with the directory itself first on ``sys.path``. The
-components are imported as the ``infra`` package from the repository root instead (which also
-makes ``lakehouse.alert_rules`` importable), so ``infra/secrets.py`` never shadows the standard
-library's ``secrets``.
+Pulumi runs this directory as the program (the directory first on ``sys.path``); the components
+are imported as the ``infra`` package of the project's installation (``make venv``), like
+``lakehouse``. No module here is named like a standard-library one, so the program directory on
+``sys.path`` shadows nothing.
 """
 
-import sys
-from pathlib import Path
+import pulumi
+from pulumi_azure_native import authorization, resources
 
-HERE = Path(__file__).resolve().parent
-REPO_ROOT = HERE.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-import pulumi  # noqa: E402
-from pulumi_azure_native import authorization, resources  # noqa: E402
-
-from infra import stack_config  # noqa: E402
-from infra.compute import NOTEBOOK_ROOT, Compute, ComputeArgs, wheel_dbfs_uri  # noqa: E402
-from infra.eventing import Eventing, EventingArgs  # noqa: E402
-from infra.ingestion import FUNCTION_KEY_SECRET, Ingestion, IngestionArgs  # noqa: E402
-from infra.lake import Lake, LakeArgs  # noqa: E402
-from infra.monitoring import DiagnosticTarget, LogWorkspace, LogWorkspaceArgs, Monitoring, MonitoringArgs  # noqa: E402
-from infra.orchestration import Orchestration, OrchestrationArgs  # noqa: E402
-from infra.secrets import Secrets, SecretsArgs  # noqa: E402
-from infra.serving import ADMIN_LOGIN, DATABASE, EntraPrincipal, Serving, ServingArgs, dsn, fqdn_of  # noqa: E402
+from infra import stack_config
+from infra.compute import NOTEBOOK_ROOT, Compute, ComputeArgs, wheel_uri
+from infra.databricks_runtime import SPARK_VERSION_KEY
+from infra.eventing import Eventing, EventingArgs
+from infra.ingestion import Ingestion, IngestionArgs
+from infra.key_vault import Secrets, SecretsArgs
+from infra.lake import Lake, LakeArgs
+from infra.monitoring import DiagnosticTarget, LogWorkspace, LogWorkspaceArgs, Monitoring, MonitoringArgs
+from infra.orchestration import Orchestration, OrchestrationArgs
+from infra.serving import ADMIN_LOGIN, DATABASE, EntraPrincipal, Serving, ServingArgs, dsn, fqdn_of
 
 
 def main() -> None:
     cfg = stack_config.load()
-    base, compact, tags, loc = cfg.base_name, f"{cfg.name_prefix}{cfg.environment}", cfg.tags, cfg.location
+    base, names, tags, loc = cfg.base_name, cfg.names, cfg.tags, cfg.location
     tenant_id = authorization.get_client_config_output().tenant_id
 
     group = resources.ResourceGroup(base, resource_group_name=f"{base}-rg", location=loc, tags=tags)
@@ -40,12 +32,12 @@ def main() -> None:
     logs = LogWorkspace(f"{base}-logs", LogWorkspaceArgs(rg, loc, f"{base}-logs", tags, cfg.log_retention_days))
     lake = Lake(
         f"{base}-lake",
-        LakeArgs(rg, loc, f"{compact}lake", tags, cfg.storage_sku, cfg.raw_cool_after_days, cfg.soft_delete_days),
+        LakeArgs(rg, loc, names.lake_account, tags, cfg.storage_sku, cfg.raw_cool_after_days, cfg.soft_delete_days),
     )
     secrets = Secrets(
         f"{base}-secrets",
         SecretsArgs(
-            rg, loc, f"{base}-kv", tenant_id, tags,
+            rg, loc, names.key_vault, tenant_id, tags,
             market_api_key=cfg.market_api_key,
             purge_protection=cfg.key_vault_purge_protection,
             soft_delete_days=cfg.soft_delete_days,
@@ -56,7 +48,7 @@ def main() -> None:
     eventing = Eventing(
         f"{base}-events",
         EventingArgs(
-            rg, loc, f"{base}-events", tags,
+            rg, loc, names.event_hubs_namespace, tags,
             lake_account_id=lake.account_id,
             raw_container_name="raw",
             raw_container_id=lake.containers["raw"].id,
@@ -69,7 +61,7 @@ def main() -> None:
     ingestion = Ingestion(
         f"{base}-ingest",
         IngestionArgs(
-            rg, loc, f"{base}-ingest", f"{compact}func", tags,
+            rg, loc, names.function_app, names.function_storage_account, tags,
             log_workspace_id=logs.workspace_id,
             environment=cfg.environment,
             lake_account_name=lake.account_name,
@@ -78,22 +70,30 @@ def main() -> None:
             event_hub_name=eventing.hub_name,
             event_hub_id=eventing.hub_id,
             vault_id=secrets.vault_id,
-            vault_name=secrets.vault_name,
             market_api_key_uri=secrets.market_api_key_uri,
             market_provider=cfg.market_provider,
             symbols=cfg.symbols,
             ingest_daily_schedule=cfg.ingest_daily_schedule,
             poll_quotes_schedule=cfg.poll_quotes_schedule,
+            keys_vault_name=names.function_keys_vault,
+            tenant_id=tenant_id,
+            purge_protection=cfg.key_vault_purge_protection,
+            soft_delete_days=cfg.soft_delete_days,
             plan_sku=cfg.function_plan_sku,
         ),
     )  # fmt: skip
-    serving_name, connector_name = f"{base}-pg", f"{base}-dbw-connector"
+    serving_name = names.postgres_server
+    # The access connector's name is its Microsoft Entra principal name on PostgreSQL.
+    connector_name = f"{names.databricks_workspace}-connector"
     compute = Compute(
         f"{base}-compute",
         ComputeArgs(
-            rg, loc, f"{base}-dbw", tags, lake.account_id,
+            rg, loc, names.databricks_workspace, tags, lake.account_id,
             pg_dsn=dsn(serving_name, ADMIN_LOGIN, secrets.postgres_admin_password)
             if cfg.postgres_password_auth else dsn(serving_name, connector_name),
+            lake_account_name=lake.account_name,
+            catalog_name=names.catalog,
+            insights_connection_string=ingestion.insights.connection_string,
             public_network_access=cfg.databricks_public_network_access,
         ),
     )  # fmt: skip
@@ -107,11 +107,15 @@ def main() -> None:
         "lakeRoot": lake.account_name.apply(lambda a: f"abfss://{{container}}@{a}.dfs.core.windows.net"),
         "vaultUrl": secrets.vault_uri,
         "functionAppUrl": ingestion.app_url,
-        "functionKeySecretName": FUNCTION_KEY_SECRET,
+        "functionKeysVaultUrl": ingestion.keys_vault_uri,
         "workspaceUrl": compute.workspace_url,
         "workspaceResourceId": compute.workspace_id,
+        "sparkVersion": SPARK_VERSION_KEY,
+        "rawVolume": compute.raw_volume_path,
+        "pgAuth": "dsn" if cfg.postgres_password_auth else "entra",
+        "pgServiceCredential": compute.service_credential_name,
         "notebookRoot": NOTEBOOK_ROOT,
-        "wheelUri": wheel_dbfs_uri(),
+        "wheelUri": wheel_uri(),
         "eventHubNamespace": eventing.fully_qualified_namespace,
         "eventHubName": eventing.hub_name,
         "postgresHost": fqdn_of(serving_name),
@@ -121,11 +125,11 @@ def main() -> None:
     orchestration = Orchestration(
         f"{base}-adf",
         OrchestrationArgs(
-            rg, loc, f"{base}-adf", tags,
+            rg, loc, names.factory, tags,
             deployment_values=deployment_values,
-            databricks_workspace_id=compute.workspace_id,
+            jobs_identity_id=compute.jobs_identity_id,
             vault_id=secrets.vault_id,
-            lake_account_id=lake.account_id,
+            function_keys_vault_id=ingestion.keys_vault_id,
             start_triggers=cfg.start_triggers,
         ),
     )  # fmt: skip
@@ -142,10 +146,8 @@ def main() -> None:
             admin_password=secrets.postgres_admin_password,
             allow_azure_services=cfg.postgres_allow_azure_services,
             firewall_rules=cfg.postgres_firewall_rules,
-            entra_admins=(
-                EntraPrincipal("factory", orchestration.factory_name, orchestration.principal_id),
-                EntraPrincipal("databricks", connector_name, compute.access_connector_principal_id),
-            ),
+            # Only the jobs connect (through the connector's service credential); nothing else is admin.
+            entra_admins=(EntraPrincipal("databricks", connector_name, compute.access_connector_principal_id),),
         ),
     )  # fmt: skip
     Monitoring(
@@ -161,6 +163,7 @@ def main() -> None:
                 DiagnosticTarget("lake-blob", "storage_blob", lake.blob_service_id),
                 DiagnosticTarget("event-hubs", "event_hubs", eventing.namespace_id),
                 DiagnosticTarget("key-vault", "key_vault", secrets.vault_id),
+                DiagnosticTarget("function-keys", "key_vault", ingestion.keys_vault_id),
                 DiagnosticTarget("postgres", "postgres", serving.server_id),
                 DiagnosticTarget("databricks", "databricks", compute.workspace_id),
             ),

@@ -2,7 +2,14 @@
 
 The app runs with a system-assigned identity and no secrets of its own: its storage connection
 is identity-based (`AzureWebJobsStorage__accountName`), and the market API key is a Key Vault
-reference resolved by the platform. Its code is deployed by the delivery workflow (`functions/`).
+reference resolved by the platform. Its code is deployed by the delivery workflow (`make package`,
+then `Azure/functions-action` signed in with OIDC: no publishing credentials).
+
+The host's access keys live in a Key Vault of their own (``AzureWebJobsSecretStorageType=keyvault``)
+and are created here, before the host ever starts: the master key and the host key
+:data:`FUNCTION_KEY_NAME` that Data Factory sends, both generated values. Nothing reads a key back
+from the running host, so a fresh app whose host is not up yet cannot fail the deployment, and
+Data Factory reads the same secret from that vault.
 """
 
 from __future__ import annotations
@@ -11,11 +18,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_random as random
 from pulumi_azure_native import applicationinsights, keyvault, storage, web
 
 from infra import roles
 
-FUNCTION_KEY_SECRET = "ingest-function-key"  # noqa: S105 (a name, not a secret)
+FUNCTION_KEY_NAME = "datafactory"
+# The Functions host's Key Vault secret repository names host keys `host--functionKey--<name>` and
+# the master key `host--masterKey--master`; it treats a vault without a master key as empty and
+# then replaces every `host--` secret, so both are created together.
+FUNCTION_KEY_SECRET = f"host--functionKey--{FUNCTION_KEY_NAME}"
+MASTER_KEY_SECRET = "host--masterKey--master"  # noqa: S105 (a name, not a secret)
 
 
 def key_vault_reference(secret_uri: str) -> str:
@@ -38,12 +51,15 @@ class IngestionArgs:
     event_hub_name: pulumi.Input[str]
     event_hub_id: pulumi.Input[str]
     vault_id: pulumi.Input[str]
-    vault_name: pulumi.Input[str]
     market_api_key_uri: pulumi.Input[str]
     market_provider: str
     symbols: Sequence[str]
     ingest_daily_schedule: str
     poll_quotes_schedule: str
+    keys_vault_name: str
+    tenant_id: pulumi.Input[str]
+    purge_protection: bool = True
+    soft_delete_days: int = 7
     plan_sku: str = "B1"
 
 
@@ -51,8 +67,9 @@ class Ingestion(pulumi.ComponentResource):
     """Function app + its plan, storage and workspace-based Application Insights, with role grants.
 
     Grants: Storage Blob Data Contributor on the raw container only, Azure Event Hubs Data Sender
-    on the quotes hub, Key Vault Secrets User on the vault; plus the data roles the Functions host
-    needs on its own storage account.
+    on the quotes hub, Key Vault Secrets User on the vault, Key Vault Secrets Officer on the
+    vault of its own access keys; plus the data roles the Functions host needs on its own storage
+    account.
     """
 
     def __init__(self, name: str, args: IngestionArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -108,12 +125,48 @@ class Ingestion(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
+        # Azure rejects enablePurgeProtection=false: it is either on (irreversibly) or absent.
+        self.keys_vault = keyvault.Vault(
+            f"{name}-keys-vault",
+            vault_name=args.keys_vault_name,
+            resource_group_name=args.resource_group_name,
+            location=args.location,
+            properties={
+                "tenantId": args.tenant_id,
+                "sku": {"family": "A", "name": "standard"},
+                "enableRbacAuthorization": True,
+                "enableSoftDelete": True,
+                "softDeleteRetentionInDays": max(7, min(90, args.soft_delete_days)),
+                "enablePurgeProtection": True if args.purge_protection else None,
+                "publicNetworkAccess": "Enabled",
+                "networkAcls": {"bypass": "AzureServices", "defaultAction": "Allow"},
+            },
+            tags=tags,
+            opts=child,
+        )
+        self.host_keys = {
+            secret: keyvault.Secret(
+                f"{name}-{secret}",
+                secret_name=secret,
+                vault_name=self.keys_vault.name,
+                resource_group_name=args.resource_group_name,
+                properties={"value": pulumi.Output.secret(random.RandomPassword(
+                    f"{name}-{secret}-value", length=56, special=False, opts=child
+                ).result)},
+                tags=tags,
+                opts=child,
+            )
+            for secret in (MASTER_KEY_SECRET, FUNCTION_KEY_SECRET)
+        }  # fmt: skip
+        keys_vault_uri = self.keys_vault.properties.apply(lambda p: p.vault_uri)
         lake_root = pulumi.Output.concat("abfss://{container}@", args.lake_account_name, ".dfs.core.windows.net")
         settings = {
             "FUNCTIONS_EXTENSION_VERSION": "~4",
             "FUNCTIONS_WORKER_RUNTIME": "python",
             "SCM_DO_BUILD_DURING_DEPLOYMENT": "true",
             "AzureWebJobsStorage__accountName": self.storage.name,
+            "AzureWebJobsSecretStorageType": "keyvault",
+            "AzureWebJobsSecretStorageKeyVaultUri": keys_vault_uri,
             "APPLICATIONINSIGHTS_CONNECTION_STRING": self.insights.connection_string,
             "LAKEHOUSE_ENVIRONMENT": args.environment,
             "LAKEHOUSE_LAKE_ROOT": lake_root,
@@ -145,7 +198,7 @@ class Ingestion(pulumi.ComponentResource):
                 "appSettings": [{"name": k, "value": v} for k, v in settings.items()],
             },
             tags=tags,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.host_keys.values())),
         )
         # Basic-auth publishing (FTP and SCM user/password) off: deployments use Entra ID.
         self.ftp_basic_auth = web.WebAppFtpAllowed(
@@ -165,6 +218,8 @@ class Ingestion(pulumi.ComponentResource):
                         principal_id=principal, scope=args.event_hub_id, parent=self),
             roles.grant(f"{name}-secrets-user", role=roles.KEY_VAULT_SECRETS_USER,
                         principal_id=principal, scope=args.vault_id, parent=self),
+            roles.grant(f"{name}-host-keys-officer", role=roles.KEY_VAULT_SECRETS_OFFICER,
+                        principal_id=principal, scope=self.keys_vault.id, parent=self),
         ]  # fmt: skip
         self.grants += [
             roles.grant(f"{name}-host-{suffix}", role=role, principal_id=principal, scope=self.storage.id, parent=self)
@@ -174,27 +229,13 @@ class Ingestion(pulumi.ComponentResource):
                 ("table", roles.STORAGE_TABLE_DATA_CONTRIBUTOR),
             )
         ]
-        # The Data Factory's Azure Function linked service reads the function key from Key Vault.
-        host_keys = web.list_web_app_host_keys_output(
-            name=self.app.name,
-            resource_group_name=args.resource_group_name,
-            opts=pulumi.InvokeOutputOptions(depends_on=[self.app]),
-        )
-        self.function_key_secret = keyvault.Secret(
-            f"{name}-{FUNCTION_KEY_SECRET}",
-            secret_name=FUNCTION_KEY_SECRET,
-            vault_name=args.vault_name,
-            resource_group_name=args.resource_group_name,
-            properties={"value": pulumi.Output.secret(host_keys.apply(lambda k: (k.function_keys or {})["default"]))},
-            tags=tags,
-            opts=child,
-        )
-
         self.app_id = self.app.id
         self.app_name = self.app.name
         self.app_url = self.app.default_host_name.apply(lambda h: f"https://{h}")
         self.insights_id = self.insights.id
         self.storage_id = self.storage.id
+        self.keys_vault_id = self.keys_vault.id
+        self.keys_vault_uri = keys_vault_uri
         self.register_outputs(
             {"app_id": self.app_id, "app_url": self.app_url, "insights_id": self.insights_id}
         )

@@ -109,8 +109,8 @@ class MonitoringArgs:
 
 class Monitoring(pulumi.ComponentResource):
     """Diagnostic settings for every watched resource, an e-mail action group, the alert rules of
-    :mod:`lakehouse.alert_rules`, and the workbooks found in `infra/workbooks/` (the hook the
-    observability issue fills)."""
+    :mod:`lakehouse.alert_rules`, and the workbooks found in `infra/workbooks/` (a workbook is
+    deployed by adding its JSON there)."""
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("lakehouse:index:Monitoring", name, None, opts)

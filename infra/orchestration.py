@@ -11,6 +11,8 @@ Parameterization (the contract with `adf/`):
 * A linked service that declares a parameter whose name is a deployment value gets that value
   as the parameter's ``defaultValue``.
 * Factory global parameters: every deployment value, plus those declared in `adf/factory/*.json`.
+* The factory credential :data:`JOBS_CREDENTIAL` (the jobs identity, a user-assigned managed
+  identity) is created here: `adf/linkedService/ls_databricks.json` signs in to Databricks with it.
 * ``runtimeState`` of triggers is dropped (read-only in Azure); the stack's ``startTriggers``
   decide which triggers the delivery workflow starts after a deployment.
 
@@ -35,6 +37,7 @@ from infra import roles
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ADF_ROOT = REPO_ROOT / "adf"
 KINDS = ("linkedService", "dataset", "pipeline", "trigger")
+JOBS_CREDENTIAL = "cred_databricks_jobs"
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PIPELINE_PROPERTIES = {
     "activities": "activities",
@@ -168,17 +171,21 @@ class OrchestrationArgs:
     factory_name: str
     tags: Mapping[str, str]
     deployment_values: Mapping[str, pulumi.Input[str]]
-    databricks_workspace_id: pulumi.Input[str]
+    jobs_identity_id: pulumi.Input[str]
     vault_id: pulumi.Input[str]
-    lake_account_id: pulumi.Input[str]
+    function_keys_vault_id: pulumi.Input[str]
     start_triggers: Sequence[str] = ()
     adf_root: Path = field(default_factory=lambda: ADF_ROOT)
 
 
 class Orchestration(pulumi.ComponentResource):
-    """Data Factory (system-assigned identity) with the linked services, datasets, pipelines and
-    triggers of `adf/`, and the factory's grants: Contributor on the Databricks workspace, Key
-    Vault Secrets User, Storage Blob Data Contributor on the lake."""
+    """Data Factory with the linked services, datasets, pipelines and triggers of `adf/`.
+
+    The factory's system-assigned identity holds Key Vault Secrets User (on the platform's vault
+    and on the vault of the Function app's access keys) and nothing on the lake or the serving
+    database: the jobs reach both through Unity Catalog. The jobs identity (user-assigned, granted
+    on the workspace by the compute component) is attached to the factory and exposed as the
+    credential :data:`JOBS_CREDENTIAL`, with which the Databricks linked service signs in."""
 
     def __init__(self, name: str, args: OrchestrationArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("lakehouse:index:Orchestration", name, None, opts)
@@ -209,7 +216,9 @@ class Orchestration(pulumi.ComponentResource):
             factory_name=args.factory_name,
             resource_group_name=args.resource_group_name,
             location=args.location,
-            identity={"type": "SystemAssigned"},
+            identity=pulumi.Output.from_input(args.jobs_identity_id).apply(
+                lambda jobs: {"type": "SystemAssigned,UserAssigned", "userAssignedIdentities": {jobs: {}}}
+            ),
             public_network_access="Enabled",
             global_parameters=globals_,
             tags=dict(args.tags),
@@ -217,13 +226,19 @@ class Orchestration(pulumi.ComponentResource):
         )
         principal = self.factory.identity.apply(lambda i: i.principal_id)
         self.grants = [
-            roles.grant(f"{name}-databricks-contributor", role=roles.CONTRIBUTOR,
-                        principal_id=principal, scope=args.databricks_workspace_id, parent=self),
             roles.grant(f"{name}-secrets-user", role=roles.KEY_VAULT_SECRETS_USER,
                         principal_id=principal, scope=args.vault_id, parent=self),
-            roles.grant(f"{name}-lake-contributor", role=roles.STORAGE_BLOB_DATA_CONTRIBUTOR,
-                        principal_id=principal, scope=args.lake_account_id, parent=self),
+            roles.grant(f"{name}-function-keys-user", role=roles.KEY_VAULT_SECRETS_USER,
+                        principal_id=principal, scope=args.function_keys_vault_id, parent=self),
         ]  # fmt: skip
+        self.jobs_credential = datafactory.CredentialOperation(
+            f"{name}-{JOBS_CREDENTIAL}",
+            credential_name=JOBS_CREDENTIAL,
+            factory_name=self.factory.name,
+            resource_group_name=args.resource_group_name,
+            properties={"type": "ManagedIdentity", "resourceId": args.jobs_identity_id},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
         def body(doc: AdfDocument) -> pulumi.Output[dict[str, Any]]:
             return values.apply(lambda v: flatten_type_properties(parameterize(doc.kind, doc.properties, v)))
@@ -232,7 +247,7 @@ class Orchestration(pulumi.ComponentResource):
         self.linked_services = {
             d.name: datafactory.LinkedService(
                 f"{name}-{d.name}", linked_service_name=d.name, properties=body(d), **common,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=self.grants),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[*self.grants, self.jobs_credential]),
             )
             for d in documents["linkedService"]
         }  # fmt: skip

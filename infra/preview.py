@@ -43,6 +43,7 @@ _ARM_TYPES = {
     "operationalinsights:Workspace": ("Microsoft.OperationalInsights/workspaces", "workspaceName"),
     "databricks:Workspace": ("Microsoft.Databricks/workspaces", "workspaceName"),
     "databricks:AccessConnector": ("Microsoft.Databricks/accessConnectors", "connectorName"),
+    "managedidentity:UserAssignedIdentity": ("Microsoft.ManagedIdentity/userAssignedIdentities", "resourceName"),
     "datafactory:Factory": ("Microsoft.DataFactory/factories", "factoryName"),
     "dbforpostgresql:Server": ("Microsoft.DBforPostgreSQL/flexibleServers", "serverName"),
     "monitor:ActionGroup": ("Microsoft.Insights/actionGroups", "actionGroupName"),
@@ -66,7 +67,9 @@ _ARM_CHILDREN = {
     "dbforpostgresql:Database": ("dbforpostgresql:Server", "serverName", "databases", "databaseName"),
     "dbforpostgresql:FirewallRule": ("dbforpostgresql:Server", "serverName", "firewallRules", "firewallRuleName"),
     "dbforpostgresql:Configuration": ("dbforpostgresql:Server", "serverName", "configurations", "configurationName"),
-    "dbforpostgresql:Administrator": ("dbforpostgresql:Server", "serverName", "administrators", "objectId"),
+    "dbforpostgresql:AdministratorsMicrosoftEntra": (
+        "dbforpostgresql:Server", "serverName", "administrators", "objectId"
+    ),
 }
 
 
@@ -192,7 +195,11 @@ def mock_outputs(type_: str, name: str, inputs: Mapping[str, Any], ids: Mapping[
             "tenantId": MOCK_TENANT,
         }
     azure_name = state.get("name", name)
-    if short == "storage:StorageAccount":
+    if short == "managedidentity:UserAssignedIdentity":
+        state["principalId"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"principal/{id_}"))
+        state["clientId"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"client/{id_}"))
+        state["tenantId"] = MOCK_TENANT
+    elif short == "storage:StorageAccount":
         state["primaryEndpoints"] = {
             "dfs": f"https://{azure_name}.dfs.core.windows.net/",
             "blob": f"https://{azure_name}.blob.core.windows.net/",
@@ -226,8 +233,6 @@ def mock_call(token: str, args: Mapping[str, Any]) -> dict[str, Any]:
             "subscriptionId": MOCK_SUBSCRIPTION,
             "tenantId": MOCK_TENANT,
         }
-    if token == "azure-native:web:listWebAppHostKeys":  # noqa: S105
-        return {"functionKeys": {"default": "mock-function-key"}, "masterKey": "mock-master-key"}
     raise NotImplementedError(f"the mocked program invoked {token}, which infra/preview.py does not answer")
 
 
@@ -450,7 +455,7 @@ def render_text(resource_tree: Mapping[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m infra.preview --stack dev [--json]` (the lead wires `lakehouse infra preview`)."""
+    """`python -m infra.preview --stack dev [--json]` (also run by `lakehouse infra preview`)."""
     import argparse
 
     parser = argparse.ArgumentParser(description="Preview the Pulumi program under mocks (no cloud).")

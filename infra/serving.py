@@ -59,14 +59,18 @@ class ServingArgs:
     high_availability: bool = False
     password_auth: bool = False
     admin_password: pulumi.Input[str] | None = None
-    allow_azure_services: bool = True
+    allow_azure_services: bool = False
     firewall_rules: Sequence[FirewallRule] = ()
     entra_admins: Sequence[EntraPrincipal] = field(default_factory=tuple)
 
 
 class Serving(pulumi.ComponentResource):
     """PostgreSQL 16 with Entra ID authentication, TLS required, and a firewall that only opens
-    named ranges (never 0.0.0.0-255.255.255.255). Password authentication is a stack switch."""
+    named ranges (never 0.0.0.0-255.255.255.255). Password authentication and Azure's
+    "allow Azure services" rule (any Azure tenant's address) are stack switches, off by default.
+
+    Entra administrators use the stable `AdministratorsMicrosoftEntra` API (2025-08-01), which
+    aliases the preview `Administrator` type so an existing stack keeps its administrators."""
 
     def __init__(self, name: str, args: ServingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("lakehouse:index:Serving", name, None, opts)
@@ -76,6 +80,13 @@ class Serving(pulumi.ComponentResource):
         rules = [check_firewall_rule(r) for r in args.firewall_rules]
         if args.allow_azure_services:
             rules.append(AZURE_SERVICES_RULE)
+        if not rules:
+            pulumi.log.warn(
+                f"{args.server_name}: no firewall rule, so no client outside a private network reaches the "
+                "server; list the Databricks workspace's outbound NAT addresses in lakehouse:postgresFirewallRules "
+                "(docs/infrastructure.md)",
+                resource=self,
+            )
 
         self.server = pg.Server(
             f"{name}-server",
@@ -125,7 +136,7 @@ class Serving(pulumi.ComponentResource):
         self.entra_admins = []
         previous: list[pulumi.Resource] = [self.secure_transport]
         for admin in args.entra_admins:
-            resource = pg.Administrator(
+            resource = pg.AdministratorsMicrosoftEntra(
                 f"{name}-entra-{admin.name}",
                 object_id=admin.object_id,
                 principal_name=admin.principal_name,

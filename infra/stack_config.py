@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import pulumi
 
-from lakehouse.settings import SYMBOL_PATTERN
+from infra.naming import ResourceNameError, ResourceNames, default_suffix
+from lakehouse import inputs
 
 NAME_PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9]{2,11}$")
 ENVIRONMENT_PATTERN = re.compile(r"^[a-z][a-z0-9]{1,7}$")
@@ -33,6 +34,7 @@ class FirewallRule:
 class StackConfig:
     environment: str
     name_prefix: str
+    name_suffix: str
     owner: str
     location: str
     storage_sku: str
@@ -73,6 +75,11 @@ class StackConfig:
         """`{prefix}-{environment}`: the stem of every resource name."""
         return f"{self.name_prefix}-{self.environment}"
 
+    @property
+    def names(self) -> ResourceNames:
+        """The stack's globally unique resource names (they end in :attr:`name_suffix`)."""
+        return ResourceNames(self.name_prefix, self.environment, self.name_suffix)
+
 
 def check_firewall_rule(rule: FirewallRule) -> FirewallRule:
     """Reject malformed ranges and any range that opens the server to the whole internet."""
@@ -95,12 +102,19 @@ def check_firewall_rule(rule: FirewallRule) -> FirewallRule:
     return rule
 
 
-def load(config: pulumi.Config | None = None, location: str | None = None) -> StackConfig:
+def load(
+    config: pulumi.Config | None = None,
+    location: str | None = None,
+    project: str | None = None,
+    stack: str | None = None,
+) -> StackConfig:
     """Read and check the `lakehouse:*` keys of the current stack.
 
     Args:
         config: the `lakehouse` config namespace (default: the project's).
         location: the Azure region (default: `azure-native:location`).
+        project: the Pulumi project (default: the running one); seeds the default name suffix.
+        stack: the Pulumi stack (default: the running one); seeds the default name suffix.
 
     Returns:
         The typed configuration.
@@ -139,8 +153,13 @@ def load(config: pulumi.Config | None = None, location: str | None = None) -> St
             f"lakehouse:namePrefix {name_prefix!r} must be 3-12 lower-case letters/digits starting with a "
             "letter (it becomes part of globally unique storage and vault names)"
         )
+    name_suffix = cfg.get("nameSuffix") or default_suffix(project or pulumi.get_project(), stack or pulumi.get_stack())
+    try:
+        ResourceNames(name_prefix, environment, name_suffix).check()
+    except ResourceNameError as exc:
+        raise StackConfigError(f"lakehouse:nameSuffix / namePrefix / environment: {exc}") from None
     symbols = tuple(cfg.get_object("symbols") or ())
-    bad = [s for s in symbols if not isinstance(s, str) or not SYMBOL_PATTERN.match(s)]
+    bad = [s for s in symbols if not inputs.is_symbol(s)]
     if not symbols or bad:
         raise StackConfigError(f"lakehouse:symbols must be a non-empty list of tickers; invalid: {bad}")
     rules = []
@@ -163,6 +182,7 @@ def load(config: pulumi.Config | None = None, location: str | None = None) -> St
     return StackConfig(
         environment=environment,
         name_prefix=name_prefix,
+        name_suffix=name_suffix,
         owner=require("owner"),
         location=location,
         storage_sku=cfg.get("storageSku") or "Standard_LRS",
@@ -184,7 +204,7 @@ def load(config: pulumi.Config | None = None, location: str | None = None) -> St
         postgres_storage_gb=positive("postgresStorageGb", 32),
         postgres_backup_retention_days=positive("postgresBackupRetentionDays", 7),
         postgres_high_availability=flag("postgresHighAvailability", False),
-        postgres_allow_azure_services=flag("postgresAllowAzureServices", True),
+        postgres_allow_azure_services=flag("postgresAllowAzureServices", False),
         postgres_password_auth=password_auth,
         postgres_firewall_rules=tuple(rules),
         start_triggers=tuple(cfg.get_object("startTriggers") or ()),

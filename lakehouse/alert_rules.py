@@ -5,11 +5,13 @@ alert); the local `lakehouse alerts` command evaluates the same rules against th
 (the ``ops`` schema of the serving PostgreSQL). A rule therefore carries both definitions side by
 side, so adding or changing a rule changes both runtimes at once.
 
-Local evaluation contract (implemented by the monitoring issue, not here): run ``LocalCheck.sql``
+Local evaluation contract (applied by the local runtime's evaluator): run ``LocalCheck.sql``
 with the named parameters ``now`` (timestamptz, the evaluation time) and ``window`` (an interval
-equal to ``LocalCheck.window``); each returned row is one piece of evidence; the rule fires when
-the number of rows is greater than ``LocalCheck.fires_above``. Rules that watch a platform metric
-with no local counterpart have ``local=None`` and say so in ``local_note``.
+equal to ``LocalCheck.window``) and ``due_session`` (date: the latest XNYS session that closed at
+least ``window`` before ``now``); each returned row is one piece of evidence; the rule fires when
+the number of rows is greater than ``LocalCheck.fires_above``. Evidence is bounded by ``now`` on
+both sides (``> now - window`` and ``<= now``), so evaluating at a past ``now`` ignores later rows.
+Rules that watch a platform metric with no local counterpart have ``local=None`` and say so in ``local_note``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal, get_args
+
+from lakehouse.ops_store import ACTIVITY_RUNS, DQ_RESULTS, PIPELINE_RUNS
 
 Severity = Literal[0, 1, 2, 3, 4]  # Azure Monitor: 0 critical, 1 error, 2 warning, 3 informational, 4 verbose
 Kind = Literal["metric", "log"]
@@ -32,6 +36,16 @@ METRIC_TARGETS: tuple[str, ...] = get_args(MetricTarget)
 # The pipeline whose freshness is watched and how stale it may get (a trading day's run plus slack).
 DAILY_PIPELINE = "pl_lakehouse_daily"
 FRESHNESS_LIMIT = timedelta(hours=26)
+
+# Data freshness: a run that succeeds and loads nothing new leaves the mart behind the calendar.
+# The mart must hold every XNYS session that closed more than MART_LOAD_GRACE ago (the daily run
+# starts 22:30 UTC, 1.5 h after the winter close); the serving job emits MART_FRESHNESS_EVENT
+# with the table's latest trade date after each load, which is what the Azure query reads.
+MART_FRESHNESS_TABLE = "mart.daily_prices"
+MART_FRESHNESS_EVENT = "mart_freshness"
+MART_LOAD_GRACE = timedelta(hours=4)
+# The Azure query has no exchange calendar: weekdays, and the later (winter, 21:00 UTC) close.
+_KQL_DUE_AFTER_HOURS = 21 + int(MART_LOAD_GRACE.total_seconds() // 3600)
 
 
 @dataclass(frozen=True)
@@ -113,8 +127,8 @@ ALERT_RULES: tuple[AlertRule, ...] = (
         ),
         local=LocalCheck(
             sql=(
-                "SELECT run_id, pipeline, status, ended_at FROM ops.pipeline_runs "
-                "WHERE status = 'Failed' AND ended_at > %(now)s - %(window)s"
+                f"SELECT run_id, pipeline, status, ended_at FROM {PIPELINE_RUNS} "
+                "WHERE status = 'Failed' AND ended_at > %(now)s - %(window)s AND ended_at <= %(now)s"
             ),
             window=timedelta(hours=1),
         ),
@@ -150,9 +164,9 @@ ALERT_RULES: tuple[AlertRule, ...] = (
         ),
         local=LocalCheck(
             sql=(
-                "SELECT pipeline_run_id AS run_id, pipeline, activity, status, ended_at FROM ops.activity_runs "
+                f"SELECT pipeline_run_id AS run_id, pipeline, activity, status, ended_at FROM {ACTIVITY_RUNS} "
                 "WHERE activity_type = 'AzureFunctionActivity' AND status = 'Failed' "
-                "AND ended_at > %(now)s - %(window)s"
+                "AND ended_at > %(now)s - %(window)s AND ended_at <= %(now)s"
             ),
             window=timedelta(hours=1),
         ),
@@ -232,13 +246,48 @@ ALERT_RULES: tuple[AlertRule, ...] = (
         ),
         local=LocalCheck(
             sql=(
-                "SELECT max(ended_at) AS last_success FROM ops.pipeline_runs "
-                f"WHERE pipeline = '{DAILY_PIPELINE}' AND status = 'Succeeded' "
+                f"SELECT max(ended_at) AS last_success FROM {PIPELINE_RUNS} "
+                f"WHERE pipeline = '{DAILY_PIPELINE}' AND status = 'Succeeded' AND ended_at <= %(now)s "
                 "HAVING coalesce(max(ended_at), '-infinity'::timestamptz) < %(now)s - %(window)s"
             ),
             window=FRESHNESS_LIMIT,
         ),
         local_note="the evaluator skips this rule when the evaluation day follows no XNYS session",
+    ),
+    AlertRule(
+        name="mart-data-stale",
+        description=(
+            f"{MART_FRESHNESS_TABLE} lacks an XNYS session that closed more than "
+            f"{MART_LOAD_GRACE.total_seconds() / 3600:.0f} hours ago (runs may succeed and load nothing new)."
+        ),
+        severity=1,
+        kind="log",
+        # Azure: the latest trade date the serving job reported (no report within the window is
+        # stale too), against the latest weekday whose 21:00 UTC close is more than the grace ago.
+        azure=LogCondition(
+            query=(
+                f"let due_day = startofday(ago({_KQL_DUE_AFTER_HOURS}h));\n"
+                "let due = case(dayofweek(due_day) == 6d, due_day - 1d,\n"
+                "    dayofweek(due_day) == 0d, due_day - 2d, due_day);\n"
+                "AppTraces\n"
+                f"| where tostring(Properties['event']) == '{MART_FRESHNESS_EVENT}'\n"
+                f"| where tostring(Properties['table']) == '{MART_FRESHNESS_TABLE}'\n"
+                "| summarize latest_trade_date = max(todatetime(tostring(Properties['latest_trade_date'])))\n"
+                "| where isnull(latest_trade_date) or latest_trade_date < due"
+            ),
+            operator="GreaterThan",
+            threshold=0,
+            window=timedelta(days=7),
+            frequency=timedelta(hours=1),
+        ),
+        local=LocalCheck(
+            sql=(
+                "SELECT max(trade_date) AS latest_trade_date, %(due_session)s::date AS due_session "
+                f"FROM {MART_FRESHNESS_TABLE} "
+                "HAVING coalesce(max(trade_date), '-infinity'::date) < %(due_session)s::date"
+            ),
+            window=MART_LOAD_GRACE,
+        ),
     ),
     AlertRule(
         name="data-quality-failures",
@@ -259,8 +308,9 @@ ALERT_RULES: tuple[AlertRule, ...] = (
         ),
         local=LocalCheck(
             sql=(
-                "SELECT run_id, table_name, rule, failed_count FROM ops.dq_results "
-                "WHERE severity = 'fail' AND NOT passed AND evaluated_at > %(now)s - %(window)s"
+                f"SELECT run_id, table_name, rule, failed_count FROM {DQ_RESULTS} "
+                "WHERE severity = 'fail' AND NOT passed AND evaluated_at > %(now)s - %(window)s "
+                "AND evaluated_at <= %(now)s"
             ),
             window=timedelta(hours=1),
         ),

@@ -12,9 +12,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from lakehouse.settings import SYMBOL_PATTERN
-
+# Tickers as the market APIs spell them (BRK.B, RDS-A). Strict because a symbol ends up in URLs
+# and lake paths; upper case only, so what is asked for is exactly what lands.
+SYMBOL_PATTERN = re.compile(r"[A-Z][A-Z0-9]{0,9}([.-][A-Z0-9]{1,4})?")
+SYMBOL_EXAMPLES = "e.g. AAPL or BRK.B"
 # An ADF run id is a GUID; local and manual ids are letters, digits, '-', '_' and '.'.
 # It names RAW files ({run_id}.json), so no '/' and no leading '.'.
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
@@ -34,6 +37,32 @@ def shown(value: object) -> str:
 
 def is_symbol(value: object) -> bool:
     return isinstance(value, str) and SYMBOL_PATTERN.fullmatch(value) is not None
+
+
+@dataclass(frozen=True)
+class RejectedSymbol:
+    symbol: str
+    reason: str
+
+
+def split_symbols(candidates: Iterable[object]) -> tuple[list[str], list[RejectedSymbol]]:
+    """Valid symbols (deduplicated, order kept) and the rejected ones with a reason.
+
+    For callers that serve the valid part of a request and report the rest (an ingest call);
+    :func:`symbols` refuses the whole list instead. Symbols are matched as given, whole: lower-case
+    or padded input is rejected rather than silently rewritten.
+    """
+    valid: list[str] = []
+    rejected: list[RejectedSymbol] = []
+    for item in candidates:
+        if not isinstance(item, str):
+            rejected.append(RejectedSymbol(repr(item)[:MAX_SYMBOL_TEXT], "not a string"))
+        elif not is_symbol(item):
+            reason = f"does not match {SYMBOL_PATTERN.pattern} ({SYMBOL_EXAMPLES})"
+            rejected.append(RejectedSymbol(item[:MAX_SYMBOL_TEXT], reason))
+        elif item not in valid:
+            valid.append(item)
+    return valid, rejected
 
 
 def run_id(value: object, field: str = "run_id") -> str:
@@ -69,5 +98,15 @@ def symbols(values: str | Iterable[object], field: str = "symbols") -> tuple[str
         raise ValueError(f"{field} has {len(items)} entries; at most {MAX_SYMBOLS} per call")
     bad = [shown(s) for s in items if not is_symbol(s)]
     if bad:
-        raise ValueError(f"{field}: invalid ticker(s) {', '.join(bad[:5])}; expected e.g. AAPL or BRK.B")
+        raise ValueError(f"{field}: invalid ticker(s) {', '.join(bad[:5])}; expected {SYMBOL_EXAMPLES}")
     return tuple(dict.fromkeys(items))
+
+
+def symbols_parameter(value: str, field: str = "symbols") -> str:
+    """A comma-separated symbols parameter in the one spelling ingestion accepts (``AAPL,BRK.B``).
+
+    The CLI passes this on instead of what was typed, so ``"AAPL, MSFT"`` accepted here is not
+    refused by ingestion (which matches symbols whole); an empty value is refused like ``","``.
+    """
+    return ",".join(symbols(value, field))
+

@@ -1,8 +1,11 @@
 """Where things live in the lake: (container, path) -> URI, the same call in Azure and locally.
 
 In Azure each layer is an ADLS Gen2 container: ``abfss://{container}@{account}.dfs.core.windows.net/...``.
-Locally each container is a directory: ``$LAKEHOUSE_HOME/lake/{container}/...``. Nothing else in
-the codebase builds lake paths by string concatenation; it asks this module.
+Locally each container is a directory: ``$LAKEHOUSE_HOME/lake/{container}/...``. On a Databricks
+cluster the raw container is also a Unity Catalog volume (``/Volumes/<catalog>/<schema>/<volume>``),
+read with plain file I/O on the driver. Nothing else in the codebase builds lake paths by string
+concatenation: container locations come from this module, paths inside RAW from
+:mod:`lakehouse.contracts.raw_layout`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ Container = Literal["raw", "bronze", "silver", "gold", "ops"]
 CONTAINERS: tuple[str, ...] = get_args(Container)
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.=\-]+$")
+_VOLUME = re.compile(r"^/Volumes(/[A-Za-z0-9_\-]+){3}(/[A-Za-z0-9_.=\-]+)*/?$")
 
 
 class LakePathError(ValueError):
@@ -43,14 +47,22 @@ class Lake:
     Args:
         root: ``abfss://{container}@account.dfs.core.windows.net`` (the ``{container}`` placeholder
             is filled per layer), or any URI/directory under which one folder per container is used.
+        raw_volume: the Unity Catalog volume holding the raw container, where Spark jobs run on a
+            cluster (``/Volumes/<catalog>/<schema>/<volume>``); None elsewhere.
     """
 
     root: str
+    raw_volume: str | None = None
+
+    def __post_init__(self) -> None:
+        volume = self.raw_volume
+        if volume is not None and (not _VOLUME.match(volume) or {".", ".."} & set(volume.split("/"))):
+            raise LakePathError(f"not a Unity Catalog volume path: {volume!r}")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Lake:
         root = settings.lake_root or str(settings.home_dir / "lake")
-        return cls(root=root)
+        return cls(root=root, raw_volume=settings.raw_volume)
 
     @property
     def is_local(self) -> bool:
@@ -77,3 +89,12 @@ class Lake:
             raise LakePathError(f"{self.root} is not a local lake")
         uri = self.uri(container, *parts)
         return Path(uri.removeprefix("file://"))
+
+    @property
+    def raw_directory(self) -> Path | None:
+        """The raw container as a POSIX directory: the local lake's, else RAW's volume (None: neither)."""
+        if self.is_local:
+            return self.local_path("raw")
+        if self.raw_volume is not None:
+            return Path(self.raw_volume.rstrip("/"))
+        return None

@@ -40,6 +40,7 @@ from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.trace import Span
 
 if TYPE_CHECKING:
+    from lakehouse.job_summary import JobSummary
     from lakehouse.settings import Settings
 
 _log = logging.getLogger(__name__)
@@ -116,8 +117,9 @@ def configure(
     """Set where telemetry goes for this process; calling again with the same target is a no-op.
 
     Args:
-        settings: the platform settings; its ``pg_dsn`` is the local ops store, and its
-            ``applicationinsights_connection_string`` (when the field exists) the Azure target.
+        settings: the platform settings (default read from the environment for the Azure target
+            only); its ``pg_dsn`` is the local ops store, its ``applicationinsights_connection_string``
+            the Azure target.
         service_name: ``service.name`` of the emitter (``functions``, ``notebooks``, ``cli``).
         dsn: the ops store DSN, overriding ``settings.pg_dsn`` (the local runner knows it).
         connection_string: Application Insights connection string, overriding settings and the
@@ -158,14 +160,13 @@ def mode() -> Mode:
 
 
 def _connection_string(settings: Settings | None) -> str | None:
-    value = getattr(settings, "applicationinsights_connection_string", None) if settings is not None else None
-    if value is not None and hasattr(value, "get_secret_value"):
-        value = value.get_secret_value()
-    if not value:
-        import os
+    if settings is None:
+        from lakehouse.settings import load_settings
 
-        value = os.environ.get(CONNECTION_STRING_ENV)
-    return value.strip() if value and value.strip() else None
+        settings = load_settings()
+    secret = settings.applicationinsights_connection_string
+    value = secret.get_secret_value().strip() if secret is not None else ""
+    return value or None
 
 
 def _settings_dsn(settings: Settings | None) -> str | None:
@@ -425,32 +426,20 @@ def record_dq_results(results: Iterable[Any], run_id: str | None = None, **attrs
     return emitted
 
 
-def record_job_summary(summary: Mapping[str, Any], run_id: str | None = None, **attrs: Any) -> None:
-    """Row-count metrics from a job's exit summary (the notebooks' ``dbutils.notebook.exit`` value).
-
-    Per-table entries under ``tables`` are recorded with a ``table`` attribute: ``rows_in``/``rows_read``
-    as rows_read, ``rows_written`` (or ``inserted`` + ``revised``) as rows_written, ``quarantined``/
-    ``rows_quarantined`` as rows_quarantined; ``seconds`` becomes duration_ms.
-    """
-    run_id = run_id or summary.get("run_id") or current_run_id()
-    job = summary.get("job")
-    common = {"job": job, **attrs} if job else dict(attrs)
-    for table, counts in (summary.get("tables") or {}).items():
-        if not isinstance(counts, Mapping):
-            continue
-        read = _first(counts, "rows_read", "rows_in")
-        written = _first(counts, "rows_written")
-        if written is None and ("inserted" in counts or "revised" in counts):
-            written = int(counts.get("inserted") or 0) + int(counts.get("revised") or 0)
-        quarantined = _first(counts, "rows_quarantined", "quarantined")
-        for metric, value in (("rows_read", read), ("rows_written", written), ("rows_quarantined", quarantined)):
+def record_job_summary(summary: JobSummary, run_id: str | None = None, **attrs: Any) -> None:
+    """Row-count metrics from a job's summary: per table (a ``table`` attribute) rows_read,
+    rows_written and rows_quarantined where the job counts them; ``seconds`` as duration_ms."""
+    run_id = run_id or summary.run_id or current_run_id()
+    common = {"job": summary.job, **attrs}
+    for table, counts in summary.tables.items():
+        for metric in ("rows_read", "rows_written", "rows_quarantined"):
+            value = getattr(counts, metric)
             if value is not None:
                 record(metric, value, run_id, table=table, **common)
-    if summary.get("seconds") is not None:
-        record("duration_ms", float(summary["seconds"]) * 1000.0, run_id, **common)
+    record("duration_ms", summary.seconds * 1000.0, run_id, **common)
 
 
-def job(name: str) -> Callable[[Callable[..., Mapping[str, Any]]], Callable[..., Mapping[str, Any]]]:
+def job(name: str) -> Callable[[Callable[..., JobSummary]], Callable[..., JobSummary]]:
     """Instrument a notebook's job function ``(spark, settings, ..., run_id, ...) -> summary``.
 
     The notebooks only read widgets and call the package; this is where their telemetry happens:
@@ -458,11 +447,11 @@ def job(name: str) -> Callable[[Callable[..., Mapping[str, Any]]], Callable[...,
     the summary's row counts recorded as metrics.
     """
 
-    def decorate(fn: Callable[..., Mapping[str, Any]]) -> Callable[..., Mapping[str, Any]]:
+    def decorate(fn: Callable[..., JobSummary]) -> Callable[..., JobSummary]:
         signature = inspect.signature(fn)
 
         @functools.wraps(fn)
-        def run(*args: Any, **kwargs: Any) -> Mapping[str, Any]:
+        def run(*args: Any, **kwargs: Any) -> JobSummary:
             bound = signature.bind(*args, **kwargs)
             run_id = bound.arguments.get("run_id")
             configure(bound.arguments.get("settings"), "notebooks")
@@ -474,13 +463,6 @@ def job(name: str) -> Callable[[Callable[..., Mapping[str, Any]]], Callable[...,
         return run
 
     return decorate
-
-
-def _first(counts: Mapping[str, Any], *names: str) -> int | None:
-    for name in names:
-        if counts.get(name) is not None:
-            return int(counts[name])
-    return None
 
 
 def attributes(run_id: str | None, attrs: Mapping[str, Any]) -> dict[str, Any]:

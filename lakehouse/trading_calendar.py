@@ -46,3 +46,12 @@ def latest_session(at: dt.datetime | None = None, code: str = "XNYS") -> dt.date
     if cal.session_close(day) > now:
         day = cal.previous_session(day)
     return day.date()
+
+
+def session_hours(day: dt.date, code: str = "XNYS") -> tuple[dt.datetime, dt.datetime] | None:
+    """Open and close (UTC) of the regular session on `day`, early closes included; None on no session."""
+    cal = calendar(code)
+    ts = pd.Timestamp(day)
+    if not cal.is_session(ts):
+        return None
+    return cal.session_open(ts).to_pydatetime(), cal.session_close(ts).to_pydatetime()

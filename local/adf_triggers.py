@@ -18,15 +18,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from local.adf_runner import (
-    AdfDefinitionError,
-    Factory,
-    PipelineRunResult,
-    RunContext,
-    evaluate_expression,
-    run_pipeline,
-)
-from local.dotnet_runtime import ensure_dotnet
+from local.adf.context import RunContext
+from local.adf.expressions import evaluate_expression
+from local.adf.factory import Factory
+from local.adf.records import AdfDefinitionError, PipelineRunResult
+from local.adf.runner import run_pipeline
 
 _TRIGGER_REF = re.compile(r"trigger\(\)\.((?:outputs\.)?[A-Za-z]+)")
 _FREQUENCY_SECONDS = {"Minute": 60, "Hour": 3600, "Month": None}
@@ -72,10 +68,7 @@ def _evaluate_parameter(value: Any, values: dict[str, str], trigger: str) -> Any
     if isinstance(value, dict) and value.get("type") == "Expression":
         value = value["value"]
     if isinstance(value, str) and value.startswith("@") and not value.startswith("@@"):
-        ensure_dotnet()
-        from data_factory_testing_framework.state import PipelineRunState
-
-        return evaluate_expression(_substitute(value, values, trigger), PipelineRunState())
+        return evaluate_expression(_substitute(value, values, trigger))
     return value
 
 
@@ -102,8 +95,8 @@ def resolve_trigger(name: str, at: dt.datetime | str, factory: Factory | None = 
         factory: where to read triggers; default ``adf/``.
 
     Raises:
-        AdfDefinitionError: unknown trigger, unsupported type or reference, `at` before the
-            start of a tumbling window trigger.
+        AdfDefinitionError: unknown trigger, unsupported type or reference, `at` outside the
+            range (startTime to endTime) of a tumbling window trigger.
     """
     factory = factory or Factory.load()
     doc = factory.trigger(name)
@@ -133,6 +126,12 @@ def resolve_trigger(name: str, at: dt.datetime | str, factory: Factory | None = 
             raise AdfDefinitionError(f"trigger {name}: {_iso(at)} is before the trigger's startTime {_iso(origin)}")
         start = origin + width * ((at - origin) // width)
         window = (start, start + width)
+        end = type_props.get("endTime")
+        if end is not None and window[1] > _parse_time(end):
+            # Data Factory produces no window that ends after the trigger's endTime.
+            raise AdfDefinitionError(
+                f"trigger {name}: {_iso(at)} is in no window ending by the trigger's endTime {end}"
+            )
         values = {
             "outputs.windowStartTime": _iso(window[0]),
             "outputs.windowEndTime": _iso(window[1]),

@@ -100,7 +100,7 @@ def _evaluate(conn: psycopg.Connection, rule: AlertRule, now: dt.datetime) -> di
     try:
         with conn.transaction(), conn.cursor() as cur:
             cur.execute("SET TRANSACTION READ ONLY")
-            cur.execute(rule.local.sql, {"now": now, "window": rule.local.window})
+            cur.execute(rule.local.sql, _parameters(rule, now))
             rows = cur.fetchall()
     except psycopg.errors.UndefinedTable as exc:
         return result | {"state": "error", "reason": f"cannot evaluate: {exc.diag.message_primary} (run migrations)"}
@@ -117,8 +117,22 @@ def _evaluate(conn: psycopg.Connection, rule: AlertRule, now: dt.datetime) -> di
     }
 
 
+def _parameters(rule: AlertRule, now: dt.datetime) -> dict[str, Any]:
+    """The named parameters of a local check (the contract in :mod:`lakehouse.alert_rules`)."""
+    window = rule.local.window
+    return {"now": now, "window": window, "due_session": trading_calendar.latest_session(at=now - window)}
+
+
 def _reason(rule: AlertRule, evidence: list[dict[str, Any]], fires: bool) -> str:
     window = _hours(rule.local.window) if rule.local else ""
+    if rule.name == "mart-data-stale":
+        if not fires:
+            return f"the mart holds every XNYS session that closed more than {window} ago"
+        row = evidence[0]
+        return (
+            f"the mart's latest trade date is {row.get('latest_trade_date') or 'none'}, "
+            f"behind the XNYS session {row.get('due_session')} that closed more than {window} ago"
+        )
     if rule.name == "daily-load-stale":
         if not fires:
             return f"a successful run ended within the last {window}"

@@ -10,6 +10,9 @@ import contextlib
 import datetime as dt
 import decimal
 import json
+import math
+import re
+import signal
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -53,12 +56,24 @@ def _settings() -> Settings:
     return settings
 
 
+class ExactNumber(str):
+    """A decimal's digits, written into JSON as a number exactly as they are (not through a float)."""
+
+
 def to_jsonable(value: Any) -> Any:
-    """Database and Spark values as JSON: dates ISO-8601, decimals as numbers, bytes as hex."""
+    """Database and Spark values as JSON: dates ISO-8601, decimals as exact numbers, bytes as hex,
+    intervals as ISO-8601 durations, NaN and infinities as the strings "NaN", "Infinity", "-Infinity"
+    (JSON has no such numbers)."""
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return iso_duration(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
     if isinstance(value, decimal.Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        if not value.is_finite():
+            return "NaN" if value.is_nan() else "Infinity" if value > 0 else "-Infinity"
+        return int(value) if value == value.to_integral_value() else ExactNumber(format(value, "f"))
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, bytes | memoryview):
@@ -70,9 +85,35 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+def iso_duration(value: dt.timedelta) -> str:
+    """An interval as ISO-8601, e.g. P1DT2H0M0.5S (negative parts keep their sign)."""
+    days, rest = value.days, value - dt.timedelta(days=value.days)
+    hours, rest = divmod(rest, dt.timedelta(hours=1))
+    minutes, rest = divmod(rest, dt.timedelta(minutes=1))
+    seconds = decimal.Decimal(rest.seconds) + decimal.Decimal(rest.microseconds) / 1_000_000
+    return f"P{days}DT{hours}H{minutes}M{seconds.normalize():f}S"
+
+
+def json_text(value: Any) -> str:
+    """Strict JSON (no NaN) of `value` after :func:`to_jsonable`, decimals written digit for digit."""
+    marker = f"exact-{uuid.uuid4().hex}:"
+
+    def exact(item: Any) -> Any:
+        if isinstance(item, ExactNumber):
+            return marker + item
+        if isinstance(item, dict):
+            return {k: exact(v) for k, v in item.items()}
+        if isinstance(item, list):
+            return [exact(v) for v in item]
+        return item
+
+    text = json.dumps(exact(to_jsonable(value)), indent=2, allow_nan=False)
+    return re.sub(f'"{marker}([-0-9.]+)"', r"\1", text)
+
+
 def print_rows(rows: list[dict[str, Any]], as_json: bool, title: str | None = None) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(to_jsonable(rows), indent=2) + "\n")
+        sys.stdout.write(json_text(rows) + "\n")
         return
     table = Table(title=title)
     columns = list(rows[0]) if rows else []
@@ -131,21 +172,40 @@ def sql(
 ) -> None:
     """Query the serving PostgreSQL database (embedded unless LAKEHOUSE_PG_DSN is set)."""
     import psycopg
-    from psycopg.rows import dict_row
+    from psycopg.types.string import TextLoader
 
     settings = _settings()
     with (
         services.running(settings, needs=("postgres",)) as eps,
-        psycopg.connect(eps.pg_dsn, row_factory=dict_row) as conn,
+        psycopg.connect(eps.pg_dsn) as conn,
     ):
+        # an interval as PostgreSQL writes it: months do not fit a timedelta
+        conn.adapters.register_loader("interval", TextLoader)
         try:
             cur = conn.execute(query)
         except psycopg.Error as exc:
             raise typer.BadParameter(str(exc).strip(), param_hint="QUERY") from None
-        rows = cur.fetchall() if cur.description else []
+        columns = distinct_names([c.name for c in cur.description or []])
+        rows = [dict(zip(columns, row, strict=True)) for row in cur.fetchall()] if cur.description else []
         if cur.description is None:
             conn.commit()
     print_rows(rows, as_json=json_out)
+
+
+def distinct_names(names: list[str]) -> list[str]:
+    """Column names made unique for row objects: a repeated name gets _2, _3... (``SELECT 1 AS a,
+    2 AS a`` gives a and a_2), so no column of the result is dropped."""
+    taken = set(names)
+    seen: set[str] = set()
+    result = []
+    for name in names:
+        candidate, n = name, 1
+        while candidate in seen or (candidate != name and candidate in taken):
+            n += 1
+            candidate = f"{name}_{n}"
+        seen.add(candidate)
+        result.append(candidate)
+    return result
 
 
 @app.command("doctor")
@@ -159,7 +219,7 @@ def doctor(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
         raise typer.Exit(1)
 
 
-# ---------------------------------------------------------------- later issues
+# ---------------------------------------------------------------- pipelines, runs and the ops store
 
 
 @app.command("demo")
@@ -181,7 +241,7 @@ def demo(
 
 def _progress(event: str, record: Any) -> None:
     """One line per pipeline and activity start/end, indented by nesting, with durations."""
-    from local.adf_runner import PipelineRunResult
+    from local.adf.records import PipelineRunResult
 
     if isinstance(record, PipelineRunResult):
         if event == "pipeline_started":
@@ -238,7 +298,8 @@ def check_pipeline_call(pipeline: str, params: dict[str, Any], hints: dict[str, 
         params: the parameters as given (strings from ``-p``, or typed).
         hints: the CLI option that gave each parameter (default ``-p``), named in the message.
     """
-    from local.adf_runner import AdfDefinitionError, Factory, PipelineParameterError, bind_parameters
+    from local.adf.factory import Factory, bind_parameters
+    from local.adf.records import AdfDefinitionError, PipelineParameterError
 
     hints = hints or {}
     try:
@@ -272,7 +333,7 @@ def check_pipeline_call(pipeline: str, params: dict[str, Any], hints: dict[str, 
 
 def _run_pipeline_command(start: Any) -> None:
     """Run a pipeline on the local platform, print its outcome, exit 1 unless it succeeded."""
-    from local.adf_runner import AdfDefinitionError, PipelineParameterError
+    from local.adf.records import AdfDefinitionError, PipelineParameterError
     from local.runtime import local_platform
 
     settings = _settings()
@@ -305,10 +366,12 @@ def adf_run(
     param: Annotated[list[str] | None, typer.Option("-p", "--param", help="name=value")] = None,
 ) -> None:
     """Execute a pipeline from adf/ locally, e.g. `adf run pl_lakehouse_daily -p runDate=2024-03-05`."""
-    from local.adf_runner import run_pipeline
+    from local.adf.runner import run_pipeline
 
     params = _parse_params(param)
     check_pipeline_call(pipeline, params)
+    if params.get("symbols"):  # the spelling ingestion reads, so what is accepted here is accepted there
+        params["symbols"] = inputs.symbols_parameter(params["symbols"], "symbols")
     _run_pipeline_command(lambda ctx: run_pipeline(pipeline, params, ctx))
 
 
@@ -320,16 +383,38 @@ def backfill(
     chunk_days: Annotated[int | None, typer.Option(help="Days per chunk (default: the pipeline's).")] = None,
 ) -> None:
     """Backfill a date range through pl_backfill (chunked, each chunk a run of the daily master)."""
-    from local.adf_runner import run_pipeline
+    from local.adf.runner import run_pipeline
 
     params: dict[str, Any] = {"startDate": start, "endDate": end}
-    if symbols is not None:
-        params["symbols"] = symbols
+    if symbols is not None:  # given, so it must name symbols: "" is refused as "," is
+        try:
+            params["symbols"] = inputs.symbols_parameter(symbols, "--symbols")
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--symbols") from None
     if chunk_days is not None:
         params["chunkDays"] = chunk_days
     hints = {"startDate": "--start", "endDate": "--end", "symbols": "--symbols", "chunkDays": "--chunk-days"}
     check_pipeline_call("pl_backfill", params, hints)
+    check_backfill_plan(inputs.date(start, "startDate"))
     _run_pipeline_command(lambda ctx: run_pipeline("pl_backfill", params, ctx))
+
+
+def check_backfill_plan(start: dt.date) -> None:
+    """Refuse, with exit 2 and the reason, a backfill the provider plan cannot serve (a free key
+    serves only the latest 100 sessions), before any service starts or any call is made."""
+    from lakehouse.plan_checks import daily_bars_refusal, plan_of
+
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    plan = plan_of(settings)
+    adjusted = settings.ingest_adjusted and plan.serves_adjusted
+    function = "TIME_SERIES_DAILY_ADJUSTED" if adjusted else "TIME_SERIES_DAILY"
+    refusal = daily_bars_refusal(plan, start, now=dt.datetime.now(dt.UTC), function=function,
+                                 calendar=settings.exchange_calendar)  # fmt: skip
+    if refusal is not None:
+        raise typer.BadParameter(refusal, param_hint="--start")
 
 
 @trigger_app.command("run")
@@ -338,7 +423,7 @@ def trigger_run(
     at: Annotated[str | None, typer.Option(help="ISO timestamp the trigger fires at (default: now, UTC).")] = None,
 ) -> None:
     """Fire a trigger from adf/ at a given time and run its pipeline."""
-    from local.adf_runner import AdfDefinitionError
+    from local.adf.records import AdfDefinitionError
     from local.adf_triggers import fire_trigger, resolve_trigger
 
     when = at or dt.datetime.now(dt.UTC).isoformat()
@@ -443,12 +528,10 @@ def report(
     from lakehouse.lake import Lake
     from local.report import write_report
 
-    chosen = [s.strip().upper() for s in symbols.split(",") if s.strip()] if symbols else None
-    bad = [inputs.shown(s) for s in chosen or () if not inputs.is_symbol(s)]
-    if bad:
-        raise typer.BadParameter(
-            f"invalid ticker(s) {', '.join(bad[:5])}; expected e.g. AAPL or BRK.B", param_hint="--symbols"
-        )
+    try:
+        chosen = list(inputs.symbols(symbols.upper(), "--symbols")) if symbols else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--symbols") from None
     settings = _settings()
     with _serving_db(settings) as dsn:
         try:
@@ -464,9 +547,6 @@ def infra_preview(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Run the Pulumi program under mocks and print the resource tree."""
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # infra/ is not an installed package
     from infra import preview
 
     try:
@@ -488,9 +568,12 @@ def reconcile_window(
 ) -> None:
     """Count an ingestion window in RAW, bronze, silver, quarantine, gold and the mart; exit 1 on a lost
     or duplicated row."""
+    from pyspark.errors import PySparkException
+
     from local.spark import connect
     from spark_jobs import reconcile
     from spark_jobs.job_params import DateWindow
+    from spark_jobs.tables import UnreadableTable
 
     try:  # refuse bad dates before any service starts
         DateWindow.parse(start, end)
@@ -505,11 +588,14 @@ def reconcile_window(
                                          trade_start=trade_start, trade_end=trade_end, pg_dsn=eps.pg_dsn)  # fmt: skip
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
+        except (UnreadableTable, PySparkException) as exc:  # a damaged table: say which, no traceback
+            err_console.print(f"[bold red]reconcile failed:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
         finally:
             session.stop()
     result = {**counts.as_dict(), "details": counts.details}
     if json_out:
-        sys.stdout.write(json.dumps(to_jsonable(result), indent=2) + "\n")
+        sys.stdout.write(json_text(result) + "\n")
     else:
         print_rows([{"count": k, "value": v} for k, v in {**counts.as_dict(), **counts.details}.items()],
                    as_json=False, title=f"reconcile {dataset} {start}..{end}")  # fmt: skip
@@ -517,7 +603,15 @@ def reconcile_window(
         raise typer.Exit(1)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM ends a command as Ctrl-C does: the run is recorded Cancelled and the services this
+    command started are released. A second SIGTERM during that cleanup is ignored."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt(f"terminated by signal {signum}")
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         app()
     except ConfigurationError as exc:

@@ -106,25 +106,21 @@ def _dq_summary(dsn: str, run_ids: list[str]) -> list[dict[str, Any]]:
     import psycopg
     from psycopg.rows import dict_row
 
+    from lakehouse.ops_store import DQ_RESULTS, RUN_TREE
+
     with psycopg.connect(dsn, row_factory=dict_row) as conn:
         return conn.execute(
-            """
-            WITH RECURSIVE tree AS (
-                SELECT run_id FROM ops.pipeline_runs WHERE run_id = ANY(%s)
-                UNION ALL
-                SELECT c.run_id FROM ops.pipeline_runs c JOIN tree t ON c.parent_run_id = t.run_id
-            )
-            SELECT table_name, rule, severity, bool_and(passed) AS passed, sum(failed_count)::bigint AS failed
-            FROM ops.dq_results WHERE run_id IN (SELECT run_id FROM tree)
-            GROUP BY table_name, rule, severity ORDER BY table_name, rule
-            """,
-            (run_ids,),
+            RUN_TREE
+            + "SELECT table_name, rule, severity, bool_and(passed) AS passed, sum(failed_count)::bigint AS failed "
+            f"FROM {DQ_RESULTS} WHERE run_id IN (SELECT run_id FROM run_tree) "
+            "GROUP BY table_name, rule, severity ORDER BY table_name, rule",
+            {"roots": run_ids},
         ).fetchall()
 
 
 def _progress(console: Console, status: Any):
     """Show the running activity on the status line; one printed line per finished master run."""
-    from local.adf_runner import PipelineRunResult
+    from local.adf.records import PipelineRunResult
 
     def on_event(event: str, record: Any) -> None:
         if isinstance(record, PipelineRunResult):
@@ -148,9 +144,11 @@ def _succeeded_run(dsn: str, pipeline: str, parameters: dict[str, str]) -> str |
     import psycopg
     from psycopg.types.json import Jsonb
 
+    from lakehouse.ops_store import PIPELINE_RUNS
+
     with psycopg.connect(dsn) as conn:
         row = conn.execute(
-            "SELECT run_id FROM ops.pipeline_runs WHERE pipeline = %s AND status = 'Succeeded' "
+            f"SELECT run_id FROM {PIPELINE_RUNS} WHERE pipeline = %s AND status = 'Succeeded' "
             "AND parameters @> %s ORDER BY started_at DESC LIMIT 1",
             (pipeline, Jsonb(parameters)),
         ).fetchone()
@@ -172,7 +170,7 @@ def run_demo(
     fresh: bool = False,
 ) -> DemoResult:
     """Run the demo; return what it printed. Raises DemoFailed when a pipeline fails."""
-    from local.adf_runner import run_pipeline
+    from local.adf.runner import run_pipeline
     from local.adf_triggers import fire_trigger
     from local.function_host import run_timer
     from local.runtime import local_platform, overridden_environment

@@ -55,7 +55,12 @@ def run_checks(settings: Settings) -> list[dict[str, str]]:
     checks.append(
         _check("disk", "ok" if free_gb >= MIN_FREE_GB else "warn", f"{free_gb:.1f} GB free at {home}")
     )
-    for row in services.status(settings):
+    try:
+        rows = services.status(settings)
+    except services.RegistryUnreadable as exc:
+        checks.append(_check("services", "fail", str(exc)))
+        rows = []
+    for row in rows:
         state = row["state"]
         status = "ok" if state in {"running", "external"} else "warn" if state == "stopped" else "fail"
         where = row["url"] or "not started (lakehouse services up)"

@@ -2,13 +2,18 @@
 
 The ingestion code runs unchanged against it: provider ``synthetic`` is the Alpha Vantage client
 pointed at this server's URL. It answers ``GET /query`` for TIME_SERIES_DAILY,
-TIME_SERIES_DAILY_ADJUSTED (outputsize compact/full), OVERVIEW and GLOBAL_QUOTE.
+TIME_SERIES_DAILY_ADJUSTED (outputsize compact/full), OVERVIEW, GLOBAL_QUOTE, SPLITS and DIVIDENDS.
 
 Prices are a geometric Brownian motion per symbol on the XNYS sessions, seeded by
 ``(seed, symbol, stream)``: a bar depends only on the seed, the symbol and its date (the adjusted
 close also on the as-of date, as with the real API: a later dividend or split rescales earlier
 adjusted closes). OHLC relations hold (low <= open, close <= high), volumes follow the moves, and
-some symbols pay quarterly dividends and split now and then.
+about half the symbols pay quarterly dividends; any symbol splits now and then (2, 3 or 4 for 1)
+or reverse-splits (1 for 2 or 1 for 10). The events are the same on every endpoint: the split
+coefficient and dividend amount of the adjusted series, and SPLITS and DIVIDENDS (every split up to
+the as-of date, every dividend declared by then). The adjusted close follows the usual (CRSP)
+convention: a dividend d paid on a day whose previous close is c scales earlier prices by 1 - d / c,
+a split of factor s by 1 / s.
 
 Rate limits and faults are configurable (:class:`MarketApiConfig`, :class:`Fault`) to exercise the
 client: 429 bursts, 5xx, slow answers and timeouts, dropped connections, truncated JSON, the
@@ -48,21 +53,27 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
-from lakehouse import trading_calendar
-from lakehouse.settings import SYMBOL_PATTERN
+from lakehouse import inputs, trading_calendar
+from lakehouse.contracts import alpha_vantage as av
+from lakehouse.contracts.provider_plans import PLANS, PlanName
 
 HISTORY_START = dt.date(1999, 11, 1)  # Alpha Vantage's daily history starts here
-MODEL_VERSION = 1  # part of the body cache's key: bump when the market model or the wire format changes
+MODEL_VERSION = 2  # part of the body cache's key: bump when the market model or the wire format changes
 COMPACT_SESSIONS = 100
 TRADING_DAYS = 252
 DOCS = "https://www.alphavantage.co/documentation/"
 
 FaultKind = Literal[
     "http_429", "http_500", "http_503", "slow", "timeout", "reset", "truncated",
-    "error_message", "note", "information", "missing_fields", "extra_fields",
+    "error_message", "note", "information", "missing_fields", "extra_fields", "burst",
 ]  # fmt: skip
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
-FUNCTIONS = ("TIME_SERIES_DAILY", "TIME_SERIES_DAILY_ADJUSTED", "OVERVIEW", "GLOBAL_QUOTE")
+FUNCTIONS = ("TIME_SERIES_DAILY", "TIME_SERIES_DAILY_ADJUSTED", "OVERVIEW", "GLOBAL_QUOTE", av.SPLITS_FUNCTION,
+             av.DIVIDENDS_FUNCTION)  # fmt: skip
+SPLIT_CHANCE = 1 / 2000  # per session
+# Split factors by share of the splits: 2, 3 and 4 for 1, and reverse splits of 1 for 2 and 1 for 10.
+SPLIT_FACTORS = ((0.45, 2.0), (0.60, 3.0), (0.75, 4.0), (0.90, 0.5), (1.0, 0.1))
+DIVIDEND_DECLARED_DAYS = 14  # a dividend is declared this many days before its ex-date
 
 NOTE_TEXT = (
     "Thank you for using Alpha Vantage! Our standard API call frequency is 5 calls per minute and "
@@ -78,6 +89,32 @@ KEY_ERROR_TEXT = (
     "the parameter apikey is invalid or missing. Please claim your free API key on "
     "(https://www.alphavantage.co/support/#api-key). It should take less than 20 seconds."
 )
+# The messages of the plans, worded as Alpha Vantage words them (the real texts and their sources are
+# kept in tests/functions/fixtures/alpha_vantage_messages.json, and a test holds these to them).
+BURST_TEXT = (
+    "Thank you for using Alpha Vantage! Please consider spreading out your free API requests more sparingly "
+    "(1 request per second). You may subscribe to any of the premium plans at https://www.alphavantage.co/premium/ "
+    "to lift the free key rate limit (25 requests per day)."
+)
+PREMIUM_ENDPOINT_TEXT = (
+    "Thank you for using Alpha Vantage! This is a premium endpoint. You may subscribe to any of the premium "
+    "plans at https://www.alphavantage.co/premium/ to instantly unlock all premium endpoints"
+)
+DEMO_KEY_TEXT = (
+    "The demo API key is for demo purposes only. Please claim your free API key at "
+    "(https://www.alphavantage.co/support/#api-key) to explore our full API offerings. It takes fewer than 20 seconds."
+)
+DEMO_KEY, DEMO_SYMBOLS = "demo", frozenset({"IBM"})  # the demo key serves the documentation's examples only
+QUOTE_DELAY = dt.timedelta(minutes=15)
+
+
+def premium_feature_text(parameter: str, value: str, function: str) -> str:
+    """The refusal of a premium parameter value (e.g. outputsize=full) on a free key."""
+    return (
+        f"Thank you for using Alpha Vantage! The {parameter}={value} parameter value is a premium feature for the "
+        f"{function} endpoint. You may subscribe to any of the premium plans at https://www.alphavantage.co/premium/ "
+        f"to instantly unlock all premium features"
+    )
 
 
 @dataclass(frozen=True)
@@ -130,6 +167,10 @@ class MarketApiConfig:
             there (also across processes; never for a request hit by a fault). The server stands
             in for a remote API whose formatting costs the project nothing; benchmarks cache so
             that they time the client, not the stand-in.
+        plan: the plan of every key (``free``, ``premium``, ``premium_realtime``): a request the
+            plan does not serve gets Alpha Vantage's premium-only message, a quote entitlement it
+            lacks too. None: everything is served.
+        burst_per_second: more requests than this within one second get the burst message.
     """
 
     seed: int = 7
@@ -142,6 +183,8 @@ class MarketApiConfig:
     faults: tuple[Fault, ...] = ()
     listed_from: dt.date | None = None
     cache_dir: Path | None = None
+    plan: PlanName | None = None
+    burst_per_second: int | None = None
 
 
 # --- the market model ------------------------------------------------------------------------
@@ -262,15 +305,17 @@ class MarketModel:
         log_ret = (p.mu - p.sigma**2 / 2) / TRADING_DAYS + daily_sigma * z_ret
         log_ret[0] = 0.0
         idx = np.arange(start, len(self.sessions))
+        split = np.ones(n)
+        hits = (u_split < SPLIT_CHANCE) & (np.arange(n) > 20)
+        share = u_split / SPLIT_CHANCE  # uniform on [0, 1) among the hits
+        ratios = np.select([share < bound for bound, _ in SPLIT_FACTORS], [f for _, f in SPLIT_FACTORS])
+        split[hits] = ratios[hits]
+        # A dividend and a split never share an ex-date: the two conventions of that day differ by provider.
         yield_ = np.where(
-            (p.dividend_yield > 0) & ((idx - p.dividend_phase) % 63 == 0) & (np.arange(n) > 0),
+            (p.dividend_yield > 0) & ((idx - p.dividend_phase) % 63 == 0) & (np.arange(n) > 0) & ~hits,
             p.dividend_yield / 4,
             0.0,
         )
-        split = np.ones(n)
-        hits = (u_split < 1 / 2500) & (np.arange(n) > 20)
-        ratios = np.where(u_split < 1 / 12500, 4.0, np.where(u_split < 1 / 6250, 3.0, 2.0))
-        split[hits] = ratios[hits]
         step = np.log1p(-yield_) - np.log(split)
         log_close = np.log(p.first_price) + np.cumsum(log_ret + step)
         close = np.exp(log_close)
@@ -282,7 +327,7 @@ class MarketModel:
         low = np.minimum(open_, close) * np.exp(-np.abs(0.5 * daily_sigma * z_low))
         shares = np.cumprod(split)
         volume = p.base_volume * shares * np.exp(0.35 * z_vol) * (1 + 2 * np.abs(log_ret) / daily_sigma)
-        dividend = prev_close * np.exp(log_ret) * yield_
+        dividend = prev_close * yield_  # what makes 1 - dividend / previous close the day's factor
         open_, close = np.round(open_, 4), np.round(close, 4)
         high = np.maximum(np.round(high, 4), np.maximum(open_, close))
         low = np.maximum(np.minimum(np.round(low, 4), np.minimum(open_, close)), 0.0001)
@@ -332,65 +377,41 @@ class MarketModel:
             return []
         rows = []
         for k in range(last, first - 1, -1):
-            if adjusted:
-                fields = {
-                    "1. open": f"{s.open[k]:.4f}",
-                    "2. high": f"{s.high[k]:.4f}",
-                    "3. low": f"{s.low[k]:.4f}",
-                    "4. close": f"{s.close[k]:.4f}",
-                    "5. adjusted close": f"{adj[k - first]:.4f}",
-                    "6. volume": str(int(s.volume[k])),
-                    "7. dividend amount": f"{s.dividend[k]:.4f}",
-                    "8. split coefficient": f"{s.split[k]:.1f}",
-                }
-            else:
-                fields = {
-                    "1. open": f"{s.open[k]:.4f}",
-                    "2. high": f"{s.high[k]:.4f}",
-                    "3. low": f"{s.low[k]:.4f}",
-                    "4. close": f"{s.close[k]:.4f}",
-                    "5. volume": str(int(s.volume[k])),
-                }
-            rows.append((s.iso[k], fields))
+            values = {"open": s.open[k], "high": s.high[k], "low": s.low[k], "close": s.close[k],
+                      "volume": int(s.volume[k]), "adjusted_close": adj[k - first],
+                      "dividend_amount": s.dividend[k], "split_coefficient": s.split[k]}  # fmt: skip
+            rows.append((s.iso[k], av.format_bar(values, adjusted=adjusted)))
         return rows
 
     def daily_body(self, symbol: str, as_of: dt.date, adjusted: bool, compact: bool, meta: dict[str, str]) -> bytes:
-        """The same text as ``render_series(meta, daily_rows(...))``, formatted in bulk.
-
-        The per-bar dictionaries of `daily_rows` cost more than the rest of a request for full
-        histories; this path formats plain Python floats with one template per bar.
-        """
+        """The same text as ``av.render_series(meta, daily_rows(...))``, formatted in bulk from the arrays."""
         s, first, last, adj = self._window(symbol, as_of, compact)
-        if last < 0:
-            return render_series(meta, [])
-        sl = slice(first, last + 1)
-        cols = [s.open[sl].tolist(), s.high[sl].tolist(), s.low[sl].tolist(), s.close[sl].tolist()]
-        volume = s.volume[sl].tolist()
-        iso = s.iso[sl]
-        if adjusted:
-            template = (
-                '\n        "{}": {{\n            "1. open": "{:.4f}",\n            "2. high": "{:.4f}",\n'
-                '            "3. low": "{:.4f}",\n            "4. close": "{:.4f}",\n'
-                '            "5. adjusted close": "{:.4f}",\n            "6. volume": "{}",\n'
-                '            "7. dividend amount": "{:.4f}",\n            "8. split coefficient": "{:.1f}"\n        }}'
-            )
-            extra = [adj.tolist(), volume, s.dividend[sl].tolist(), s.split[sl].tolist()]
-            bars = [
-                template.format(iso[i], cols[0][i], cols[1][i], cols[2][i], cols[3][i], *(c[i] for c in extra))
-                for i in range(len(iso) - 1, -1, -1)
-            ]
-        else:
-            template = (
-                '\n        "{}": {{\n            "1. open": "{:.4f}",\n            "2. high": "{:.4f}",\n'
-                '            "3. low": "{:.4f}",\n            "4. close": "{:.4f}",\n'
-                '            "5. volume": "{}"\n        }}'
-            )
-            bars = [
-                template.format(iso[i], cols[0][i], cols[1][i], cols[2][i], cols[3][i], volume[i])
-                for i in range(len(iso) - 1, -1, -1)
-            ]
-        head = render_series(meta, []).decode()[: -len("}\n}")]
-        return (head + ",".join(bars) + "\n    }\n}").encode()
+        return av.render_series_columns(meta, s.iso[first : last + 1], series_columns(s, first, last, adj),
+                                        adjusted=adjusted)  # fmt: skip
+
+    def splits(self, symbol: str, as_of: dt.date) -> list[dict[str, str]]:
+        """SPLITS events effective on or before `as_of`, newest first, as Alpha Vantage prints them."""
+        s = self.series(symbol)
+        last = self.last_index(s, as_of)
+        days = np.flatnonzero(s.split[: last + 1] != 1.0)[::-1]
+        return [{"effective_date": s.iso[k], "split_factor": f"{s.split[k]:.4f}"} for k in days]
+
+    def dividends(self, symbol: str, as_of: dt.date) -> list[dict[str, str]]:
+        """DIVIDENDS events declared on or before `as_of` (ex-dates after it included), newest first."""
+        s = self.series(symbol)
+        declared_by = self.last_index(s, as_of + dt.timedelta(days=DIVIDEND_DECLARED_DAYS))
+        events = []
+        for k in np.flatnonzero(s.dividend[: declared_by + 1] > 0)[::-1]:
+            ex = s.dates[k]
+            record = s.dates[k + 1] if k + 1 < len(s.dates) else ex + dt.timedelta(days=1)
+            events.append({
+                "ex_dividend_date": s.iso[k],
+                "declaration_date": (ex - dt.timedelta(days=DIVIDEND_DECLARED_DAYS)).isoformat(),
+                "record_date": record.isoformat(),
+                "payment_date": (ex + dt.timedelta(days=21)).isoformat(),
+                "amount": f"{s.dividend[k]:.4f}",
+            })  # fmt: skip
+        return events
 
     def overview(self, symbol: str, as_of: dt.date) -> dict[str, str]:
         p = self.profile(symbol)
@@ -454,18 +475,12 @@ class MarketModel:
             high, low = max(float(s.open[k]), price), min(float(s.open[k]), price)
             volume = int(volume * frac)
         change = price - prev
-        return {
-            "01. symbol": symbol,
-            "02. open": f"{s.open[k]:.4f}",
-            "03. high": f"{high:.4f}",
-            "04. low": f"{low:.4f}",
-            "05. price": f"{price:.4f}",
-            "06. volume": str(volume),
-            "07. latest trading day": s.iso[k],
-            "08. previous close": f"{prev:.4f}",
-            "09. change": f"{change:.4f}",
-            "10. change percent": f"{change / prev * 100:.4f}%",
-        }
+        values = {
+            "quote_symbol": symbol, "open": f"{s.open[k]:.4f}", "high": f"{high:.4f}", "low": f"{low:.4f}",
+            "price": f"{price:.4f}", "volume": str(volume), "latest_trading_day": s.iso[k],
+            "previous_close": f"{prev:.4f}", "change": f"{change:.4f}", "change_percent": f"{change / prev * 100:.4f}%",
+        }  # fmt: skip
+        return {wire: values[column] for wire, column in av.QUOTE_FIELDS.items()}
 
 
 def _quarter_end(day: dt.date) -> dt.date:
@@ -475,22 +490,14 @@ def _quarter_end(day: dt.date) -> dt.date:
     return dt.date(day.year, month + 1, 1) - dt.timedelta(days=1)
 
 
-def render_series(meta: dict[str, str], rows: list[tuple[str, dict]]) -> bytes:
-    """The daily-series JSON as Alpha Vantage prints it (4-space indent, newest first).
-
-    Written by hand rather than with ``json.dumps(indent=4)``: the pure-Python indenting encoder
-    would dominate the server's time for full histories.
-    """
-    out = ['{\n    "Meta Data": {\n']
-    out.append(",\n".join(f"        {json.dumps(k)}: {json.dumps(v)}" for k, v in meta.items()))
-    out.append('\n    },\n    "Time Series (Daily)": {')
-    bars = []
-    for day, fields in rows:
-        inner = ",\n".join(f'            "{k}": {json.dumps(v)}' for k, v in fields.items())
-        bars.append(f'\n        "{day}": {{\n{inner}\n        }}')
-    out.append(",".join(bars))
-    out.append("\n    }\n}" if bars else "}\n}")
-    return "".join(out).encode()
+def series_columns(s: Series, first: int, last: int, adjusted_close) -> dict[str, list]:
+    """Bar values of sessions first..last by bronze column name, as plain Python numbers."""
+    sl = slice(first, last + 1)
+    return {
+        "open": s.open[sl].tolist(), "high": s.high[sl].tolist(), "low": s.low[sl].tolist(),
+        "close": s.close[sl].tolist(), "adjusted_close": adjusted_close.tolist(), "volume": s.volume[sl].tolist(),
+        "dividend_amount": s.dividend[sl].tolist(), "split_coefficient": s.split[sl].tolist(),
+    }  # fmt: skip
 
 
 # --- the HTTP server -------------------------------------------------------------------------------
@@ -525,6 +532,7 @@ class _State:
     recent: deque = field(default_factory=deque)
     day_count: int = 0
     rng: random.Random = field(default_factory=random.Random)
+    last_second: deque = field(default_factory=deque)
 
 
 class MarketApiServer:
@@ -592,6 +600,7 @@ class MarketApiServer:
         state = self._state
         state.fault_hits = [0] * len(state.config.faults)
         state.recent.clear()
+        state.last_second.clear()
         state.day_count = 0
         state.rng = random.Random(state.config.seed)  # noqa: S311
 
@@ -631,29 +640,36 @@ class MarketApiServer:
         """The answer to one query, faults and quotas applied."""
         config = self._state.config
         function, symbol = query.get("function"), query.get("symbol")
+        if query.get("apikey") == DEMO_KEY and symbol not in DEMO_SYMBOLS:
+            return Answer(200, _dump({av.INFORMATION: DEMO_KEY_TEXT}), fault="demo_key")
         if not query.get("apikey") or (config.api_key is not None and query["apikey"] != config.api_key):
-            return Answer(200, _dump({"Error Message": KEY_ERROR_TEXT}))
+            return Answer(200, _dump({av.ERROR_MESSAGE: KEY_ERROR_TEXT}))
+        refused = self._plan_refusal(function, query) or self._burst()
+        if refused is not None:
+            return refused
         quota, fault = self._decide(function, symbol)
         if quota == "http_429":
-            return Answer(429, _dump({"Note": NOTE_TEXT}), {"Retry-After": "1"}, "rate_limit")
+            return Answer(429, _dump({av.NOTE: NOTE_TEXT}), {"Retry-After": "1"}, "rate_limit")
         if quota == "note":
-            return Answer(200, _dump({"Note": NOTE_TEXT}), fault="rate_limit")
+            return Answer(200, _dump({av.NOTE: NOTE_TEXT}), fault="rate_limit")
         if quota == "information":
-            return Answer(200, _dump({"Information": INFORMATION_TEXT}), fault="daily_quota")
+            return Answer(200, _dump({av.INFORMATION: INFORMATION_TEXT}), fault="daily_quota")
         if fault is None:
             return Answer(*self._data(function, symbol, query, None))
         kind, delay = fault.kind, fault.delay
         if kind == "http_429":
-            return Answer(429, _dump({"Note": NOTE_TEXT}), {"Retry-After": "0"}, kind)
+            return Answer(429, _dump({av.NOTE: NOTE_TEXT}), {"Retry-After": "0"}, kind)
         if kind in ("http_500", "http_503"):
             html = b"<html><body>Service unavailable</body></html>"
             return Answer(int(kind[-3:]), html, {"Content-Type": "text/html"}, kind)
         if kind == "error_message":
-            return Answer(200, _dump({"Error Message": _invalid_call(function)}), fault=kind)
+            return Answer(200, _dump({av.ERROR_MESSAGE: _invalid_call(function)}), fault=kind)
         if kind == "note":
-            return Answer(200, _dump({"Note": NOTE_TEXT}), fault=kind)
+            return Answer(200, _dump({av.NOTE: NOTE_TEXT}), fault=kind)
         if kind == "information":
-            return Answer(200, _dump({"Information": INFORMATION_TEXT}), fault=kind)
+            return Answer(200, _dump({av.INFORMATION: INFORMATION_TEXT}), fault=kind)
+        if kind == "burst":
+            return Answer(200, _dump({av.INFORMATION: BURST_TEXT}), fault=kind)
         status, body = self._data(function, symbol, query, kind)
         if kind == "truncated":
             body = body[: max(1, len(body) // 2)]
@@ -664,26 +680,26 @@ class MarketApiServer:
     ) -> tuple[int, bytes]:
         config = self._state.config
         if function not in FUNCTIONS:
-            return 200, _dump({"Error Message": f"This API function ({function}) does not exist."})
+            return 200, _dump({av.ERROR_MESSAGE: f"This API function ({function}) does not exist."})
         as_of = self._as_of()
         known = (
             symbol is not None
-            and SYMBOL_PATTERN.match(symbol) is not None
+            and inputs.is_symbol(symbol)
             and symbol not in config.unknown_symbols
             and self.model.profile(symbol).listed <= as_of
         )
         if function == "GLOBAL_QUOTE":
+            return self._quote(symbol if known else None, query.get("entitlement"), kind)
+        if function in (av.SPLITS_FUNCTION, av.DIVIDENDS_FUNCTION):
             if not known:
-                return 200, _dump({"Global Quote": {}})
-            now = dt.datetime.now(dt.UTC)
-            if config.as_of is not None:
-                now = min(now, trading_calendar.calendar().session_close(config.as_of).to_pydatetime())
-            quote = self.model.quote(symbol, now)
-            if kind == "missing_fields":
-                quote.pop("05. price")
+                return 200, _dump({})
+            events = (self.model.splits if function == av.SPLITS_FUNCTION else self.model.dividends)(symbol, as_of)
+            if kind == "missing_fields" and events:
+                events[0].pop(next(iter(events[0])))
             if kind == "extra_fields":
-                quote["11. exchange"] = "XNYS"
-            return 200, _dump({"Global Quote": quote})
+                for event in events:
+                    event["currency"] = "USD"
+            return 200, av.render_actions(symbol, events)
         if function == "OVERVIEW":
             if not known:
                 return 200, _dump({})
@@ -697,23 +713,16 @@ class MarketApiServer:
                 overview["AnalystTargetPrice"] = "123.45"
             return 200, json.dumps(overview, indent=4).encode()
         if not known:
-            return 200, _dump({"Error Message": _invalid_call(function)})
+            return 200, _dump({av.ERROR_MESSAGE: _invalid_call(function)})
         outputsize = query.get("outputsize", "compact")
         if outputsize not in ("compact", "full"):
-            return 200, _dump({"Error Message": _invalid_call(function)})
+            return 200, _dump({av.ERROR_MESSAGE: _invalid_call(function)})
         adjusted = function == "TIME_SERIES_DAILY_ADJUSTED"
         compact = outputsize == "compact"
 
         def meta() -> dict[str, str]:
-            return {
-                "1. Information": "Daily Time Series with Splits and Dividend Events"
-                if adjusted
-                else "Daily Prices (open, high, low, close) and Volumes",
-                "2. Symbol": symbol,
-                "3. Last Refreshed": self.model.last_bar(symbol, as_of) or as_of.isoformat(),
-                "4. Output Size": "Compact" if compact else "Full size",
-                "5. Time Zone": "US/Eastern",
-            }
+            last = self.model.last_bar(symbol, as_of) or as_of.isoformat()
+            return av.series_meta(symbol, last, adjusted=adjusted, compact=compact)
 
         if kind not in ("missing_fields", "extra_fields"):
             # Nothing of the series is built when the cache has the body.
@@ -728,7 +737,62 @@ class MarketApiServer:
         if kind == "extra_fields":
             for _, fields in rows:
                 fields["9. exchange"] = "XNYS"
-        return 200, render_series(meta(), rows)
+        return 200, av.render_series(meta(), rows)
+
+    def _quote(self, symbol: str | None, entitlement: str | None, kind: str | None) -> tuple[int, bytes]:
+        """GLOBAL_QUOTE as entitled: the last session's close without an entitlement, the price
+        15 minutes ago under the delayed key with ``delayed``, the live price with ``realtime``."""
+        key = av.DELAYED_QUOTE_KEY if entitlement == "delayed" else av.QUOTE_KEY
+        if symbol is None:
+            return 200, _dump({key: {}})
+        config = self._state.config
+        now = dt.datetime.now(dt.UTC)
+        if config.as_of is not None:
+            now = min(now, trading_calendar.calendar().session_close(config.as_of).to_pydatetime())
+        if entitlement == "delayed":
+            now -= QUOTE_DELAY
+        elif entitlement != "realtime":
+            last = trading_calendar.latest_session(now, code=self.model.calendar)
+            now = trading_calendar.calendar(self.model.calendar).session_close(last).to_pydatetime()
+        quote = self.model.quote(symbol, now)
+        if kind == "missing_fields":
+            quote.pop("05. price")
+        if kind == "extra_fields":
+            quote["11. exchange"] = "XNYS"
+        return 200, _dump({key: quote})
+
+    def _plan_refusal(self, function: str | None, query: dict[str, str]) -> Answer | None:
+        """Alpha Vantage's premium-only answer to a request the configured plan does not serve."""
+        name = self._state.config.plan
+        if name is None or function not in FUNCTIONS:
+            return None
+        plan = PLANS[name]
+        if function not in plan.functions:
+            return Answer(200, _dump({av.INFORMATION: PREMIUM_ENDPOINT_TEXT}), fault="premium_only")
+        outputsize = query.get("outputsize")
+        if outputsize is not None and function.startswith("TIME_SERIES") and outputsize not in plan.output_sizes:
+            text = premium_feature_text("outputsize", outputsize, function)
+            return Answer(200, _dump({av.INFORMATION: text}), fault="premium_only")
+        entitlement = query.get("entitlement")
+        if function == "GLOBAL_QUOTE" and entitlement is not None:
+            granted = {"end_of_day": set(), "delayed": {"delayed"}, "realtime": {"delayed", "realtime"}}
+            if entitlement not in granted[plan.quote_entitlement]:
+                return Answer(200, _dump({av.INFORMATION: PREMIUM_ENDPOINT_TEXT}), fault="premium_only")
+        return None
+
+    def _burst(self) -> Answer | None:
+        """The burst message when more than ``burst_per_second`` requests arrive within a second."""
+        limit = self._state.config.burst_per_second
+        if limit is None:
+            return None
+        with self._lock:
+            recent, now = self._state.last_second, time.monotonic()
+            while recent and now - recent[0] >= 1.0:
+                recent.popleft()
+            if len(recent) >= limit:
+                return Answer(200, _dump({av.INFORMATION: BURST_TEXT}), fault="burst")
+            recent.append(now)
+        return None
 
     def _cached_body(self, function: str, symbol: str, outputsize: str, as_of: dt.date, render) -> bytes:
         """A daily series or overview from `config.cache_dir` if rendered before, else rendered (and kept)."""
@@ -845,8 +909,10 @@ def running_process(config: MarketApiConfig | None = None, *, host: str = "127.0
     unknown symbols and a required key are configured in-process only (use :func:`running`).
     """
     config = config or MarketApiConfig()
-    if config.faults or config.unknown_symbols or config.api_key or config.throttle != "note":
-        raise ValueError("faults, unknown_symbols, api_key and throttle need the in-process server (running)")
+    if config.faults or config.unknown_symbols or config.api_key or config.throttle != "note" or config.plan \
+            or config.burst_per_second:  # fmt: skip
+        raise ValueError("faults, unknown_symbols, api_key, throttle, plan and burst_per_second need the "
+                         "in-process server (running)")  # fmt: skip
     argv = [sys.executable, "-m", "local.market_api", "--host", host, "--port", "0", "--seed", str(config.seed)]
     for flag, value in (("--calls-per-minute", config.calls_per_minute), ("--calls-per-day", config.calls_per_day),
                         ("--as-of", config.as_of), ("--listed-from", config.listed_from),

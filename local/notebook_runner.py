@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from local.adf.context import NotebookCall
 from local.dbutils import DBUtils, NotebookExit
 
 HEADER = "# Databricks notebook source"
@@ -99,7 +100,7 @@ class SparkNotebookExecutor:
     def notebook_file(self, notebook_path: str) -> Path:
         return notebook_file(notebook_path, self.notebooks_dir)
 
-    def __call__(self, call: Any) -> str | None:
+    def __call__(self, call: NotebookCall) -> str | None:
         path = self.notebook_file(call.notebook_path)
         return run_notebook(path, self.spark, call.base_parameters)
 

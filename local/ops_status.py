@@ -17,7 +17,6 @@ import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
@@ -26,7 +25,9 @@ from psycopg.rows import dict_row
 
 from lakehouse import trading_calendar
 from lakehouse.lake import Lake
+from lakehouse.ops_store import DQ_RESULTS, PIPELINE_RUNS, table_exists
 from lakehouse.settings import Settings
+from spark_jobs.tables import arrow_schema, local_tables, read_arrow
 
 Grain = Literal["session", "month"]
 
@@ -61,10 +62,6 @@ def connect(dsn: str) -> Iterator[psycopg.Connection]:
     with psycopg.connect(dsn, row_factory=dict_row, autocommit=True, connect_timeout=10) as conn:
         conn.execute("SET default_transaction_read_only = on")
         yield conn
-
-
-def table_exists(conn: psycopg.Connection, qualified: str) -> bool:
-    return conn.execute("SELECT to_regclass(%s) IS NOT NULL AS present", (qualified,)).fetchone()["present"]
 
 
 def resolve_dsn(source: Settings | str, dsn: str | None = None) -> str:
@@ -119,13 +116,13 @@ def status(
 
 def last_runs(conn: psycopg.Connection, now: dt.datetime) -> list[dict[str, Any]]:
     """The latest run of every pipeline that started by ``now``."""
-    if not table_exists(conn, "ops.pipeline_runs"):
+    if not table_exists(conn, PIPELINE_RUNS):
         return []
     rows = conn.execute(
-        """
+        f"""
         SELECT DISTINCT ON (pipeline) pipeline, run_id, parent_run_id, status, trigger_name,
                started_at, ended_at, duration_ms, error ->> 'message' AS error
-        FROM ops.pipeline_runs WHERE started_at <= %(now)s
+        FROM {PIPELINE_RUNS} WHERE started_at <= %(now)s
         ORDER BY pipeline, started_at DESC
         """,
         {"now": now},
@@ -207,49 +204,35 @@ def mart_freshness(conn: psycopg.Connection, expected: dt.date) -> list[dict[str
     return out
 
 
-def _delta_tables(lake: Lake, container: str) -> list[tuple[str, Path]]:
-    if not lake.is_local:
-        return []
-    base = lake.local_path(container)  # type: ignore[arg-type]
-    if not base.is_dir():
-        return []
-    return sorted((p.name, p) for p in base.iterdir() if (p / "_delta_log").is_dir())
-
-
-def _delta_max(path: Path, column: str) -> dt.date | None:
-    import pyarrow.compute as pc
-    from deltalake import DeltaTable
-
-    data = DeltaTable(str(path)).to_pyarrow_dataset().to_table(columns=[column])
-    return _as_date(pc.max(data[column]).as_py()) if data.num_rows else None
-
-
 def gold_freshness(lake: Lake, expected: dt.date) -> list[dict[str, Any]]:
     """Freshness of every gold Delta table that has a date column (local lakes only)."""
-    from deltalake import DeltaTable
+    import pyarrow.compute as pc
 
     out = []
-    for name, path in _delta_tables(lake, "gold"):
-        fields = {f.name for f in DeltaTable(str(path)).schema().fields}
-        column = _date_column(fields)
-        if column is not None:
-            out.append(freshness_entry("gold", name, column, _delta_max(path, column.name), expected))
+    for name in local_tables(lake, "gold"):
+        location = lake.local_path("gold", name)
+        column = _date_column(set(arrow_schema(location).names))
+        if column is None:
+            continue
+        data = read_arrow(location, [column.name])
+        latest = _as_date(pc.max(data[column.name]).as_py()) if data.num_rows else None
+        out.append(freshness_entry("gold", name, column, latest, expected))
     return out
 
 
 def dq_summary(conn: psycopg.Connection, now: dt.datetime) -> dict[str, Any]:
     """Rules of the last run that recorded DQ results by ``now``: counts and what did not pass."""
-    if not table_exists(conn, "ops.dq_results"):
+    if not table_exists(conn, DQ_RESULTS):
         return {"run_id": None, "available": False}
     last = conn.execute(
-        "SELECT run_id, max(evaluated_at) AS at FROM ops.dq_results WHERE evaluated_at <= %s "
+        f"SELECT run_id, max(evaluated_at) AS at FROM {DQ_RESULTS} WHERE evaluated_at <= %s "
         "GROUP BY run_id ORDER BY at DESC LIMIT 1",
         (now,),
     ).fetchone()
     if last is None:
         return {"run_id": None, "available": True, "rules": 0, "passed": 0, "failed": 0, "failures": []}
     rows = conn.execute(
-        "SELECT table_name, rule, severity, passed, failed_count FROM ops.dq_results "
+        f"SELECT table_name, rule, severity, passed, failed_count FROM {DQ_RESULTS} "
         "WHERE run_id = %s ORDER BY table_name, rule",
         (last["run_id"],),
     ).fetchall()
@@ -273,12 +256,9 @@ def quarantine_counts(lake: Lake, run_id: str | None) -> dict[str, Any]:
     """Rows in ``silver.quarantine`` per source table: in total, and loaded by ``run_id``."""
     import pyarrow.compute as pc
 
-    path = dict(_delta_tables(lake, QUARANTINE_TABLE[0])).get(QUARANTINE_TABLE[1])
-    if path is None:
+    data = read_arrow(lake.local_path(*QUARANTINE_TABLE), ["source_table", "load_id"]) if lake.is_local else None
+    if data is None:
         return {"tables": [], "available": False, "total": 0}
-    from deltalake import DeltaTable
-
-    data = DeltaTable(str(path)).to_pyarrow_dataset().to_table(columns=["source_table", "load_id"])
     counts: dict[str, dict[str, int]] = {}
     tables = data["source_table"].to_pylist()
     in_run = pc.equal(data["load_id"], run_id).to_pylist() if run_id else [False] * len(tables)

@@ -15,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from pydantic import ValidationError
 
+from lakehouse import inputs, ops_store
+from lakehouse.job_summary import TableSummary
 from lakehouse.lake import Lake
-from lakehouse.settings import SYMBOL_PATTERN, Settings
+from lakehouse.settings import Settings
 from local import ops_status
 from local.ops_status import connect, table_exists, utc_now
 
@@ -45,7 +48,7 @@ def write_report(
         now: the time the report describes (default the clock).
         lake: the lake whose gold tables are checked for freshness (default from settings).
     """
-    bad = [s for s in symbols or () if not SYMBOL_PATTERN.match(s)]
+    bad = [s for s in symbols or () if not inputs.is_symbol(s)]
     if bad:
         raise ValueError(f"invalid symbols for the price chart: {bad} (expected tickers such as AAPL or BRK.B)")
     if isinstance(dsn, Settings):
@@ -100,18 +103,7 @@ def recent_runs(conn: psycopg.Connection, now: dt.datetime, limit: int = RECENT_
 
 
 def _tree(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
-    return conn.execute(
-        """
-        WITH RECURSIVE tree AS (
-            SELECT run_id, pipeline, parent_run_id, 0 AS depth FROM ops.pipeline_runs WHERE run_id = %s
-            UNION ALL
-            SELECT c.run_id, c.pipeline, c.parent_run_id, t.depth + 1
-            FROM ops.pipeline_runs c JOIN tree t ON c.parent_run_id = t.run_id
-        )
-        SELECT run_id, pipeline, depth FROM tree
-        """,
-        (run_id,),
-    ).fetchall()
+    return ops_store.run_tree(conn, [run_id])
 
 
 def run_timeline(conn: psycopg.Connection, run_id: str, max_rows: int = MAX_TIMELINE_ROWS) -> dict[str, Any]:
@@ -158,17 +150,20 @@ def run_timeline(conn: psycopg.Connection, run_id: str, max_rows: int = MAX_TIME
     }
 
 
-def _rows_written(counts: dict[str, Any]) -> int:
-    if counts.get("rows_written") is not None:
-        return int(counts["rows_written"])
-    return int(counts.get("inserted") or 0) + int(counts.get("revised") or 0)
+def _rows_written(counts: Any) -> int:
+    """Rows a table's entry of a job summary says were written; 0 for an entry of another shape."""
+    try:
+        return TableSummary.model_validate(counts).rows_written
+    except ValidationError:
+        return 0
 
 
 def layer_counts(conn: psycopg.Connection, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows written per layer by each run (its whole tree), oldest run first.
 
-    Sources: the notebooks' exit summaries (``activity_runs.output.runOutput.tables``, keys like
-    ``silver.daily_bars``) and, for the marts, ``ops.load_audit`` rows of succeeded loads.
+    Sources: the notebooks' exit summaries (:class:`~lakehouse.job_summary.JobSummary` in
+    ``activity_runs.output.runOutput``, tables keyed like ``silver.daily_bars``) and, for the
+    marts, ``ops.load_audit`` rows of succeeded loads.
     """
     has_audit = table_exists(conn, "ops.load_audit")
     out = []
@@ -184,7 +179,7 @@ def layer_counts(conn: psycopg.Connection, runs: list[dict[str, Any]]) -> list[d
         for row in outputs:
             for table, counts in row["tables"].items():
                 layer = table.split(".", 1)[0]
-                if layer in totals and isinstance(counts, dict):
+                if layer in totals:
                     totals[layer] += _rows_written(counts)
         if has_audit and not totals["mart"]:
             loaded = conn.execute(

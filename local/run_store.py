@@ -1,4 +1,4 @@
-"""The ops store of pipeline and activity runs: ``ops.pipeline_runs`` and ``ops.activity_runs``.
+"""The record of pipeline and activity runs in the ops store (``lakehouse.ops_store``).
 
 The local counterpart of ADF monitoring. The runner calls the recorder when a run starts
 (status ``InProgress``) and when it ends; each call is an upsert committed at once, so a run
@@ -23,20 +23,18 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-if TYPE_CHECKING:
-    from local.adf_runner import ActivityRun, PipelineRunResult
+from lakehouse import ops_store
+from lakehouse.ops_store import ACTIVITY_RUNS, PIPELINE_RUNS, RUN_LOCK_CLASS, SLOT_LOCK_CLASS
+from local.adf.records import ActivityRun, PipelineRunResult
 
 log = logging.getLogger(__name__)
 
-# First keys of the two-key advisory locks: a live run ('runs'), a pipeline's concurrency slot ('conc').
-RUN_LOCK_CLASS = int.from_bytes(b"runs", "big")
-SLOT_LOCK_CLASS = int.from_bytes(b"conc", "big")
 ABANDONED_ERROR = {
     "errorCode": "RunAbandoned",
     "message": "abandoned: the process running it ended before the run finished (killed, or its "
@@ -53,8 +51,8 @@ def _json(value: Any) -> Jsonb | None:
     return Jsonb(json.loads(json.dumps(value, default=str)))
 
 
-_UPSERT_PIPELINE = """
-INSERT INTO ops.pipeline_runs
+_UPSERT_PIPELINE = f"""
+INSERT INTO {PIPELINE_RUNS}
     (run_id, parent_run_id, pipeline, status, parameters, trigger_name, started_at, ended_at, output, error)
 VALUES (%(run_id)s, %(parent_run_id)s, %(pipeline)s, %(status)s, %(parameters)s, %(trigger_name)s,
         %(started_at)s, %(ended_at)s, %(output)s, %(error)s)
@@ -62,8 +60,8 @@ ON CONFLICT (run_id) DO UPDATE SET
     status = EXCLUDED.status, ended_at = EXCLUDED.ended_at, output = EXCLUDED.output, error = EXCLUDED.error
 """
 
-_UPSERT_ACTIVITY = """
-INSERT INTO ops.activity_runs
+_UPSERT_ACTIVITY = f"""
+INSERT INTO {ACTIVITY_RUNS}
     (activity_run_id, pipeline_run_id, pipeline, activity, activity_type, status, attempt,
      started_at, ended_at, input, output, error)
 VALUES (%(activity_run_id)s, %(pipeline_run_id)s, %(pipeline)s, %(activity)s, %(activity_type)s, %(status)s,
@@ -104,10 +102,10 @@ class PostgresRunStore:
     def record_pipeline_run(self, run: PipelineRunResult) -> None:
         conn = self._connection()
         if run.status == "InProgress":  # held by this session while the run goes on
-            conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (RUN_LOCK_CLASS, run.run_id))
+            ops_store.lock(conn, RUN_LOCK_CLASS, run.run_id)
         self._record_pipeline_run(conn, run)
         if run.status != "InProgress":
-            conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (RUN_LOCK_CLASS, run.run_id))
+            ops_store.unlock(conn, RUN_LOCK_CLASS, run.run_id)
 
     def _record_pipeline_run(self, conn: psycopg.Connection, run: PipelineRunResult) -> None:
         conn.execute(
@@ -150,7 +148,7 @@ class PostgresRunStore:
         with self._connection().cursor(row_factory=dict_row) as cur:
             cur.execute(
                 "SELECT run_id, parent_run_id, pipeline, status, parameters, trigger_name, started_at, "
-                "ended_at, duration_ms, output, error FROM ops.pipeline_runs "
+                f"ended_at, duration_ms, output, error FROM {PIPELINE_RUNS} "
                 "WHERE %(pipeline)s::text IS NULL OR pipeline = %(pipeline)s "
                 "ORDER BY started_at DESC LIMIT %(limit)s",
                 {"pipeline": pipeline, "limit": limit},
@@ -162,7 +160,7 @@ class PostgresRunStore:
         with self._connection().cursor(row_factory=dict_row) as cur:
             cur.execute(
                 "SELECT activity_run_id, pipeline_run_id, pipeline, activity, activity_type, status, attempt, "
-                "started_at, ended_at, duration_ms, input, output, error FROM ops.activity_runs "
+                f"started_at, ended_at, duration_ms, input, output, error FROM {ACTIVITY_RUNS} "
                 "WHERE pipeline_run_id = %s ORDER BY started_at, attempt",
                 (pipeline_run_id,),
             )
@@ -170,20 +168,7 @@ class PostgresRunStore:
 
     def run_tree(self, run_id: str) -> list[dict[str, Any]]:
         """A pipeline run and all its descendants (Execute Pipeline children), parents first."""
-        with self._connection().cursor(row_factory=dict_row) as cur:
-            cur.execute(
-                """
-                WITH RECURSIVE tree AS (
-                    SELECT r.*, 0 AS depth FROM ops.pipeline_runs r WHERE run_id = %s
-                    UNION ALL
-                    SELECT c.*, t.depth + 1 FROM ops.pipeline_runs c JOIN tree t ON c.parent_run_id = t.run_id
-                )
-                SELECT run_id, parent_run_id, pipeline, status, started_at, ended_at, duration_ms, error, depth
-                FROM tree ORDER BY depth, started_at
-                """,
-                (run_id,),
-            )
-            return cur.fetchall()
+        return ops_store.run_tree(self._connection(), [run_id])
 
 
 def recover_abandoned_runs(dsn: str) -> list[str]:
@@ -199,28 +184,23 @@ def recover_abandoned_runs(dsn: str) -> list[str]:
     marked: list[str] = []
     with psycopg.connect(dsn, autocommit=True) as conn:
         running = conn.execute(
-            "SELECT run_id FROM ops.pipeline_runs WHERE status = 'InProgress' ORDER BY started_at"
+            f"SELECT run_id FROM {PIPELINE_RUNS} WHERE status = 'InProgress' ORDER BY started_at"
         ).fetchall()
-        for (run_id,) in running:
-            key = (RUN_LOCK_CLASS, run_id)
-            if not conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", key).fetchone()[0]:
-                continue  # its process is alive (or shares the lock key: left alone, safely)
-            try:
-                with conn.transaction():
-                    updated = conn.execute(
-                        "UPDATE ops.pipeline_runs SET status = 'Failed', error = %s, "
-                        "ended_at = greatest(started_at, coalesce((SELECT max(coalesce(a.ended_at, a.started_at)) "
-                        "FROM ops.activity_runs a WHERE a.pipeline_run_id = %s), started_at)) "
-                        "WHERE run_id = %s AND status = 'InProgress'",
-                        (_json(ABANDONED_ERROR), run_id, run_id),
-                    ).rowcount
-                    conn.execute(
-                        "UPDATE ops.activity_runs SET status = 'Failed', error = %s, ended_at = started_at "
-                        "WHERE pipeline_run_id = %s AND status = 'InProgress'",
-                        (_json(ABANDONED_ERROR), run_id),
-                    )
-            finally:
-                conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", key)
+        # a run whose lock is held is alive (or shares the lock key: left alone, safely)
+        for run_id in ops_store.abandoned(conn, RUN_LOCK_CLASS, (row[0] for row in running), str):
+            with conn.transaction():
+                updated = conn.execute(
+                    f"UPDATE {PIPELINE_RUNS} SET status = 'Failed', error = %s, "
+                    "ended_at = greatest(started_at, coalesce((SELECT max(coalesce(a.ended_at, a.started_at)) "
+                    f"FROM {ACTIVITY_RUNS} a WHERE a.pipeline_run_id = %s), started_at)) "
+                    "WHERE run_id = %s AND status = 'InProgress'",
+                    (_json(ABANDONED_ERROR), run_id, run_id),
+                ).rowcount
+                conn.execute(
+                    f"UPDATE {ACTIVITY_RUNS} SET status = 'Failed', error = %s, ended_at = started_at "
+                    "WHERE pipeline_run_id = %s AND status = 'InProgress'",
+                    (_json(ABANDONED_ERROR), run_id),
+                )
             if updated:
                 marked.append(run_id)
                 log.warning("pipeline run %s was abandoned by its process; marked Failed (RunAbandoned)", run_id)
@@ -250,8 +230,7 @@ class PostgresConcurrencyGate:
             slot, waited, started = None, False, time.monotonic()
             while slot is None:
                 for candidate in range(limit):
-                    key = (SLOT_LOCK_CLASS, f"{pipeline}#{candidate}")
-                    if conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", key).fetchone()[0]:
+                    if ops_store.try_lock(conn, SLOT_LOCK_CLASS, f"{pipeline}#{candidate}"):
                         slot = candidate
                         break
                 else:

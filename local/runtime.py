@@ -44,7 +44,7 @@ class LocalPlatform:
         (default 5 s): ADF's 120 s retry interval protects a cluster start, which locally is
         instantaneous, and a deterministic local failure should be reported in seconds.
         """
-        from local.adf_runner import local_context
+        from local.adf.runner import local_context
 
         cap = float(os.environ.get("LAKEHOUSE_ADF_MAX_WAIT_SECONDS", DEFAULT_MAX_WAIT_SECONDS))
         context = local_context(self.spark, self.endpoints.pg_dsn, on_event=on_event)

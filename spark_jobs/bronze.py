@@ -3,48 +3,42 @@
 Parsing happens on the driver, one whole file at a time (see :mod:`spark_jobs.raw`), and records
 become DataFrames through Arrow in batches of whole files. A file that holds no records (an
 error body, an empty overview, broken JSON) goes to ``bronze.rejected_files`` with the reason, so
-every RAW file of a window is accounted for exactly once and a rerun skips it.
+every RAW file of a window is accounted for exactly once and a rerun skips it. So does a payload
+whose bytes are not those its manifest recorded (size and sha256): RAW is never modified, so such
+a file was truncated or tampered with after landing, and none of its records are loaded.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 
+from lakehouse.contracts.manifest import Fingerprint
+from lakehouse.raw_store import RawIntegrityError, RawStore, read_verified
 from spark_jobs import raw
 from spark_jobs.contracts import Contract
 
-ARROW_TYPES = {
-    "string": pa.string(),
-    "date": pa.date32(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-    "double": pa.float64(),
-    "bigint": pa.int64(),
-    "int": pa.int32(),
-    "boolean": pa.bool_(),
+DATASET_PARSERS = {
+    "daily_bars": raw.parse_daily_bars,
+    "security_master": raw.parse_overview,
+    **{dataset: raw.parse_corporate_actions(dataset) for dataset in ("splits", "dividends")},
 }
-DATASET_PARSERS = {"daily_bars": raw.parse_daily_bars, "security_master": raw.parse_overview}
 # Whole files per DataFrame: bounds driver memory and the Spark Connect message size.
 BATCH_ROWS = 150_000
 
 
-def arrow_schema(contract: Contract) -> pa.Schema:
-    return pa.schema([pa.field(c.name, ARROW_TYPES[c.type]) for c in contract.columns])
-
-
 def to_frame(spark: SparkSession, rows: list[dict], contract: Contract) -> DataFrame:
     """A DataFrame with exactly the contract's columns and types from a list of row dicts."""
-    names = arrow_schema(contract).names
+    names = contract.arrow_schema().names
     return columns_frame(spark, {name: [r.get(name) for r in rows] for name in names}, contract)
 
 
 def columns_frame(spark: SparkSession, columns: dict[str, list], contract: Contract) -> DataFrame:
     """A DataFrame with exactly the contract's columns and types from equally long value lists."""
-    schema = arrow_schema(contract)
+    schema = contract.arrow_schema()
     table = pa.table({n: pa.array(columns[n], type=schema.field(n).type) for n in schema.names}, schema=schema)
     if table.num_rows == 0:
         return spark.createDataFrame([], contract.ddl())
@@ -88,19 +82,27 @@ def _lineage(f: raw.IngestedFile, load_id: str, version: str) -> dict:
 
 
 def ingested_batches(
-    store: raw.RawStore,
+    store: RawStore,
     files: list[raw.IngestedFile],
     dataset: str,
     load_id: str,
     contract: Contract,
     rejected_contract: Contract,
     batch_rows: int = BATCH_ROWS,
+    fingerprints: Mapping[str, Collection[Fingerprint]] | None = None,
 ) -> Iterator[Batch]:
-    """Parse `files` of `dataset` into batches of bronze rows, whole files per batch."""
+    """Parse `files` of `dataset` into batches of bronze rows, whole files per batch.
+
+    `fingerprints`: what the run manifests recorded per path; a file matching none is rejected.
+    """
     parse = DATASET_PARSERS[dataset]
+    fingerprints = fingerprints or {}
     batch = Batch()
     for f in files:
-        parsed = parse(store.read(f.file.path), f.file.path)
+        try:
+            parsed = parse(read_verified(store, f.file.path, fingerprints.get(f.file.path, ())), f.file.path)
+        except RawIntegrityError as exc:
+            parsed = raw.Parsed(rejected=f"{exc}; not loaded")
         lineage = _lineage(f, load_id, contract.version)
         if parsed.rejected is not None:
             batch.rejected.append(
@@ -118,8 +120,8 @@ def ingested_batches(
 
 
 def capture_batches(
-    store: raw.RawStore,
-    files: list[tuple[raw.RawFile, str]],
+    store: RawStore,
+    files: list[raw.CaptureFile],
     load_id: str,
     contract: Contract,
     rejected_contract: Contract,
@@ -127,17 +129,16 @@ def capture_batches(
 ) -> Iterator[Batch]:
     """Parse Event Hubs Capture files into bronze quote rows, whole files per batch."""
     batch = Batch()
-    for f, partition in files:
+    for capture in files:
+        f = capture.file
         lineage = {
             "source_file": f.path,
-            "ingest_date": f.modified.date(),
+            "ingest_date": capture.location.day,
             "ingested_at": f.modified,
             "provider": "eventhubs",
             "load_id": load_id,
             "schema_version": contract.version,
         }
-        capture_day = _capture_day(f.path)
-        lineage["ingest_date"] = capture_day or lineage["ingest_date"]
         try:
             records = raw.parse_capture(store.read(f.path), f.path)
         except raw.RawFormatError as exc:
@@ -146,18 +147,10 @@ def capture_batches(
             batch.records_per_file[f.path] = 0
             continue
         for rec in records:
-            batch.rows.append({**rec, "partition_id": partition, **lineage})
+            batch.rows.append({**rec, "partition_id": capture.location.partition, **lineage})
         batch.records_per_file[f.path] = len(records)
         if batch.size >= batch_rows:
             yield batch
             batch = Batch()
     if batch.rows or batch.rejected or batch.records_per_file:
         yield batch
-
-
-def _capture_day(path: str) -> dt.date | None:
-    parts = path.split("/")
-    try:
-        return dt.date(int(parts[4]), int(parts[5]), int(parts[6]))
-    except (IndexError, ValueError):
-        return None

@@ -1,9 +1,12 @@
 """Versioned table schemas, kept as data files inside the package so they ship with it.
 
 Each table of the lake has one JSON file under ``spark_jobs/contracts/{layer}/{table}.json`` with
-its semantic version, business key and columns. Writers check a DataFrame against the contract
-before writing and fail naming the columns that differ. Versioning rule: adding a nullable column
-is a minor change; removing, retyping, renaming a column or making it non-nullable is major.
+its semantic version, business key, columns and (for tables merged by key) the columns whose change
+makes a stored row change. A column's type is a Spark type name; :data:`TYPES` gives its Arrow and
+PostgreSQL types, so the lake, the Arrow frames and the marts agree by construction. Writers check
+a DataFrame against the contract before writing and fail naming the columns that differ.
+Versioning rule: adding a nullable column is a minor change; removing, retyping, renaming a column
+or making it non-nullable is major.
 """
 
 from __future__ import annotations
@@ -14,10 +17,68 @@ from functools import lru_cache
 from importlib import resources
 from typing import Literal
 
+import pyarrow as pa
+
 Change = Literal["none", "minor", "major"]
 
-# Spark simple type names as they appear in the contracts, mapped to DataType.simpleString().
-SPARK_TYPES = {"string", "date", "timestamp", "double", "bigint", "int", "boolean"}
+
+@dataclass(frozen=True)
+class ColumnType:
+    """One column type in each runtime's terms."""
+
+    spark: str  # DataType.simpleString(), as the contracts spell it
+    arrow: pa.DataType
+    postgres: str  # as information_schema.columns.data_type spells it
+
+
+TYPES: dict[str, ColumnType] = {
+    t.spark: t
+    for t in (
+        ColumnType("string", pa.string(), "text"),
+        ColumnType("date", pa.date32(), "date"),
+        ColumnType("timestamp", pa.timestamp("us", tz="UTC"), "timestamp with time zone"),
+        ColumnType("timestamp_ntz", pa.timestamp("us"), "timestamp without time zone"),
+        ColumnType("double", pa.float64(), "double precision"),
+        ColumnType("float", pa.float32(), "real"),
+        ColumnType("bigint", pa.int64(), "bigint"),
+        ColumnType("int", pa.int32(), "integer"),
+        ColumnType("smallint", pa.int16(), "smallint"),
+        ColumnType("boolean", pa.bool_(), "boolean"),
+    )
+}
+
+
+def postgres_type(spark_type: str) -> str | None:
+    """The PostgreSQL type of a Spark type name, or None when it has none."""
+    known = TYPES.get(spark_type)
+    return known.postgres if known else None
+
+
+def schema_differences(
+    actual: dict[str, str], expected: dict[str, str], *, only_actual: str, only_expected: str, type_problem
+) -> list[str]:
+    """The one schema comparison: columns only on one side, then columns whose types differ.
+
+    Args:
+        actual: column name -> type of what is there.
+        expected: column name -> type of what it must match.
+        only_actual: label of the columns missing from `expected`.
+        only_expected: label of the columns missing from `actual`.
+        type_problem: ``(name, actual type, expected type) -> message`` or None when they agree.
+    """
+    problems = []
+    missing = [n for n in expected if n not in actual]
+    extra = [n for n in actual if n not in expected]
+    if missing:
+        problems.append(f"{only_expected} {missing}")
+    if extra:
+        problems.append(f"{only_actual} {extra}")
+    for name, typ in expected.items():
+        if name in actual:
+            problem = type_problem(name, actual[name], typ)
+            if problem:
+                problems.append(problem)
+    return problems
 
 
 class ContractError(ValueError):
@@ -40,6 +101,7 @@ class Contract:
     version: str
     keys: tuple[str, ...]
     columns: tuple[Column, ...]
+    compared: tuple[str, ...] = ()  # a stored row changes when one of these differs
 
     @property
     def qualified_name(self) -> str:
@@ -57,21 +119,20 @@ class Contract:
         """Spark DDL schema string, e.g. ``symbol string, trade_date date``; columns all nullable."""
         return ", ".join(f"`{c.name}` {c.type}" for c in self.columns)
 
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema([pa.field(c.name, TYPES[c.type].arrow) for c in self.columns])
+
     def mismatches(self, schema) -> list[str]:
         """Human-readable differences between a Spark StructType and this contract."""
-        actual = {f.name: f.dataType.simpleString() for f in schema.fields}
-        expected = {c.name: c.type for c in self.columns}
-        problems = []
-        missing = [n for n in expected if n not in actual]
-        extra = [n for n in actual if n not in expected]
-        if missing:
-            problems.append(f"missing columns {missing}")
-        if extra:
-            problems.append(f"unexpected columns {extra}")
-        for name, typ in expected.items():
-            if name in actual and actual[name] != typ:
-                problems.append(f"column {name!r} is {actual[name]}, contract says {typ}")
-        return problems
+        return schema_differences(
+            {f.name: f.dataType.simpleString() for f in schema.fields},
+            {c.name: c.type for c in self.columns},
+            only_actual="unexpected columns",
+            only_expected="missing columns",
+            type_problem=lambda name, got, want: (
+                None if got == want else f"column {name!r} is {got}, contract says {want}"
+            ),
+        )
 
     def check(self, df):
         """Return `df` with the contract's column order, or raise ContractError naming the columns."""
@@ -86,21 +147,24 @@ class Contract:
 def _parse(doc: dict, origin: str) -> Contract:
     try:
         columns = tuple(Column(c["name"], c["type"], bool(c["nullable"])) for c in doc["columns"])
-        contract = Contract(doc["layer"], doc["table"], str(doc["version"]), tuple(doc["keys"]), columns)
+        contract = Contract(
+            doc["layer"], doc["table"], str(doc["version"]), tuple(doc["keys"]), columns, tuple(doc.get("compared", ()))
+        )
     except (KeyError, TypeError) as exc:
         raise ContractError(f"contract {origin}: missing field {exc}") from None
     parts = contract.version.split(".")
     if len(parts) != 3 or not all(p.isdigit() for p in parts):
         raise ContractError(f"contract {origin}: version {contract.version!r} is not MAJOR.MINOR.PATCH")
-    unknown = [c.name for c in columns if c.type not in SPARK_TYPES]
+    unknown = [c.name for c in columns if c.type not in TYPES]
     if unknown:
         raise ContractError(f"contract {origin}: columns {unknown} have unsupported types")
     names = [c.name for c in columns]
     if len(set(names)) != len(names):
         raise ContractError(f"contract {origin}: duplicate column names")
-    missing_keys = [k for k in contract.keys if k not in names]
-    if missing_keys:
-        raise ContractError(f"contract {origin}: keys {missing_keys} are not columns")
+    for role, listed in (("keys", contract.keys), ("compared columns", contract.compared)):
+        missing = [k for k in listed if k not in names]
+        if missing:
+            raise ContractError(f"contract {origin}: {role} {missing} are not columns")
     return contract
 
 

@@ -1,16 +1,24 @@
 """SILVER -> GOLD analytics. Pure DataFrame functions, plus the plan of what to recompute.
 
-Adjusted close is back-adjusted from the split and dividend data when the bars carry it: an
-event on day e (split coefficient s, dividend d) scales every earlier price by
-``f_e = (1 / s) * (1 - d / close_{e-1})``, so ``adj_close_t = close_t * prod(f_e for e > t)``.
-Without split/dividend fields every factor is 1 and ``adj_close = close``.
+Adjustment. The events of a symbol are its splits and dividends: silver.corporate_actions (the
+SPLITS and DIVIDENDS datasets, on any plan) and, for days it does not cover, the split and
+dividend fields of the adjusted daily series (premium plans). An event on ex-date e (split factor
+s, dividend d, previous close c) has the factor ``f_e = (1 - d / c) / s``; the cumulative factor of
+e is the product of the factors of e and of every later event, and every price of a day t is
+multiplied by the product of ``f_e`` over the events after t (see :func:`adjustment_factors`).
+Open, high, low and close stay as traded; adj_close, the moving averages, the 52-week extremes
+(of the adjusted highs and lows) and the drawdown are all in that one adjusted frame, and
+returns and volatility are of the adjusted close. A factor that is not positive (a dividend at
+least as large as the price it is paid on, a split factor of 0) stops the job: it cannot be a real
+event, and treating it as 1 would silently publish unadjusted history. Events after a symbol's
+last bar (declared dividends not yet ex) adjust nothing yet.
 
 Incremental recompute (see :func:`recompute_starts`): for each symbol with changed silver bars,
 gold is recomputed from the earliest changed date to the symbol's last date, reading the 252
 bars before it so the rolling metrics (52 weeks is the longest) are complete; the running peak
 of the drawdown continues from the stored rows before that date. A changed bar at or before an
 adjustment event changes the adjusted history before the event, so then the whole symbol is
-recomputed.
+recomputed; so does a new or revised corporate action (passed in as a change on its ex-date).
 """
 
 from __future__ import annotations
@@ -21,6 +29,9 @@ import math
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from spark_jobs import contracts
+from spark_jobs.silver import SECURITY_ATTRIBUTES
+
 LOOKBACK_BARS = 252
 # Calendar days that surely hold LOOKBACK_BARS sessions (252 sessions ~ 366 days) with slack.
 LOOKBACK_DAYS = 400
@@ -28,14 +39,10 @@ MOVING_AVERAGES = (20, 50, 200)
 VOLATILITY_WINDOW = 20
 EXTREMES_WINDOW = 252
 ANNUALIZATION = math.sqrt(252.0)
-DAILY_VALUES = (
-    "open", "high", "low", "close", "adj_close", "volume", "daily_return", "log_return", "ma_20", "ma_50",
-    "ma_200", "volatility_20d", "high_52w", "low_52w", "drawdown",
-)  # fmt: skip
-MONTHLY_VALUES = ("open", "high", "low", "close", "adj_close", "volume", "monthly_return", "trading_days")
-SECURITY_ATTRIBUTES = ("name", "exchange", "currency", "country", "sector", "industry")
-QUOTE_VALUES = ("price", "open", "high", "low", "volume", "previous_close", "change", "change_percent",
-                "latest_trading_day", "quote_time")  # fmt: skip
+# The columns whose change rewrites a stored gold row (declared in the contracts).
+DAILY_VALUES = contracts.load("gold", "fct_daily_prices").compared
+MONTHLY_VALUES = contracts.load("gold", "fct_monthly_performance").compared
+QUOTE_VALUES = contracts.load("gold", "latest_quotes").compared
 
 
 def _event() -> Column:
@@ -44,24 +51,35 @@ def _event() -> Column:
     )
 
 
-def recompute_starts(changed: DataFrame, silver: DataFrame) -> DataFrame:
+def recompute_starts(changed: DataFrame, silver: DataFrame, day_events: DataFrame | None = None) -> DataFrame:
     """Per symbol with changed bars: the first trade date whose gold row must be recomputed.
 
     Args:
-        changed: (symbol, trade_date) of silver bars inserted or revised since the last gold run.
+        changed: (symbol, trade_date) of silver bars inserted or revised since the last gold run,
+            and the ex-dates of corporate actions inserted or revised since then.
         silver: silver.daily_bars.
+        day_events: :func:`events` of the symbols (None: the bars' own split and dividend fields).
 
     Returns:
         (symbol, start_date, full) where full means the whole symbol history is recomputed.
     """
     first_change = changed.groupBy("symbol").agg(F.min("trade_date").alias("first_change"))
-    bars = silver.join(first_change, "symbol", "inner")
-    per_symbol = bars.groupBy("symbol").agg(
-        F.min("trade_date").alias("first_date"),
-        F.min("first_change").alias("first_change"),
-        F.max(F.when((F.col("trade_date") >= F.col("first_change")) & _event(), 1).otherwise(0)).alias("_events"),
+    if day_events is None:
+        day_events = events(silver.join(first_change.select("symbol"), "symbol", "left_semi"))
+    after_change = (
+        day_events.join(first_change, "symbol", "inner")
+        .filter(F.col("ex_date") >= F.col("first_change"))
+        .select("symbol")
+        .distinct()
+        .withColumn("_events", F.lit(True))
     )
-    full = F.col("_events") == 1
+    per_symbol = (
+        silver.join(first_change, "symbol", "inner")
+        .groupBy("symbol")
+        .agg(F.min("trade_date").alias("first_date"), F.min("first_change").alias("first_change"))
+        .join(after_change, "symbol", "left")
+    )
+    full = F.coalesce(F.col("_events"), F.lit(False))
     return per_symbol.select(
         "symbol",
         F.when(full, F.col("first_date")).otherwise(F.col("first_change")).alias("start_date"),
@@ -85,25 +103,121 @@ def span_for(silver: DataFrame, starts: DataFrame) -> DataFrame:
     )
 
 
-def adjusted(bars: DataFrame) -> DataFrame:
-    """`bars` plus ``adj_close`` (back-adjusted for splits and dividends within the bars given)."""
-    by_date = Window.partitionBy("symbol").orderBy("trade_date")
-    later = by_date.rowsBetween(1, Window.unboundedFollowing)
-    prev_close = F.lag("close").over(by_date)
-    dividend = F.coalesce(F.col("dividend_amount"), F.lit(0.0))
-    dividend_factor = F.when((dividend > 0) & prev_close.isNotNull(), 1.0 - dividend / prev_close).otherwise(1.0)
-    factor = dividend_factor / F.coalesce(F.col("split_coefficient"), F.lit(1.0))
-    with_factor = bars.withColumn("_log_factor", F.when(factor > 0, F.log(factor)).otherwise(0.0))
-    return with_factor.withColumn(
-        "adj_close", F.col("close") * F.exp(F.coalesce(F.sum("_log_factor").over(later), F.lit(0.0)))
-    ).drop("_log_factor")
+def events(bars: DataFrame, actions: DataFrame | None = None) -> DataFrame:
+    """(symbol, ex_date, split_factor, dividend_amount) of every event day of `bars`' symbols.
+
+    silver.corporate_actions wins for the kind of event it has on a day; the series' own fields
+    fill what it lacks (a premium series ingested without the SPLITS and DIVIDENDS datasets).
+    """
+    split, dividend = F.col("split_coefficient"), F.col("dividend_amount")
+    from_bars = bars.filter(_event()).select(
+        "symbol", F.col("trade_date").alias("ex_date"), split.alias("_bar_split"), dividend.alias("_bar_dividend")
+    )
+    if actions is None:
+        none = F.lit(None).cast("double")
+        joined = from_bars.select("*", none.alias("_split"), none.alias("_dividend"))
+    else:
+        symbols = bars.select("symbol").distinct()
+        per_day = (
+            actions.join(symbols, "symbol", "left_semi")
+            .groupBy("symbol", "ex_date")
+            .agg(
+                F.max(F.when(F.col("action") == "split", F.col("split_factor"))).alias("_split"),
+                F.max(F.when(F.col("action") == "dividend", F.col("dividend_amount"))).alias("_dividend"),
+            )
+        )
+        joined = per_day.join(from_bars, ["symbol", "ex_date"], "full")
+    return joined.select(
+        "symbol", "ex_date",
+        F.coalesce("_split", "_bar_split", F.lit(1.0)).alias("split_factor"),
+        F.coalesce("_dividend", "_bar_dividend", F.lit(0.0)).alias("dividend_amount"),
+    )  # fmt: skip
 
 
-def daily_prices(span: DataFrame, starts: DataFrame, load_id: str, version: str) -> DataFrame:
+# The bar before an ex-date is looked for this many calendar days back (it is the previous session).
+PREVIOUS_CLOSE_DAYS = 31
+
+
+def _checked(factor: Column) -> Column:
+    """`factor`, or a job failure naming the event when it is not a positive number."""
+    message = F.concat(
+        F.lit("non-positive adjustment factor for "), F.col("symbol"), F.lit(" on "), F.col("ex_date").cast("string"),
+        F.lit(": split factor "), F.col("split_factor").cast("string"), F.lit(", dividend "),
+        F.col("dividend_amount").cast("string"), F.lit(", previous close "),
+        F.coalesce(F.col("previous_close").cast("string"), F.lit("unknown")),
+    )  # fmt: skip
+    return F.when(factor > 0, factor).otherwise(F.raise_error(message))
+
+
+def adjustment_factors(bars: DataFrame, day_events: DataFrame) -> DataFrame:
+    """Per symbol and ex-date: the event factor and the cumulative factor (gold.adjustment_factors).
+
+    ``cumulative_factor`` of an ex-date is what every price before it, back to the previous
+    event, is multiplied by. Only events up to the symbol's last bar count.
+
+    Args:
+        bars: silver bars of the symbols (all of them, or a span that holds the bar before each
+            event that matters).
+        day_events: :func:`events`.
+    """
+    last = bars.groupBy("symbol").agg(F.max("trade_date").alias("_last"))
+    current = day_events.join(last, "symbol", "inner").filter(F.col("ex_date") <= F.col("_last")).drop("_last")
+    prior = bars.select("symbol", F.col("trade_date").alias("_day"), F.col("close").alias("_close"))
+    previous = (
+        current.select("symbol", "ex_date")
+        .join(prior, "symbol", "inner")
+        .filter(F.col("_day") < F.col("ex_date"))
+        .filter(F.col("_day") >= F.date_sub(F.col("ex_date"), PREVIOUS_CLOSE_DAYS))
+        .groupBy("symbol", "ex_date")
+        .agg(F.max_by("_close", "_day").alias("previous_close"))
+    )
+    with_close = current.join(previous, ["symbol", "ex_date"], "left")
+    dividend, close = F.col("dividend_amount"), F.col("previous_close")
+    dividend_factor = F.when((dividend != 0) & close.isNotNull(), 1.0 - dividend / close).otherwise(F.lit(1.0))
+    split = F.col("split_factor")
+    with_factor = with_close.withColumn("event_factor", _checked(F.when(split > 0, dividend_factor / split)))
+    later = Window.partitionBy("symbol").orderBy("ex_date").rowsBetween(0, Window.unboundedFollowing)
+    cumulative = F.exp(F.sum(F.log("event_factor")).over(later))
+    return with_factor.withColumn("cumulative_factor", cumulative).select(
+        "symbol", "ex_date", "split_factor", "dividend_amount", "previous_close", "event_factor", "cumulative_factor"
+    )
+
+
+def adjusted(bars: DataFrame, factors: DataFrame | None = None) -> DataFrame:
+    """`bars` plus ``_adjustment`` (the product of the event factors after each day) and ``adj_close``.
+
+    Args:
+        bars: silver bars.
+        factors: :func:`adjustment_factors` of the symbols; None takes them from the bars' own
+            split and dividend fields.
+    """
+    if factors is None:
+        factors = adjustment_factors(bars, events(bars))
+    # One timeline of bars and events; on an ex-date the event sorts first, so it is not "after" that day's bar.
+    marks = bars.select("symbol", "trade_date", F.lit(1).alias("_kind"), F.lit(0.0).alias("_log")).unionByName(
+        factors.select(
+            "symbol", F.col("ex_date").alias("trade_date"), F.lit(0).alias("_kind"), F.log("event_factor").alias("_log")
+        )
+    )
+    later = Window.partitionBy("symbol").orderBy("trade_date", "_kind").rowsBetween(1, Window.unboundedFollowing)
+    per_bar = (
+        marks.withColumn("_adjustment", F.exp(F.coalesce(F.sum("_log").over(later), F.lit(0.0))))
+        .filter(F.col("_kind") == 1)
+        .select("symbol", "trade_date", "_adjustment")
+    )
+    return bars.join(per_bar, ["symbol", "trade_date"], "inner").withColumn(
+        "adj_close", F.col("close") * F.col("_adjustment")
+    )
+
+
+def daily_prices(
+    span: DataFrame, starts: DataFrame, load_id: str, version: str, factors: DataFrame | None = None
+) -> DataFrame:
     """fct_daily_prices rows from each symbol's start date on.
 
     Args:
         span: silver bars (see :func:`span_for`).
+        factors: :func:`adjustment_factors` of the symbols (None: from the bars' own fields).
         starts: (symbol, start_date, prev_peak) where prev_peak is the highest stored adj_close
             before start_date (NULL when recomputing from the first bar).
         load_id: the run producing the rows.
@@ -114,7 +228,7 @@ def daily_prices(span: DataFrame, starts: DataFrame, load_id: str, version: str)
     def last(n: int):
         return by_date.rowsBetween(-(n - 1), 0)
 
-    df = adjusted(span)
+    df = adjusted(span, factors)
     ratio = F.col("adj_close") / F.lag("adj_close").over(by_date)
     df = df.withColumn("daily_return", ratio - 1.0).withColumn("log_return", F.log(ratio))
     for n in MOVING_AVERAGES:
@@ -127,8 +241,9 @@ def daily_prices(span: DataFrame, starts: DataFrame, load_id: str, version: str)
             F.stddev_samp("log_return").over(vol) * F.lit(ANNUALIZATION),
         ),
     )
-    df = df.withColumn("high_52w", F.max("high").over(last(EXTREMES_WINDOW)))
-    df = df.withColumn("low_52w", F.min("low").over(last(EXTREMES_WINDOW)))
+    # The extremes of the adjusted highs and lows: the same frame as adj_close, continuous across splits.
+    df = df.withColumn("high_52w", F.max(F.col("high") * F.col("_adjustment")).over(last(EXTREMES_WINDOW)))
+    df = df.withColumn("low_52w", F.min(F.col("low") * F.col("_adjustment")).over(last(EXTREMES_WINDOW)))
     df = df.join(F.broadcast(starts.select("symbol", "start_date", "prev_peak")), "symbol", "inner")
     running = F.max("adj_close").over(by_date.rowsBetween(Window.unboundedPreceding, 0))
     peak = F.greatest(running, F.coalesce(F.col("prev_peak"), running))
@@ -224,3 +339,13 @@ def dim_date_rows(days: list[dt.date], previous: dt.date | None, following: dt.d
             "previous_trade_date": days[i - 1] if i else previous,
         })  # fmt: skip
     return rows
+
+
+def changed_ranges(rows: DataFrame, date_column: str) -> DataFrame:
+    """(symbol, range_start, range_end): the span of `date_column` each symbol's recomputed rows cover.
+
+    Silver-to-gold records these spans (``ops.gold_changes``) so that serving reloads every range
+    gold rewrote, not only the run's window: a split rebases a symbol's whole history, a revised or
+    late bar changes dates long before the window.
+    """
+    return rows.groupBy("symbol").agg(F.min(date_column).alias("range_start"), F.max(date_column).alias("range_end"))

@@ -47,9 +47,6 @@ class DateWindow:
         """Spark SQL predicate selecting the window on a date column."""
         return f"`{column}` BETWEEN DATE'{self.start.isoformat()}' AND DATE'{self.end.isoformat()}'"
 
-    def as_dict(self) -> dict[str, str]:
-        return {"start_date": self.start.isoformat(), "end_date": self.end.isoformat()}
-
 
 def parse_flag(value: str | bool) -> bool:
     """The full_refresh widget: 'true' or 'false' (or empty, meaning false)."""

@@ -1,32 +1,44 @@
 """One entry point per notebook: read the window, call the layer functions, write, summarize.
 
 Every job takes a window (``start_date``..``end_date``), a ``run_id`` (the ADF pipeline run id,
-stored as ``load_id``) and ``full_refresh``, and returns the JSON-able summary the notebook
-passes to ``dbutils.notebook.exit``. Rerunning a window leaves every table unchanged.
+stored as ``load_id``) and ``full_refresh``, and returns its :class:`~lakehouse.job_summary.JobSummary`,
+whose JSON the notebook passes to ``dbutils.notebook.exit``. Rerunning a window leaves every table unchanged.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse import telemetry, trading_calendar
+from lakehouse.contracts import raw_layout
+from lakehouse.contracts.manifest import read_manifests
+from lakehouse.job_summary import JobSummary, TableSummary
 from lakehouse.lake import Lake
+from lakehouse.raw_store import RawStore, cluster_raw_store
 from lakehouse.settings import Settings
 from spark_jobs import bronze, gold, quality, raw, silver
+from spark_jobs.contracts import Contract
 from spark_jobs.job_params import DateWindow, parse_flag
 from spark_jobs.tables import Tables, contract
 
 log = logging.getLogger(__name__)
 
 # RAW dataset -> bronze table
-BRONZE_DATASETS = {"daily_bars": "daily_bars", "security_master": "security_overview"}
+BRONZE_DATASETS = {
+    "daily_bars": "daily_bars",
+    "security_master": "security_overview",
+    "splits": "corporate_actions",
+    "dividends": "corporate_actions",
+}
+# The rows of a bronze table that one of several datasets landed in it (for a full refresh).
+BRONZE_SCOPES = {"splits": "action = 'split'", "dividends": "action = 'dividend'"}
 
 
 class ReconciliationError(RuntimeError):
@@ -77,26 +89,12 @@ def _bronze_counts(tables: Tables, table: str, window: DateWindow, files: list[s
     return {r.source_file: int(r["count"]) for r in rows}
 
 
-def _manifest_records(store: raw.RawStore, dataset: str, window: DateWindow) -> dict[str, int]:
-    """records per file as the ingestion's run manifests state them."""
-    found: dict[str, int] = {}
-    for day in raw.days(window.start, window.end):
-        for f in store.list(f"_manifests/{dataset}/ingest_date={day.isoformat()}"):
-            if not f.path.endswith(".json"):
-                continue
-            try:
-                doc = json.loads(store.read(f.path))
-            except json.JSONDecodeError:
-                log.warning("unreadable manifest %s", f.path)
-                continue
-            for entry in doc.get("files", []):
-                if isinstance(entry, dict) and "path" in entry and isinstance(entry.get("records"), int):
-                    found[entry["path"]] = entry["records"]
-    return found
+def _load(tables: Tables, table: str, batches, window: DateWindow) -> tuple[TableSummary, dict[str, int]]:
+    """Append batches of whole files to a bronze table, then prove every file's rows arrived once.
 
-
-def _load(tables: Tables, table: str, batches, window: DateWindow) -> dict:
-    """Append batches of whole files to a bronze table, then prove every file's rows arrived once."""
+    Returns:
+        The table's counts, and the bronze rows per loaded file as counted back after the load.
+    """
     target, rejected_contract = contract("bronze", table), contract("bronze", "rejected_files")
     parsed: dict[str, int] = {}
     rejected = 0
@@ -116,47 +114,49 @@ def _load(tables: Tables, table: str, batches, window: DateWindow) -> dict:
         raise ReconciliationError(
             f"bronze.{table}: {len(wrong)} files did not land exactly once (file: (records, rows)): {sample}"
         )
-    return {
-        "files_loaded": len(parsed),
-        "files_rejected": rejected,
-        "rows_read": sum(parsed.values()),
-        "rows_written": sum(landed.values()),
-        "_landed": landed,
-    }
+    counts = TableSummary(
+        files_loaded=len(parsed),
+        files_rejected=rejected,
+        rows_read=sum(parsed.values()),
+        rows_written=sum(landed.values()),
+    )
+    return counts, landed
 
 
 @telemetry.job("raw_to_bronze")
 def run_raw_to_bronze(
     spark: SparkSession, settings: Settings, start_date, end_date, run_id: str, full_refresh=False
-) -> dict:
+) -> JobSummary:
     """Load the RAW files of the window that bronze has not seen (all of them with full_refresh)."""
     window, full_refresh = DateWindow.parse(start_date, end_date), parse_flag(full_refresh)
     tables, lake = _context(spark, settings)
-    store = raw.store_for(lake)
+    store = cluster_raw_store(lake)
     started = time.monotonic()
-    summary: dict = {"job": "raw_to_bronze", "run_id": run_id, **window.as_dict(), "full_refresh": full_refresh,
-                     "tables": {}}  # fmt: skip
+    summary = JobSummary(
+        job="raw_to_bronze", run_id=run_id, start_date=window.start, end_date=window.end, full_refresh=full_refresh
+    )
     for dataset, table in BRONZE_DATASETS.items():
         if full_refresh:
-            tables.delete(contract("bronze", table), window.predicate("ingest_date"))
+            scope = f" AND {BRONZE_SCOPES[dataset]}" if dataset in BRONZE_SCOPES else ""
+            tables.delete(contract("bronze", table), window.predicate("ingest_date") + scope)
             rejected_in_window = f"{window.predicate('ingest_date')} AND dataset = '{dataset}'"
             tables.delete(contract("bronze", "rejected_files"), rejected_in_window)
         files = raw.ingested_files(store, settings.provider, dataset, window.start, window.end)
         seen = _loaded_files(tables, table, dataset, window)
         new = [f for f in files if f.file.path not in seen]
-        batches = bronze.ingested_batches(store, new, dataset, run_id, contract("bronze", table),
-                                          contract("bronze", "rejected_files"))  # fmt: skip
-        result = {"files_found": len(files), "files_skipped": len(files) - len(new)}
-        result |= _load(tables, table, batches, window)
-        manifest = _manifest_records(store, dataset, window)
-        result["manifest_mismatches"] = _manifest_mismatches(
-            result.pop("_landed"), manifest, [f.file.path for f in new]
+        target, rejected = contract("bronze", table), contract("bronze", "rejected_files")
+        manifests = read_manifests(store, dataset, raw_layout.days(window.start, window.end))
+        batches = bronze.ingested_batches(
+            store, new, dataset, run_id, target, rejected, fingerprints=manifests.fingerprints()
         )
-        summary["tables"][f"bronze.{table}"] = result
-    summary["tables"]["bronze.quotes"] = _load_quotes(tables, store, window, run_id, full_refresh)
-    summary["rows_read"] = sum(t["rows_read"] for t in summary["tables"].values())
-    summary["rows_written"] = sum(t["rows_written"] for t in summary["tables"].values())
-    summary["seconds"] = round(time.monotonic() - started, 3)
+        result, landed = _load(tables, table, batches, window)
+        result.files_found, result.files_skipped = len(files), len(files) - len(new)
+        manifest = manifests.records_per_file()
+        result.manifest_mismatches = _manifest_mismatches(landed, manifest, [f.file.path for f in new])
+        earlier = summary.tables.get(f"bronze.{table}")  # splits and dividends share one table
+        summary.tables[f"bronze.{table}"] = earlier.plus(result) if earlier else result
+    summary.tables["bronze.quotes"] = _load_quotes(tables, store, window, run_id, full_refresh)
+    summary.seconds = round(time.monotonic() - started, 3)
     return summary
 
 
@@ -171,19 +171,18 @@ def _manifest_mismatches(landed: dict[str, int], manifest: dict[str, int], new_f
     ]
 
 
-def _load_quotes(tables: Tables, store: raw.RawStore, window: DateWindow, run_id: str, full_refresh: bool) -> dict:
+def _load_quotes(tables: Tables, store: RawStore, window: DateWindow, run_id: str, full_refresh: bool) -> TableSummary:
     target = contract("bronze", "quotes")
     if full_refresh:
         tables.delete(target, window.predicate("ingest_date"))
         tables.delete(contract("bronze", "rejected_files"), f"{window.predicate('ingest_date')} AND dataset = 'quotes'")
     files = raw.capture_files(store, window.start, window.end)
     seen = _loaded_files(tables, "quotes", "quotes", window)
-    new = [(f, p) for f, p in files if f.path not in seen]
+    new = [f for f in files if f.file.path not in seen]
     batches = bronze.capture_batches(store, new, run_id, target, contract("bronze", "rejected_files"))
-    result = {"files_found": len(files), "files_skipped": len(files) - len(new)}
-    loaded = _load(tables, "quotes", batches, window)
-    loaded.pop("_landed")
-    return result | loaded
+    result, _ = _load(tables, "quotes", batches, window)
+    result.files_found, result.files_skipped = len(files), len(files) - len(new)
+    return result
 
 
 # ---------------------------------------------------------------- BRONZE -> SILVER
@@ -195,11 +194,109 @@ def _sessions(spark: SparkSession, settings: Settings) -> DataFrame:
     return silver.sessions_frame(spark, days)
 
 
+@dataclass(frozen=True)
+class _TypingInputs:
+    """What typing a silver table's bronze rows may need besides those rows."""
+
+    current_bars: DataFrame
+    sessions: DataFrame
+    today: dt.date
+    known_bars: DataFrame  # the bars silver holds once this batch is merged (silver.known_bars)
+
+
+@dataclass(frozen=True)
+class SilverTable:
+    """A silver table as the job drives it; its keys and compared columns come from its contract.
+
+    A merged row is new (its key is not stored yet), revised (a later ingestion with different
+    compared values; with a ``revision`` column that counter goes up) or unchanged. A table that
+    compares no columns only ever inserts new keys.
+    """
+
+    name: str
+    source: str  # the bronze table
+    typed: Callable[[DataFrame, _TypingInputs], DataFrame]  # bronze rows -> typed rows with the rules' helper columns
+    latest_first: Callable[[], list[Column]]  # the winner of a key comes first
+    sample_keys: tuple[str, ...]  # columns that name a failing row in the DQ samples
+    rows: Callable[[DataFrame, str, dt.datetime, str], DataFrame]  # winners -> the contract's shape
+    quarantine_key: Callable[[], Column]
+    quarantine_values: tuple[str, ...]  # columns kept, as received, with a quarantined row
+    materialize: bool = False  # write the routed and the classified rows to scratch tables (large batches)
+
+    @property
+    def contract(self) -> Contract:
+        return contract("silver", self.name)
+
+    @property
+    def qualified_name(self) -> str:
+        return f"silver.{self.name}"
+
+
+def _bar_order() -> list[Column]:
+    return [*silver.latest_first(), F.col("record_index").desc()]
+
+
+def _quote_order() -> list[Column]:
+    return [F.col("sequence_number").desc()]
+
+
+def _key(*columns: str) -> Callable[[], Column]:
+    """The record key of a quarantined row: its columns as text joined by ``|`` (a missing first one as '')."""
+    return lambda: F.concat_ws(
+        "|", F.coalesce(F.col(columns[0]), F.lit("")), *[F.col(c).cast("string") for c in columns[1:]]
+    )
+
+
+SILVER_TABLES: tuple[SilverTable, ...] = (
+    SilverTable(
+        "daily_bars",
+        "daily_bars",
+        lambda rows, given: silver.typed_daily_bars(rows, given.current_bars, given.sessions, given.today),
+        _bar_order,
+        ("symbol", "trade_date_raw", "source_file"),
+        silver.daily_bar_rows,
+        silver.bar_key,
+        ("symbol", "path_symbol", "trade_date_raw", *[f"{c}_raw" for c in silver.BAR_VALUES]),
+        materialize=True,
+    ),
+    SilverTable(
+        "securities",
+        "security_overview",
+        lambda rows, given: silver.typed_securities(rows),
+        silver.latest_first,
+        ("symbol", "as_of_date", "source_file"),
+        silver.security_rows,
+        _key("symbol", "as_of_date"),
+        ("symbol", "path_symbol", *silver.SECURITY_ATTRIBUTES),
+    ),
+    SilverTable(
+        "quotes",
+        "quotes",
+        lambda rows, given: silver.typed_quotes(rows, given.sessions),
+        _quote_order,
+        ("symbol", "quote_time", "source_file"),
+        silver.quote_rows,
+        _key("symbol", "sequence_number"),
+        ("symbol", "body"),
+    ),
+    SilverTable(
+        "corporate_actions",
+        "corporate_actions",
+        lambda rows, given: silver.typed_corporate_actions(rows, given.known_bars),
+        _bar_order,
+        ("symbol", "ex_date_raw", "source_file"),
+        silver.corporate_action_rows,
+        _key("symbol", "action", "ex_date_raw", "record_index"),
+        ("symbol", "path_symbol", "action", "ex_date_raw", "value_raw"),
+    ),
+)
+
+
 @dataclass
-class _Staged:
+class _Routed:
     """A silver table's batch after the rules, before any write."""
 
-    table: str
+    table: SilverTable
     rows_in: int
     winners: DataFrame
     superseded: int
@@ -208,35 +305,77 @@ class _Staged:
     results: list
 
 
-def _stage(
-    flagged: DataFrame, table: str, keys: list[str], order: list, key_columns: list[str], tables: Tables | None = None
-) -> _Staged:
+def _route(table: SilverTable, flagged: DataFrame, tables: Tables) -> _Routed:
     """Route the batch and count routes and rule failures in one aggregation pass.
 
-    With `tables`, the routed batch is first written to a scratch table: the counts, the rule
+    A materialized table's routed batch is first written to a scratch table: the counts, the rule
     samples, the winners and the quarantined rows then read it instead of each re-running the
     typing, rules and window functions over the bronze rows (worth it for the bars, not for the
     few securities and quotes).
     """
-    routed = silver.route(flagged, keys, order)
-    if tables is not None:
-        routed = tables.stage(routed, f"silver_routed_{table}")
+    routed = silver.route(flagged, list(table.contract.keys), table.latest_first())
+    if table.materialize:
+        routed = tables.stage(routed, f"silver_routed_{table.name}")
     route = F.col(silver.ROUTE)
     counts = routed.agg(
         F.count(F.lit(1)).alias("rows_in"),
         F.sum(F.when(route == "winner", 1).otherwise(0)).alias("winners"),
         F.sum(F.when(route == "superseded", 1).otherwise(0)).alias("superseded"),
         F.sum(F.when(route == "quarantine", 1).otherwise(0)).alias("quarantined"),
-        *quality.failure_counts(f"silver.{table}"),
+        *quality.failure_counts(table.qualified_name),
     ).first()
     rows_in = int(counts.rows_in)
     n_win, n_sup, n_quar = (int(counts[c] or 0) for c in ("winners", "superseded", "quarantined"))
     if rows_in != n_win + n_sup + n_quar:
-        raise ReconciliationError(f"silver.{table}: rows in {rows_in} != valid {n_win + n_sup} + quarantined {n_quar}")
-    results = quality.summarize(routed, f"silver.{table}", key_columns, counts)
+        raise ReconciliationError(
+            f"{table.qualified_name}: rows in {rows_in} != valid {n_win + n_sup} + quarantined {n_quar}"
+        )
+    results = quality.summarize(routed, table.qualified_name, list(table.sample_keys), counts)
     winners = routed.filter(route == "winner").drop(silver.ROUTE)
     quarantined = routed.filter(route == "quarantine").drop(silver.ROUTE)
-    return _Staged(table, rows_in, winners, n_sup, quarantined, n_quar, results)
+    return _Routed(table, rows_in, winners, n_sup, quarantined, n_quar, results)
+
+
+def _merge(tables: Tables, routed: _Routed, current: DataFrame, run_id: str, now: dt.datetime) -> dict[str, int]:
+    """Merge a routed batch's winners into its silver table; new / revised / unchanged counts.
+
+    Only revised rows go through MERGE and new ones are appended: a daily run's compact payloads
+    repeat 99 known bars per symbol, and Sail's MERGE joins the whole table and rewrites the files
+    it touches even for rows it only inserts. A materialized table's rows are classified once, into
+    a scratch table, so the typing and routing plan is not computed again by the writes.
+    """
+    table, c = routed.table, routed.table.contract
+    rows = table.rows(routed.winners, run_id, now, c.version)
+    if current.limit(1).count() == 0:
+        tables.append(rows, c)
+        return {"new": routed.rows_in - routed.superseded - routed.quarantined_count, "revised": 0, "unchanged": 0}
+    classified = silver.classify_changes(rows, current, list(c.keys), c.compared)
+    if table.materialize:
+        classified = tables.stage(classified, f"silver_{table.name}")
+    counts = {"new": 0, "revised": 0, "unchanged": 0}
+    counts.update({r["_change"]: int(r["count"]) for r in classified.groupBy("_change").count().collect()})
+    if counts["revised"]:
+        condition = f"s.ingested_at > t.ingested_at AND {silver.values_differ(c.compared)}"
+        revision = {"revision": "t.revision + 1"} if "revision" in c.column_names else None
+        revised = classified.filter(F.col("_change") == "revised").drop("_change")
+        tables.merge(revised, c, matched_condition=condition, update_set=revision)
+    if counts["new"]:
+        tables.append(classified.filter(F.col("_change") == "new").drop("_change"), c)
+    return counts
+
+
+def _table_summary(routed: _Routed, changes: dict[str, int], files: int) -> TableSummary:
+    return TableSummary(
+        rows_read=routed.rows_in,
+        valid=routed.rows_in - routed.quarantined_count,
+        superseded=routed.superseded,
+        rows_quarantined=routed.quarantined_count,
+        inserted=changes["new"],
+        revised=changes["revised"],
+        unchanged=changes["unchanged"],
+        rows_written=changes["new"] + changes["revised"],
+        files=files,
+    )
 
 
 SILVER_JOB = "bronze_to_silver"
@@ -287,9 +426,19 @@ def _record_processed(tables: Tables, pending: list[_Pending], run_id: str, now:
         if not p.files:
             continue
         known = {r.source_file for r in _processed(tables, p.source_table).select("source_file").collect()}
-        rows += [{"job": SILVER_JOB, "source_table": p.source_table, "source_file": f.source_file,
-                  "ingest_date": f.ingest_date, "load_id": run_id, "processed_at": now,
-                  "schema_version": c.version} for f in p.files if f.source_file not in known]  # fmt: skip
+        rows += [
+            {
+                "job": SILVER_JOB,
+                "source_table": p.source_table,
+                "source_file": f.source_file,
+                "ingest_date": f.ingest_date,
+                "load_id": run_id,
+                "processed_at": now,
+                "schema_version": c.version,
+            }
+            for f in p.files
+            if f.source_file not in known
+        ]
     if rows:
         tables.append(bronze.to_frame(tables.spark, rows, c), c)
     return len(rows)
@@ -297,9 +446,14 @@ def _record_processed(tables: Tables, pending: list[_Pending], run_id: str, now:
 
 @telemetry.job("bronze_to_silver")
 def run_bronze_to_silver(
-    spark: SparkSession, settings: Settings, start_date, end_date, run_id: str, full_refresh=False,
+    spark: SparkSession,
+    settings: Settings,
+    start_date,
+    end_date,
+    run_id: str,
+    full_refresh=False,
     today: dt.date | None = None,
-) -> dict:  # fmt: skip
+) -> JobSummary:
     """Validate and merge into silver the bronze rows ingested in the window that silver has not merged yet.
 
     Rules are evaluated for every table first and recorded (PostgreSQL ``ops.dq_results`` when a
@@ -307,141 +461,47 @@ def run_bronze_to_silver(
     """
     window, full_refresh = DateWindow.parse(start_date, end_date), parse_flag(full_refresh)
     tables, _ = _context(spark, settings)
-    today = today or dt.datetime.now(dt.UTC).date()
     started, now = time.monotonic(), _now()
-    sessions = _sessions(spark, settings)
+    current = {t.name: tables.read(t.contract) for t in SILVER_TABLES}
+    pending = {t.name: _pending(tables, t.source, window, full_refresh) for t in SILVER_TABLES}
+    inputs = _TypingInputs(
+        current_bars=current["daily_bars"],
+        sessions=_sessions(spark, settings),
+        today=today or dt.datetime.now(dt.UTC).date(),
+        known_bars=silver.known_bars(current["daily_bars"], pending["daily_bars"].rows),
+    )
+    routed = [
+        _route(t, quality.flag(t.typed(pending[t.name].rows, inputs), t.qualified_name), tables) for t in SILVER_TABLES
+    ]
 
-    bars_contract = contract("silver", "daily_bars")
-    current_bars = tables.read(bars_contract)
-    pending = {t: _pending(tables, t, window, full_refresh) for t in ("daily_bars", "security_overview", "quotes")}
-    typed = silver.typed_daily_bars(pending["daily_bars"].rows, current_bars, sessions, today)
-    bars = _stage(
-        quality.flag(typed, "silver.daily_bars"), "daily_bars", ["symbol", "trade_date"],
-        [*silver.latest_first(), F.col("record_index").desc()], ["symbol", "trade_date_raw", "source_file"], tables,
-    )  # fmt: skip
-
-    secs = _stage(
-        quality.flag(silver.typed_securities(pending["security_overview"].rows), "silver.securities"), "securities",
-        ["symbol", "as_of_date"], silver.latest_first(), ["symbol", "as_of_date", "source_file"],
-    )  # fmt: skip
-
-    quotes = _stage(
-        quality.flag(silver.typed_quotes(pending["quotes"].rows, sessions), "silver.quotes"), "quotes",
-        ["symbol", "quote_time"], [F.col("sequence_number").desc()], ["symbol", "quote_time", "source_file"],
-    )  # fmt: skip
-
-    results = bars.results + secs.results + quotes.results
+    results = [result for r in routed for result in r.results]
     recorded = quality.record(_dsn(settings), run_id, results)
     quality.raise_on_fail(results)
 
-    summary: dict = {"job": "bronze_to_silver", "run_id": run_id, **window.as_dict(), "full_refresh": full_refresh,
-                     "tables": {}}  # fmt: skip
+    summary = JobSummary(
+        job=SILVER_JOB, run_id=run_id, start_date=window.start, end_date=window.end, full_refresh=full_refresh
+    )
     q_contract = contract("silver", "quarantine")
-
     quarantine_parts = []
-    if bars.rows_in:
-        rows = silver.daily_bar_rows(bars.winners, run_id, now, bars_contract.version)
-        changes, rows = _changed_rows(
-            tables, rows, current_bars, winners=bars.rows_in - bars.superseded - bars.quarantined_count
-        )
-        condition, revision = silver.revision_merge(silver.BAR_COMPARED)
-        if changes["revised"]:
-            revised = rows.filter(F.col("_change") == "revised").drop("_change")
-            tables.merge(revised, bars_contract, matched_condition=condition, update_set=revision)
-        if changes["new"]:
-            tables.append(rows.filter(F.col("_change") == "new").drop("_change"), bars_contract)
-        quarantine_parts.append(silver.quarantine_rows(
-            bars.quarantined, "daily_bars", silver.bar_key(),
-            ["symbol", "path_symbol", "trade_date_raw", *[f"{c}_raw" for c in silver.BAR_VALUES]],
-            run_id, now, q_contract.version,
-        ))  # fmt: skip
-    summary["tables"]["silver.daily_bars"] = _table_summary(bars, changes if bars.rows_in else None)
+    for r in routed:
+        changes = {"new": 0, "revised": 0, "unchanged": 0}
+        if r.rows_in:
+            changes = _merge(tables, r, current[r.table.name], run_id, now)
+            key, values = r.table.quarantine_key(), list(r.table.quarantine_values)
+            parts = silver.quarantine_rows(r.quarantined, r.table.name, key, values, run_id, now, q_contract.version)
+            quarantine_parts.append(parts)
+        summary.tables[r.table.qualified_name] = _table_summary(r, changes, len(pending[r.table.name].files))
 
-    if secs.rows_in:
-        sec_contract = contract("silver", "securities")
-        sec_rows = silver.security_rows(secs.winners, run_id, now, sec_contract.version)
-        sec_changes = _change_counts(sec_rows, tables.read(sec_contract), ["symbol", "as_of_date"],
-                                     silver.SECURITY_ATTRIBUTES)  # fmt: skip
-        sec_condition = f"s.ingested_at > t.ingested_at AND {silver.values_differ(silver.SECURITY_ATTRIBUTES)}"
-        tables.merge(sec_rows, sec_contract, matched_condition=sec_condition)
-        quarantine_parts.append(silver.quarantine_rows(
-            secs.quarantined, "securities",
-            F.concat_ws("|", F.coalesce("symbol", F.lit("")), F.col("as_of_date").cast("string")),
-            ["symbol", "path_symbol", *silver.SECURITY_ATTRIBUTES], run_id, now, q_contract.version,
-        ))  # fmt: skip
-    summary["tables"]["silver.securities"] = _table_summary(secs, sec_changes if secs.rows_in else None)
-
-    if quotes.rows_in:
-        quote_contract = contract("silver", "quotes")
-        quote_rows = silver.quote_rows(quotes.winners, run_id, now, quote_contract.version)
-        quote_changes = _change_counts(quote_rows, tables.read(quote_contract), ["symbol", "quote_time"], (),
-                                       count_only_new=True)  # fmt: skip
-        tables.merge(quote_rows, quote_contract, update=False)
-        quarantine_parts.append(silver.quarantine_rows(
-            quotes.quarantined, "quotes",
-            F.concat_ws("|", F.coalesce("symbol", F.lit("")), F.col("sequence_number").cast("string")),
-            ["symbol", "body"], run_id, now, q_contract.version,
-        ))  # fmt: skip
-    summary["tables"]["silver.quotes"] = _table_summary(quotes, quote_changes if quotes.rows_in else None)
-
-    if bars.quarantined_count + secs.quarantined_count + quotes.quarantined_count:
+    if any(r.quarantined_count for r in routed):
         combined = quarantine_parts[0]
         for part in quarantine_parts[1:]:
             combined = combined.unionByName(part)
         tables.merge(combined, q_contract, update=False)
 
-    for name, table in (("daily_bars", "silver.daily_bars"), ("security_overview", "silver.securities"),
-                        ("quotes", "silver.quotes")):  # fmt: skip
-        summary["tables"][table]["files"] = len(pending[name].files)
-    summary["files_recorded"] = _record_processed(tables, list(pending.values()), run_id, now)
-    summary["rows_read"] = sum(t["rows_in"] for t in summary["tables"].values())
-    summary["rows_written"] = sum(t["inserted"] + t["revised"] for t in summary["tables"].values())
-    summary["rows_quarantined"] = sum(t["quarantined"] for t in summary["tables"].values())
-    summary["dq"] = quality.outcome(results) | {"results_recorded": recorded}
-    summary["seconds"] = round(time.monotonic() - started, 3)
+    summary.files_recorded = _record_processed(tables, list(pending.values()), run_id, now)
+    summary.dq = quality.outcome(results, recorded)
+    summary.seconds = round(time.monotonic() - started, 3)
     return summary
-
-
-def _changed_rows(tables: Tables, rows: DataFrame, current: DataFrame, winners: int) -> tuple[dict, DataFrame]:
-    """new / revised / unchanged counts of the incoming bars, and the bars tagged (``_change``).
-
-    Only revised bars go through MERGE and new ones are appended: a daily run's compact payloads
-    repeat 99 known bars per symbol, and Sail's MERGE joins the whole table and rewrites the files
-    it touches even for rows it only inserts. The bars are classified once, into a scratch table,
-    so the typing and routing plan is not computed again by the writes.
-    """
-    if current.limit(1).count() == 0:
-        return {"new": winners, "revised": 0, "unchanged": 0}, rows.withColumn("_change", F.lit("new"))
-    keys = ["symbol", "trade_date"]
-    staged = tables.stage(silver.classify_changes(rows, current, keys, silver.BAR_COMPARED), "silver_daily_bars")
-    counts = {"new": 0, "revised": 0, "unchanged": 0}
-    counts.update({r["_change"]: int(r["count"]) for r in staged.groupBy("_change").count().collect()})
-    return counts, staged
-
-
-def _change_counts(rows, current, keys, columns, count_only_new: bool = False) -> dict[str, int]:
-    """new / revised / unchanged counts of the incoming rows."""
-    if count_only_new:
-        joined = rows.join(current.select(*keys), keys, "left_anti")
-        new = joined.count()
-        return {"new": new, "revised": 0, "unchanged": rows.count() - new}
-    tagged = silver.classify_changes(rows, current, keys, columns).groupBy("_change").count().collect()
-    counts = {"new": 0, "revised": 0, "unchanged": 0}
-    counts.update({r["_change"]: int(r["count"]) for r in tagged})
-    return counts
-
-
-def _table_summary(staged: _Staged, changes: dict[str, int] | None) -> dict:
-    changes = changes or {"new": 0, "revised": 0, "unchanged": 0}
-    return {
-        "rows_in": staged.rows_in,
-        "valid": staged.rows_in - staged.quarantined_count,
-        "superseded": staged.superseded,
-        "quarantined": staged.quarantined_count,
-        "inserted": changes["new"],
-        "revised": changes["revised"],
-        "unchanged": changes["unchanged"],
-    }
 
 
 # ---------------------------------------------------------------- SILVER -> GOLD
@@ -465,13 +525,14 @@ def _changed_since(df: DataFrame, mark, upto) -> DataFrame:
 @telemetry.job("silver_to_gold")
 def run_silver_to_gold(
     spark: SparkSession, settings: Settings, start_date, end_date, run_id: str, full_refresh=False
-) -> dict:
+) -> JobSummary:
     """Recompute the gold rows affected by silver changes since the last run (plus the window with full_refresh)."""
     window, full_refresh = DateWindow.parse(start_date, end_date), parse_flag(full_refresh)
     tables, _ = _context(spark, settings)
     started, now = time.monotonic(), _now()
-    summary: dict = {"job": "silver_to_gold", "run_id": run_id, **window.as_dict(), "full_refresh": full_refresh,
-                     "tables": {}}  # fmt: skip
+    summary = JobSummary(
+        job=GOLD_JOB, run_id=run_id, start_date=window.start, end_date=window.end, full_refresh=full_refresh
+    )
     marks: dict[str, object] = {}
 
     bars = tables.read(contract("silver", "daily_bars"))
@@ -480,48 +541,65 @@ def run_silver_to_gold(
     changed = _changed_since(bars, mark, upto).select("symbol", "trade_date")
     if full_refresh:
         changed = changed.unionByName(bars.filter(window.predicate("trade_date")).select("symbol", "trade_date"))
-    starts_rows = gold.recompute_starts(changed, bars).collect()
-    summary["tables"]["gold.fct_daily_prices"] = {"symbols": len(starts_rows), "rows_written": 0}
-    summary["tables"]["gold.fct_monthly_performance"] = {"symbols": len(starts_rows), "rows_written": 0}
+    # A lake that never landed SPLITS or DIVIDENDS has no such table (Sail then fails a union of
+    # the empty stand-in with Delta frames on their differing field metadata).
+    actions = tables.existing(contract("silver", "corporate_actions"))
+    actions_upto = None if actions is None else actions.agg(F.max("updated_at").alias("m")).first().m
+    if actions_upto is not None:
+        changed_actions = _changed_since(actions, _watermark(tables, "silver.corporate_actions"), actions_upto)
+        changed = changed.unionByName(changed_actions.select("symbol", F.col("ex_date").alias("trade_date")))
+    day_events = gold.events(bars, actions if actions_upto is not None else None)
+    starts_rows = gold.recompute_starts(changed, bars, day_events).collect()
+    summary.tables["gold.fct_daily_prices"] = TableSummary(symbols=len(starts_rows))
+    summary.tables["gold.fct_monthly_performance"] = TableSummary(symbols=len(starts_rows))
     if starts_rows:
-        _write_prices(tables, bars, starts_rows, run_id, summary)
+        changed_gold = _write_prices(tables, bars, starts_rows, run_id, summary, day_events)
+        _record_gold_changes(tables, changed_gold, run_id, now)
         _write_dim_date(tables, bars, settings, summary)
     if upto is not None:
         marks["silver.daily_bars"] = upto
+    if actions_upto is not None:
+        marks["silver.corporate_actions"] = actions_upto
 
     secs = tables.read(contract("silver", "securities"))
     sec_upto = secs.agg(F.max("updated_at").alias("m")).first().m
     sec_changed = _changed_since(secs, _watermark(tables, "silver.securities"), sec_upto)
     symbols = [r.symbol for r in sec_changed.select("symbol").distinct().collect()]
-    summary["tables"]["gold.dim_security"] = {"symbols": len(symbols), "rows_written": 0}
+    summary.tables["gold.dim_security"] = TableSummary(symbols=len(symbols))
     if symbols or (full_refresh and sec_upto is not None):
         dim_contract = contract("gold", "dim_security")
         dim = gold.dim_security(secs, run_id, dim_contract.version)
         tables.overwrite(dim, dim_contract)
-        summary["tables"]["gold.dim_security"]["rows_written"] = dim.count()
+        summary.tables["gold.dim_security"].rows_written = dim.count()
     if sec_upto is not None:
         marks["silver.securities"] = sec_upto
 
     quotes = tables.read(contract("silver", "quotes"))
     q_upto = quotes.agg(F.max("updated_at").alias("m")).first().m
     q_changed = _changed_since(quotes, _watermark(tables, "silver.quotes"), q_upto).limit(1).count()
-    summary["tables"]["gold.latest_quotes"] = {"rows_written": 0}
+    summary.tables["gold.latest_quotes"] = TableSummary()
     if q_changed or (full_refresh and q_upto is not None):
         lq_contract = contract("gold", "latest_quotes")
         latest = gold.latest_quotes(quotes, run_id, lq_contract.version)
         differ = silver.values_differ(gold.QUOTE_VALUES)
         tables.merge(latest, lq_contract, matched_condition=f"s.quote_time >= t.quote_time AND {differ}")
-        summary["tables"]["gold.latest_quotes"]["rows_written"] = latest.count()
+        summary.tables["gold.latest_quotes"].rows_written = latest.count()
     if q_upto is not None:
         marks["silver.quotes"] = q_upto
 
     _save_watermarks(tables, marks, run_id, now)
-    summary["rows_written"] = sum(t["rows_written"] for t in summary["tables"].values())
-    summary["seconds"] = round(time.monotonic() - started, 3)
+    summary.seconds = round(time.monotonic() - started, 3)
     return summary
 
 
-def _write_prices(tables: Tables, bars: DataFrame, starts_rows: list, run_id: str, summary: dict) -> None:
+def _write_prices(
+    tables: Tables, bars: DataFrame, starts_rows: list, run_id: str, summary: JobSummary, day_events: DataFrame
+) -> dict[str, DataFrame]:
+    """Recompute the adjustment factors, daily and monthly rows of the planned symbols; returns the
+    rows written per gold table.
+
+    The factors are staged first: a non-positive factor fails the job there, before any gold write.
+    """
     spark = tables.spark
     daily_contract = contract("gold", "fct_daily_prices")
     monthly_contract = contract("gold", "fct_monthly_performance")
@@ -536,11 +614,21 @@ def _write_prices(tables: Tables, bars: DataFrame, starts_rows: list, run_id: st
         .agg(F.max("adj_close").alias("prev_peak"))
     )
     starts_with_peak = starts.join(peaks, "symbol", "left")
-    daily = gold.daily_prices(gold.span_for(bars, starts), starts_with_peak, run_id, daily_contract.version)
+    factors_contract = contract("gold", "adjustment_factors")
+    symbol_bars = bars.join(F.broadcast(starts.select("symbol")), "symbol", "left_semi")
+    factors = gold.adjustment_factors(symbol_bars, day_events).select(
+        "*", F.lit(run_id).alias("load_id"), F.lit(factors_contract.version).alias("schema_version")
+    )
+    factors = tables.stage(factors, "adjustment_factors")
+    tables.upsert(factors, factors_contract, matched_condition=silver.values_differ(factors_contract.compared))
+    summary.tables["gold.adjustment_factors"] = TableSummary(rows_written=factors.count())
+    daily = gold.daily_prices(
+        gold.span_for(bars, starts), starts_with_peak, run_id, daily_contract.version, factors
+    )
     daily = tables.stage(daily, "fct_daily_prices")
     tables.upsert(daily, daily_contract, matched_condition=silver.values_differ(gold.DAILY_VALUES))
-    summary["tables"]["gold.fct_daily_prices"]["rows_written"] = daily.count()
-    summary["tables"]["gold.fct_daily_prices"]["full_symbols"] = sum(1 for r in starts_rows if r.full)
+    summary.tables["gold.fct_daily_prices"].rows_written = daily.count()
+    summary.tables["gold.fct_daily_prices"].full_symbols = sum(1 for r in starts_rows if r.full)
 
     stored = (
         tables.read(daily_contract)
@@ -550,10 +638,43 @@ def _write_prices(tables: Tables, bars: DataFrame, starts_rows: list, run_id: st
     monthly = gold.monthly_performance(stored.drop("start_date", "full"), starts, run_id, monthly_contract.version)
     monthly = tables.stage(monthly, "fct_monthly_performance")
     tables.upsert(monthly, monthly_contract, matched_condition=silver.values_differ(gold.MONTHLY_VALUES))
-    summary["tables"]["gold.fct_monthly_performance"]["rows_written"] = monthly.count()
+    summary.tables["gold.fct_monthly_performance"].rows_written = monthly.count()
+    return {"fct_daily_prices": daily, "fct_monthly_performance": monthly}
 
 
-def _write_dim_date(tables: Tables, bars: DataFrame, settings: Settings, summary: dict) -> None:
+# gold table -> the date column its changed ranges are spans of
+CHANGE_TRACKED = {"fct_daily_prices": "trade_date", "fct_monthly_performance": "month"}
+
+
+def _record_gold_changes(tables: Tables, written: dict[str, DataFrame], run_id: str, now: dt.datetime) -> None:
+    """Record per gold table and symbol the date span this run recomputed, for serving to reload.
+
+    Written after gold and before the watermarks: a run killed in between recomputes the same
+    symbols again and records them then. A rerun of the same run id records its spans afresh,
+    unserved.
+    """
+    c = contract("ops", "gold_changes")
+    parts = [
+        gold.changed_ranges(rows, CHANGE_TRACKED[name]).select(
+            F.lit(run_id).alias("gold_run_id"),
+            F.lit(name).alias("table_name"),
+            "symbol",
+            "range_start",
+            "range_end",
+            F.lit(now).alias("recorded_at"),
+            F.lit(None).cast("string").alias("served_by"),
+            F.lit(None).cast("timestamp").alias("served_at"),
+            F.lit(c.version).alias("schema_version"),
+        )
+        for name, rows in written.items()
+    ]
+    changes = parts[0]
+    for part in parts[1:]:
+        changes = changes.unionByName(part)
+    tables.merge(changes, c)
+
+
+def _write_dim_date(tables: Tables, bars: DataFrame, settings: Settings, summary: JobSummary) -> None:
     dim_contract = contract("gold", "dim_date")
     bounds = bars.agg(F.min("trade_date").alias("lo"), F.max("trade_date").alias("hi")).first()
     cal = trading_calendar.calendar(settings.exchange_calendar)
@@ -564,7 +685,7 @@ def _write_dim_date(tables: Tables, bars: DataFrame, settings: Settings, summary
         .first()
     )
     if days and (current.lo, current.hi, current.n) == (days[0], days[-1], len(days)):
-        summary["tables"]["gold.dim_date"] = {"rows_written": 0}
+        summary.tables["gold.dim_date"] = TableSummary()
         return
     import pandas as pd
 
@@ -573,7 +694,7 @@ def _write_dim_date(tables: Tables, bars: DataFrame, settings: Settings, summary
     following = cal.next_session(last).date() if last < cal.last_session else None
     rows = gold.dim_date_rows(days, previous, following)
     tables.overwrite(bronze.to_frame(tables.spark, rows, dim_contract), dim_contract)
-    summary["tables"]["gold.dim_date"] = {"rows_written": len(rows)}
+    summary.tables["gold.dim_date"] = TableSummary(rows_written=len(rows))
 
 
 def _save_watermarks(tables: Tables, marks: dict, run_id: str, now: dt.datetime) -> None:
@@ -584,55 +705,56 @@ def _save_watermarks(tables: Tables, marks: dict, run_id: str, now: dt.datetime)
     changed = {k: v for k, v in marks.items() if current.get(k) != v}
     if not changed:
         return
-    rows = [{"job": GOLD_JOB, "source_table": k, "watermark": v, "load_id": run_id, "updated_at": now,
-             "schema_version": state.version} for k, v in changed.items()]  # fmt: skip
+    rows = [
+        {
+            "job": GOLD_JOB,
+            "source_table": k,
+            "watermark": v,
+            "load_id": run_id,
+            "updated_at": now,
+            "schema_version": state.version,
+        }
+        for k, v in changed.items()
+    ]
     tables.merge(bronze.to_frame(tables.spark, rows, state), state)
 
 
 # ---------------------------------------------------------------- maintenance
 
-MAINTAINED = (
-    ("bronze", "daily_bars"), ("bronze", "security_overview"), ("bronze", "quotes"), ("bronze", "rejected_files"),
-    ("silver", "daily_bars"), ("silver", "securities"), ("silver", "quotes"), ("silver", "quarantine"),
-    ("gold", "dim_security"), ("gold", "dim_date"), ("gold", "fct_daily_prices"),
-    ("gold", "fct_monthly_performance"), ("gold", "latest_quotes"), ("ops", "processed_files"),
-)  # fmt: skip
+# The tables maintenance compacts and vacuums, in this order.
+MAINTAINED: tuple[tuple[str, str], ...] = tuple(
+    (layer, name)
+    for layer, names in (
+        ("bronze", ("daily_bars", "security_overview", "quotes", "rejected_files", "corporate_actions")),
+        ("silver", ("daily_bars", "securities", "quotes", "quarantine", "corporate_actions")),
+        ("gold", ("dim_security", "dim_date", "fct_daily_prices", "fct_monthly_performance", "latest_quotes",
+                  "adjustment_factors")),
+        ("ops", ("processed_files", "gold_changes")),
+    )
+    for name in names
+)
 
 
 @telemetry.job("maintenance")
 def run_maintenance(
-    spark: SparkSession, settings: Settings, start_date, end_date, run_id: str, full_refresh=False,
+    spark: SparkSession,
+    settings: Settings,
+    start_date,
+    end_date,
+    run_id: str,
+    full_refresh=False,
     vacuum_retention_hours: int = 168,
-) -> dict:  # fmt: skip
-    """Compact small files and vacuum old ones on every table; report versions and row counts.
-
-    On Databricks this is SQL ``OPTIMIZE`` / ``VACUUM``; Sail 0.7.2 has neither, so on a local
-    lake the `deltalake` package does the same on the table directory.
-    """
+) -> JobSummary:
+    """Compact small files and vacuum old ones on every table; report versions and row counts."""
     window = DateWindow.parse(start_date, end_date)
-    tables, lake = _context(spark, settings)
+    tables, _ = _context(spark, settings)
     started = time.monotonic()
-    report = {}
+    summary = JobSummary(job="maintenance", run_id=run_id, start_date=window.start, end_date=window.end)
     for layer, name in MAINTAINED:
         c = contract(layer, name)
         if not tables.exists(c):
             continue
-        report[c.qualified_name] = _maintain(tables, lake, c, vacuum_retention_hours)
-    return {"job": "maintenance", "run_id": run_id, **window.as_dict(), "tables": report,
-            "seconds": round(time.monotonic() - started, 3)}  # fmt: skip
-
-
-def _maintain(tables: Tables, lake: Lake, c, retention_hours: int) -> dict:
-    path = tables.path(c)
-    if lake.is_local:
-        from deltalake import DeltaTable
-
-        table = DeltaTable(path)
-        metrics = table.optimize.compact()
-        removed = table.vacuum(retention_hours=retention_hours, enforce_retention_duration=False, dry_run=False)
-        return {"files_added": metrics.get("numFilesAdded", 0), "files_removed": metrics.get("numFilesRemoved", 0),
-                "vacuumed": len(removed), "version": table.version(),
-                "rows": tables.read(c).count()}  # fmt: skip
-    tables.spark.sql(f"OPTIMIZE delta.`{path}`")
-    tables.spark.sql(f"VACUUM delta.`{path}` RETAIN {retention_hours} HOURS")
-    return {"rows": tables.read(c).count()}
+        done = tables.optimize(c) | tables.vacuum(c, vacuum_retention_hours)
+        summary.tables[c.qualified_name] = TableSummary(**done, rows=tables.read(c).count())
+    summary.seconds = round(time.monotonic() - started, 3)
+    return summary

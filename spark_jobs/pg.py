@@ -1,13 +1,16 @@
 """Connections to the serving PostgreSQL, locally and in Azure, with retries on transient errors.
 
-Where the DSN comes from: ``LAKEHOUSE_PG_DSN`` (settings), else the embedded PostgreSQL of the local
-runtime. How it authenticates depends on ``LAKEHOUSE_PG_AUTH``:
+Where the DSN comes from: ``LAKEHOUSE_PG_DSN`` (settings); the local runtime sets it to its embedded
+PostgreSQL for the jobs it runs. How it authenticates depends on ``LAKEHOUSE_PG_AUTH``:
 
 - ``dsn`` (default): the DSN as given (locally: trust auth on loopback, no password).
 - ``entra``: Azure Database for PostgreSQL Flexible Server with Microsoft Entra ID. The password
-  is an access token for ``https://ossrdbms-aad.database.windows.net/.default`` from
-  ``DefaultAzureCredential`` (the cluster's managed identity), and ``sslmode=require`` is enforced.
-  Only when ``LAKEHOUSE_PG_PASSWORD_SECRET_URI`` names a Key Vault secret
+  is an access token for ``https://ossrdbms-aad.database.windows.net/.default`` and
+  ``sslmode=require`` is enforced. Job clusters have no managed identity: the token comes from the
+  Unity Catalog service credential named by ``LAKEHOUSE_PG_SERVICE_CREDENTIAL`` (backed by the
+  workspace's Access Connector, whose identity is the PostgreSQL role in the DSN), through
+  ``dbutils.credentials.getServiceCredentialsProvider``. Only when
+  ``LAKEHOUSE_PG_PASSWORD_SECRET_URI`` names a Key Vault secret
   (``https://<vault>.vault.azure.net/secrets/<name>``) does a failed token fall back to that password.
 
 No password or token is ever logged; error messages carry the host, never the conninfo.
@@ -17,13 +20,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlparse
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from tenacity import (
     Retrying,
     before_sleep_log,
@@ -32,12 +33,11 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from lakehouse.settings import ConfigurationError, Settings
+from lakehouse.settings import ConfigurationError, Settings, load_settings
 
 log = logging.getLogger(__name__)
 
 ENTRA_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
-AuthMode = Literal["dsn", "entra"]
 
 # SQLSTATE classes that mean "the server or the link went away", worth another attempt:
 # 08 connection exception, 57P01-57P03 admin/crash shutdown and cannot-connect-now, 53 insufficient
@@ -46,39 +46,27 @@ _TRANSIENT_SQLSTATE_PREFIXES = ("08", "57P01", "57P02", "57P03", "53")
 _PERMANENT_MESSAGES = ("authentication failed", "no pg_hba.conf entry", "does not exist", "SSL is not enabled")
 
 
-class ServingAuth(BaseSettings):
-    """How to authenticate to the serving database; read from the same environment as Settings."""
-
-    model_config = SettingsConfigDict(env_prefix="LAKEHOUSE_", case_sensitive=False, extra="ignore")
-
-    pg_auth: AuthMode = Field("dsn", description="dsn: use the DSN as given; entra: Entra ID token.")
-    pg_password_secret_uri: str | None = Field(
-        None,
-        description="Key Vault secret URI of a fallback password, used only when no Entra token is had.",
-    )
-    pg_connect_attempts: int = Field(5, ge=1, le=20, description="Attempts on transient errors.")
-
-
 def base_dsn(settings: Settings) -> str:
-    """The serving DSN from settings, else the embedded PostgreSQL's (started if need be)."""
+    """The serving DSN from settings.
+
+    The jobs never start a database themselves: in Azure the DSN is an app setting, and locally the
+    runtime that runs a job (``lakehouse adf run``, the demo, the tests) starts the embedded
+    PostgreSQL and passes its DSN the same way.
+    """
     if settings.pg_dsn is not None:
         return settings.pg_dsn.get_secret_value()
-    if not settings.is_local:
-        raise ConfigurationError(
-            f"LAKEHOUSE_PG_DSN is not set; environment {settings.environment!r} has no embedded PostgreSQL"
-        )
-    from local import services
-
-    current = services.current_endpoints(settings)
-    if current is None:
-        endpoints, _ = services.up(settings)
-        return endpoints["postgres"].url
-    return current.pg_dsn
+    where = (
+        "the local runtime sets it for the jobs it runs (`lakehouse adf run ...`; "
+        "`lakehouse services status` shows the embedded PostgreSQL's DSN)"
+        if settings.is_local
+        else f"environment {settings.environment!r} has no embedded PostgreSQL"
+    )
+    raise ConfigurationError(f"LAKEHOUSE_PG_DSN is not set; {where}")
 
 
 def conninfo(
     dsn: str,
-    auth: ServingAuth | None = None,
+    auth: Settings | None = None,
     credential: Any = None,
     secret_reader: Callable[[str, Any], str] | None = None,
 ) -> str:
@@ -86,28 +74,47 @@ def conninfo(
 
     Args:
         dsn: serving DSN without a password (Entra) or complete (dsn mode).
-        auth: auth mode; default read from the environment.
-        credential: an azure-identity credential; default ``DefaultAzureCredential()``.
+        auth: settings holding the auth mode (``pg_auth``...); default read from the environment.
+        credential: an azure-identity style credential (``get_token``); default the service
+            credential named by ``LAKEHOUSE_PG_SERVICE_CREDENTIAL`` (:func:`service_credential`).
         secret_reader: reads a Key Vault secret URI with a credential; default the Key Vault SDK.
 
     Returns:
         A conninfo string containing the secret: never log it.
     """
-    auth = auth or ServingAuth()
+    auth = auth or load_settings()
     if auth.pg_auth == "dsn":
         return dsn
     params = conninfo_to_dict(dsn)
     if params.get("sslmode") not in {"require", "verify-ca", "verify-full"}:
         params["sslmode"] = "require"
     if credential is None:
-        from azure.identity import DefaultAzureCredential
-
-        credential = DefaultAzureCredential()
+        if not auth.pg_service_credential:
+            raise ConfigurationError(
+                "LAKEHOUSE_PG_AUTH=entra needs LAKEHOUSE_PG_SERVICE_CREDENTIAL: the Unity Catalog service "
+                "credential whose identity signs in to PostgreSQL"
+            )
+        credential = service_credential(auth.pg_service_credential)
     params["password"] = _entra_or_vault_password(auth, credential, secret_reader or read_keyvault_secret)
     return make_conninfo(**params)
 
 
-def _entra_or_vault_password(auth: ServingAuth, credential: Any, secret_reader) -> str:
+def service_credential(name: str, dbutils: Any = None) -> Any:
+    """The credential of a Unity Catalog service credential, on a Databricks cluster.
+
+    Args:
+        name: the service credential (the caller needs its ACCESS privilege).
+        dbutils: Databricks utilities; default the cluster's (``databricks.sdk.runtime``).
+
+    Returns:
+        An object with azure-identity's ``get_token(*scopes)``.
+    """
+    if dbutils is None:
+        from databricks.sdk.runtime import dbutils
+    return dbutils.credentials.getServiceCredentialsProvider(name)
+
+
+def _entra_or_vault_password(auth: Settings, credential: Any, secret_reader) -> str:
     from azure.core.exceptions import ClientAuthenticationError
 
     try:
@@ -148,7 +155,7 @@ def is_transient(exc: BaseException) -> bool:
     return not any(m in message for m in _PERMANENT_MESSAGES)
 
 
-def retrying(attempts: int, what: str, initial_wait: float = 0.5, max_wait: float = 10.0) -> Retrying:
+def retrying(attempts: int, initial_wait: float = 0.5, max_wait: float = 10.0) -> Retrying:
     """A tenacity policy: exponential backoff with jitter on transient PostgreSQL errors only."""
     return Retrying(
         retry=retry_if_exception(is_transient),
@@ -169,7 +176,7 @@ def connect(info: str, attempts: int = 5, **kwargs: Any) -> psycopg.Connection:
     """
     kwargs.setdefault("connect_timeout", 10)
     kwargs.setdefault("application_name", "lakehouse-serving")
-    for attempt in retrying(attempts, "connect"):
+    for attempt in retrying(attempts):
         with attempt:
             return psycopg.connect(info, **kwargs)
     raise AssertionError("unreachable")  # pragma: no cover

@@ -8,20 +8,28 @@ A rule is a SQL boolean expression that is TRUE for a good row, with a severity:
 
 A NULL outcome counts as a failure. Rules see the candidate rows of a silver table with their
 typed values and a few helper columns the silver module adds (``_is_session``, ``_prev_close``,
-``_rows_in_file_with_key``, ``_today``). Results are written to PostgreSQL ``ops.dq_results``.
+``_rows_in_file_with_key``, ``_today``, ``_bar_split``, ``_bar_dividend``, ``_missing_sessions``,
+``_sessions_behind``). Results are written to PostgreSQL ``ops.dq_results`` and emitted as
+``dq_result`` telemetry events (Application Insights in Azure, the ops store locally), which the
+data-quality alert reads.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from lakehouse import telemetry
+from lakehouse.job_summary import DqOutcome, FailedRule
+
 Severity = Literal["warn", "quarantine", "fail"]
+# A payload whose last bar of a symbol is more sessions than this before its ingestion date is stale:
+# a week of sessions, beyond any provider delay or a run fetching before the close.
+STALE_SESSIONS = 5
 SEVERITIES: tuple[str, ...] = get_args(Severity)
 SAMPLE_SIZE = 5
 QUARANTINE_RULES_COLUMN = "_quarantine_rules"
@@ -55,7 +63,8 @@ RULES: dict[str, tuple[Rule, ...]] = {
              "AND (adjusted_close_raw IS NULL OR adjusted_close IS NOT NULL)"),
         Rule("values_finite", "quarantine",
              _finite("open", "high", "low", "close", "adjusted_close", "dividend_amount", "split_coefficient")),
-        Rule("prices_positive", "quarantine", "open > 0 AND high > 0 AND low > 0 AND close > 0"),
+        Rule("prices_positive", "quarantine",
+             "open > 0 AND high > 0 AND low > 0 AND close > 0 AND (adjusted_close IS NULL OR adjusted_close > 0)"),
         Rule("ohlc_consistent", "quarantine", "low <= least(open, close) AND greatest(open, close) <= high"),
         Rule("volume_non_negative", "quarantine", "volume >= 0"),
         Rule("adjustments_valid", "quarantine",
@@ -67,6 +76,27 @@ RULES: dict[str, tuple[Rule, ...]] = {
         Rule("daily_move_explained", "warn",
              "_prev_close IS NULL OR close IS NULL OR abs(close / _prev_close - 1) <= 0.5D "
              "OR coalesce(split_coefficient, 1.0D) <> 1.0D"),
+        # warn: the bar itself is right (a halt also skips sessions, a late bar may still fill the gap);
+        # the failing bar names where a "daily" return spans more than one session.
+        Rule("no_missing_sessions", "warn", "_missing_sessions IS NULL OR _missing_sessions = 0"),
+        # warn: the bars are right, only not current; on a file's last bar of a symbol only.
+        Rule("symbol_not_stale", "warn", f"_sessions_behind IS NULL OR _sessions_behind <= {STALE_SESSIONS}"),
+    ),
+    # Severities: an event that cannot be a split or a dividend of this stock is quarantined (gold
+    # would otherwise adjust every earlier price by it); a disagreement with the adjusted series is a
+    # warning, since either source may be the one that is wrong.
+    "silver.corporate_actions": (
+        Rule("keys_not_null", "quarantine", "symbol IS NOT NULL AND action IS NOT NULL AND ex_date IS NOT NULL"),
+        Rule("values_parse", "quarantine", "coalesce(split_factor, dividend_amount) IS NOT NULL"),
+        Rule("values_finite", "quarantine", _finite("split_factor", "dividend_amount")),
+        Rule("implausible_corporate_action", "quarantine",
+             "(action = 'split' AND split_factor BETWEEN 0.001D AND 1000.0D) "
+             "OR (action = 'dividend' AND dividend_amount >= 0.0D "
+             "AND (_prev_close IS NULL OR dividend_amount < 0.5D * _prev_close))"),
+        Rule("symbol_matches_source", "fail", "symbol IS NULL OR symbol = path_symbol"),
+        Rule("agrees_with_adjusted_series", "warn",
+             "(action = 'split' AND (_bar_split IS NULL OR abs(_bar_split - split_factor) < 0.00005D)) "
+             "OR (action = 'dividend' AND (_bar_dividend IS NULL OR abs(_bar_dividend - dividend_amount) < 0.00005D))"),
     ),
     "silver.securities": (
         Rule("keys_not_null", "quarantine", "symbol IS NOT NULL AND as_of_date IS NOT NULL"),
@@ -117,10 +147,6 @@ def flag(df: DataFrame, table: str) -> DataFrame:
     return flagged.withColumns({QUARANTINE_RULES_COLUMN: names("quarantine"), FAIL_RULES_COLUMN: names("fail")})
 
 
-def drop_flags(df: DataFrame, table: str) -> DataFrame:
-    return df.drop(*[_ok(i) for i in range(len(RULES[table]))], QUARANTINE_RULES_COLUMN, FAIL_RULES_COLUMN)
-
-
 def failure_counts(table: str) -> list:
     """Aggregate expressions counting each rule's failures (``f0``, ``f1``, ...), for one pass."""
     return [F.sum(F.when(F.col(_ok(i)), 0).otherwise(1)).alias(f"f{i}") for i in range(len(RULES[table]))]
@@ -147,17 +173,18 @@ def summarize(flagged: DataFrame, table: str, key_columns: list[str], counts=Non
     return results
 
 
-def outcome(results: list[RuleResult]) -> dict:
-    """The DQ part of a notebook's exit summary."""
+def outcome(results: list[RuleResult], recorded: int) -> DqOutcome:
+    """The DQ part of a job's summary; `recorded` is the rows written to ``ops.dq_results``."""
     failed = [r for r in results if not r.passed]
-    return {
-        "passed": not any(r.severity == "fail" for r in failed),
-        "rules_evaluated": len(results),
-        "failed_rules": [
-            {"table": r.table_name, "rule": r.rule, "severity": r.severity, "failed_count": r.failed_count}
+    return DqOutcome(
+        passed=not any(r.severity == "fail" for r in failed),
+        rules_evaluated=len(results),
+        failed_rules=[
+            FailedRule(table=r.table_name, rule=r.rule, severity=r.severity, failed_count=r.failed_count)
             for r in failed
         ],
-    }
+        results_recorded=recorded,
+    )
 
 
 def raise_on_fail(results: list[RuleResult]) -> None:
@@ -168,7 +195,13 @@ def raise_on_fail(results: list[RuleResult]) -> None:
 
 
 def record(dsn: str | None, run_id: str, results: list[RuleResult], at: dt.datetime | None = None) -> int:
-    """Insert results into ``ops.dq_results`` (table created by spark_jobs.migrations); rows written."""
+    """Emit one ``dq_result`` event per result, and insert the results into ``ops.dq_results``
+    (table created by spark_jobs.migrations); returns the rows written to the table.
+
+    The events go wherever the job's telemetry is configured, so the data-quality alert sees the
+    same outcomes in both runtimes, with or without a serving database.
+    """
+    telemetry.record_dq_results(results, run_id)
     if not dsn or not results:
         return 0
     import psycopg
@@ -186,11 +219,3 @@ def record(dsn: str | None, run_id: str, results: list[RuleResult], at: dt.datet
              for r in results],
         )  # fmt: skip
     return len(results)
-
-
-def as_dicts(results: list[RuleResult]) -> list[dict]:
-    return [asdict(r) for r in results]
-
-
-def to_json(results: list[RuleResult]) -> str:
-    return json.dumps(as_dicts(results), default=str)

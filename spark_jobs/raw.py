@@ -2,10 +2,9 @@
 
 Sail 0.7.2 splits whole-file reads (``text(wholetext=True)``, ``binaryFile``, multi-line ``json``)
 over many files at byte boundaries and loses or duplicates rows. So RAW is never read by Spark
-here: the driver lists the files of a window, reads each one whole (the local lake directory, or
-ADLS Gen2 through ``azure-storage-file-datalake`` with ``DefaultAzureCredential``), parses it and
-hands typed-as-received records to Spark through Arrow. Each parser returns the records of one
-file and the count, so RAW -> BRONZE reconciles file by file.
+here: the driver lists the files of a window in the RAW store (:mod:`lakehouse.raw_store`), reads
+each one whole, parses it and hands typed-as-received records to Spark through Arrow. Each parser
+returns the records of one file and the count, so RAW -> BRONZE reconciles file by file.
 """
 
 from __future__ import annotations
@@ -13,45 +12,19 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import chain, repeat
-from pathlib import Path
-from typing import Protocol
 
-from lakehouse.lake import Lake
-
-ERROR_KEYS = ("Error Message", "Note", "Information")
-DAILY_SERIES_KEY = "Time Series (Daily)"
-# Alpha Vantage numbers its fields ("1. open", "5. adjusted close", "5. volume"); match on the name.
-BAR_FIELDS = {
-    "open": "open",
-    "high": "high",
-    "low": "low",
-    "close": "close",
-    "adjusted close": "adjusted_close",
-    "volume": "volume",
-    "dividend amount": "dividend_amount",
-    "split coefficient": "split_coefficient",
-}
-OVERVIEW_FIELDS = {
-    "Symbol": "symbol", "Name": "name", "Exchange": "exchange", "Currency": "currency",
-    "Country": "country", "Sector": "sector", "Industry": "industry",
-}  # fmt: skip
-QUOTE_FIELDS = {
-    "01. symbol": "quote_symbol", "02. open": "open", "03. high": "high", "04. low": "low",
-    "05. price": "price", "06. volume": "volume", "07. latest trading day": "latest_trading_day",
-    "08. previous close": "previous_close", "09. change": "change", "10. change percent": "change_percent",
-}  # fmt: skip
-_INGEST_PATH = re.compile(
-    r"^(?P<provider>[^/]+)/(?P<dataset>[^/]+)/ingest_date=(?P<date>\d{4}-\d{2}-\d{2})/"
-    r"(?P<symbol>[^/]+)/(?P<run_id>[^/]+)\.json$"
+from lakehouse.contracts import alpha_vantage as av
+from lakehouse.contracts.raw_layout import (
+    CAPTURE_ROOT,
+    CaptureLocation,
+    PayloadLocation,
+    RawLayoutError,
+    days,
+    payload_folder,
 )
-_CAPTURE_PATH = re.compile(
-    r"^eventhubs/(?P<namespace>[^/]+)/(?P<hub>[^/]+)/(?P<partition>[^/]+)/"
-    r"(?P<y>\d{4})/(?P<m>\d{2})/(?P<d>\d{2})/\d{2}/\d{2}/\d{2}\.avro$"
-)
+from lakehouse.raw_store import RawFile, RawStore
 
 
 class RawFormatError(ValueError):
@@ -59,31 +32,35 @@ class RawFormatError(ValueError):
 
 
 @dataclass(frozen=True)
-class RawFile:
-    """One file of the raw container: path relative to the container, size, last-modified (UTC)."""
+class IngestedFile:
+    """A RAW payload of an ingestion run, with what its path says."""
 
-    path: str
-    size: int
-    modified: dt.datetime
+    file: RawFile
+    location: PayloadLocation
+
+    @property
+    def provider(self) -> str:
+        return self.location.provider
+
+    @property
+    def ingest_date(self) -> dt.date:
+        return self.location.ingest_date
+
+    @property
+    def symbol(self) -> str:
+        return self.location.symbol
+
+    @property
+    def run_id(self) -> str:
+        return self.location.run_id
 
 
 @dataclass(frozen=True)
-class IngestedFile:
-    """A RAW file of an ingestion run, with what its path says."""
+class CaptureFile:
+    """An Event Hubs Capture file, with what its path says."""
 
     file: RawFile
-    provider: str
-    dataset: str
-    ingest_date: dt.date
-    symbol: str
-    run_id: str
-
-    @classmethod
-    def parse(cls, file: RawFile) -> IngestedFile | None:
-        m = _INGEST_PATH.match(file.path)
-        if not m:
-            return None
-        return cls(file, m["provider"], m["dataset"], dt.date.fromisoformat(m["date"]), m["symbol"], m["run_id"])
+    location: CaptureLocation
 
 
 @dataclass
@@ -110,100 +87,28 @@ class Parsed:
         return [dict(zip(names, values, strict=True)) for values in zip(*self.columns.values(), strict=True)]
 
 
-class RawStore(Protocol):
-    def list(self, prefix: str) -> list[RawFile]: ...
-    def read(self, path: str) -> bytes: ...
-
-
-@dataclass(frozen=True)
-class LocalRawStore:
-    """The raw container as a local directory."""
-
-    root: Path
-
-    def list(self, prefix: str) -> list[RawFile]:
-        base = self.root / prefix
-        if not base.exists():
-            return []
-        found = []
-        for p in sorted(base.rglob("*")):
-            if p.is_file() and not p.name.startswith("."):
-                st = p.stat()
-                modified = dt.datetime.fromtimestamp(st.st_mtime, tz=dt.UTC)
-                found.append(RawFile(p.relative_to(self.root).as_posix(), st.st_size, modified))
-        return found
-
-    def read(self, path: str) -> bytes:
-        return (self.root / path).read_bytes()
-
-
-@dataclass(frozen=True)
-class AdlsRawStore:
-    """The raw container in ADLS Gen2, reached with the workload's managed identity."""
-
-    account_url: str
-    filesystem: str = "raw"
-
-    def _client(self):
-        from azure.identity import DefaultAzureCredential
-        from azure.storage.filedatalake import DataLakeServiceClient
-
-        service = DataLakeServiceClient(self.account_url, credential=DefaultAzureCredential())
-        return service.get_file_system_client(self.filesystem)
-
-    def list(self, prefix: str) -> list[RawFile]:
-        fs = self._client()
-        found = []
-        try:
-            for item in fs.get_paths(path=prefix.rstrip("/"), recursive=True):
-                if not item.is_directory:
-                    found.append(RawFile(item.name, item.content_length or 0, item.last_modified))
-        except Exception as exc:  # ResourceNotFoundError when the prefix does not exist yet
-            if type(exc).__name__ == "ResourceNotFoundError":
-                return []
-            raise
-        return sorted(found, key=lambda f: f.path)
-
-    def read(self, path: str) -> bytes:
-        return self._client().get_file_client(path).download_file().readall()
-
-
-def store_for(lake: Lake) -> RawStore:
-    """The RAW store of a lake: a directory locally, ADLS Gen2 in Azure."""
-    if lake.is_local:
-        return LocalRawStore(lake.local_path("raw"))
-    uri = lake.uri("raw")
-    m = re.match(r"^abfss://(?P<fs>[^@]+)@(?P<host>[^/]+)", uri)
-    if not m:
-        raise RawFormatError(f"cannot reach RAW at {uri}: expected an abfss:// lake root")
-    return AdlsRawStore(f"https://{m['host']}", m["fs"])
-
-
-def days(start: dt.date, end: dt.date) -> Iterator[dt.date]:
-    day = start
-    while day <= end:
-        yield day
-        day += dt.timedelta(days=1)
-
-
 def ingested_files(store: RawStore, provider: str, dataset: str, start: dt.date, end: dt.date) -> list[IngestedFile]:
-    """RAW files of `dataset` whose ingest_date lies in [start, end]."""
+    """RAW payloads of `dataset` whose ingest_date lies in [start, end]; other files are ignored."""
     found = []
     for day in days(start, end):
-        for f in store.list(f"{provider}/{dataset}/ingest_date={day.isoformat()}"):
-            parsed = IngestedFile.parse(f)
-            if parsed is not None:
-                found.append(parsed)
+        for f in store.list(payload_folder(provider, dataset, day)):
+            try:
+                found.append(IngestedFile(f, PayloadLocation.parse(f.path)))
+            except RawLayoutError:
+                continue
     return found
 
 
-def capture_files(store: RawStore, start: dt.date, end: dt.date) -> list[tuple[RawFile, str]]:
-    """Event Hubs Capture Avro files written on days in [start, end], with their partition id."""
+def capture_files(store: RawStore, start: dt.date, end: dt.date) -> list[CaptureFile]:
+    """Event Hubs Capture Avro files captured on days in [start, end]; other files are ignored."""
     found = []
-    for f in store.list("eventhubs"):
-        m = _CAPTURE_PATH.match(f.path)
-        if m and start <= dt.date(int(m["y"]), int(m["m"]), int(m["d"])) <= end:
-            found.append((f, m["partition"]))
+    for f in store.list(CAPTURE_ROOT):
+        try:
+            location = CaptureLocation.parse(f.path)
+        except RawLayoutError:
+            continue
+        if start <= location.day <= end:
+            found.append(CaptureFile(f, location))
     return found
 
 
@@ -223,7 +128,7 @@ def _decode(data: bytes, origin: str) -> object:
 
 
 def _error_body(body: dict) -> str | None:
-    for key in ERROR_KEYS:
+    for key in av.ERROR_KEYS:
         if key in body:
             return f"provider message {key!r}: {str(body[key])[:300]}"
     return None
@@ -281,7 +186,7 @@ def parse_daily_bars(data: bytes, origin: str) -> Parsed:
     """
     body = _fast_body(data)
     if body is not None:
-        series = body.get(DAILY_SERIES_KEY)
+        series = body.get(av.SERIES_KEY)
         if type(series) is dict:
             columns = _bar_columns(body, series)
             if columns is not None:
@@ -292,28 +197,28 @@ def parse_daily_bars(data: bytes, origin: str) -> Parsed:
         if body is None:
             return Parsed(rejected=reason)
         is_object, items = (lambda v: isinstance(v, JsonObject)), (lambda v: v)
-    series = body.get(DAILY_SERIES_KEY)
+    series = body.get(av.SERIES_KEY)
     if series is None:
-        reason = _error_body(body) or f"no {DAILY_SERIES_KEY!r} object (keys: {sorted(body)[:5]})"
+        reason = _error_body(body) or f"no {av.SERIES_KEY!r} object (keys: {sorted(body)[:5]})"
         return Parsed(rejected=f"{origin}: {reason}")
     if not is_object(series):
-        return Parsed(rejected=f"{origin}: {DAILY_SERIES_KEY!r} is not an object")
-    meta = body.get("Meta Data")
+        return Parsed(rejected=f"{origin}: {av.SERIES_KEY!r} is not an object")
+    meta = body.get(av.META_KEY)
     meta = dict(items(meta)) if is_object(meta) else {}
-    symbol = _text(meta.get("2. Symbol"))
-    empty = dict.fromkeys(BAR_FIELDS.values())
+    symbol = _text(meta.get(av.META_SYMBOL))
+    empty = dict.fromkeys(av.BAR_COLUMNS.values())
     records = []
     for index, (day, values) in enumerate(items(series)):
         if not is_object(values):
             return Parsed(rejected=f"{origin}: bar {day!r} is not an object")
         rec = {"symbol": symbol, "trade_date": day, "record_index": index, **empty}
         for key, value in items(values):
-            name = BAR_FIELDS.get(key.split(". ", 1)[-1])
+            name = av.BAR_COLUMNS.get(key.split(". ", 1)[-1])
             if name is not None:
                 rec[name] = value if isinstance(value, str) else _text(value)
         records.append(rec)
     if not records:
-        return Parsed({n: [] for n in ("symbol", "trade_date", "record_index", *BAR_FIELDS.values())})
+        return Parsed({n: [] for n in ("symbol", "trade_date", "record_index", *av.BAR_COLUMNS.values())})
     return Parsed.of_records(records)
 
 
@@ -328,16 +233,16 @@ def _bar_columns(body: dict, series: dict) -> Parsed | None:
         return None
     by_name: dict[str, str] = {}
     for key in set().union(*bars):
-        name = BAR_FIELDS.get(key.split(". ", 1)[-1])
+        name = av.BAR_COLUMNS.get(key.split(". ", 1)[-1])
         if name is not None:
             if name in by_name:
                 return None
             by_name[name] = key
-    meta = body.get("Meta Data")
-    symbol = _text(meta.get("2. Symbol")) if type(meta) is dict else None
+    meta = body.get(av.META_KEY)
+    symbol = _text(meta.get(av.META_SYMBOL)) if type(meta) is dict else None
     n = len(bars)
     columns: dict[str, list] = {"symbol": [symbol] * n, "trade_date": list(series), "record_index": list(range(n))}
-    for name in BAR_FIELDS.values():
+    for name in av.BAR_COLUMNS.values():
         key = by_name.get(name)
         if key is None:
             columns[name] = [None] * n
@@ -370,9 +275,49 @@ def parse_overview(data: bytes, origin: str) -> Parsed:
     reason = _error_body(body)
     if reason:
         return Parsed(rejected=f"{origin}: {reason}")
-    rec = {name: _text(body.get(key)) for key, name in OVERVIEW_FIELDS.items()}
+    rec = {name: _text(body.get(key)) for key, name in av.OVERVIEW_FIELDS.items()}
     rec["payload"] = json.dumps(body, sort_keys=True)
     return Parsed.of_records([rec])
+
+
+ACTION_COLUMNS = ("symbol", "action", "ex_date", "value", "declaration_date", "record_date", "payment_date",
+                  "record_index")  # fmt: skip
+
+
+def parse_corporate_actions(dataset: str):
+    """The parser of a SPLITS (``splits``) or DIVIDENDS (``dividends``) body: one record per event.
+
+    Values stay as received (strings, ``"None"`` included); a symbol without events is a body with
+    an empty ``data`` list, which holds no records and is no error.
+    """
+    _function, fields, action = av.CORPORATE_ACTIONS[dataset]
+
+    def parse(data: bytes, origin: str) -> Parsed:
+        body, reason = _object(data, origin)
+        if body is None:
+            return Parsed(rejected=reason)
+        events = body.get(av.ACTIONS_DATA_KEY)
+        if events is None:
+            reason = _error_body(body) or f"no {av.ACTIONS_DATA_KEY!r} list (keys: {sorted(body)[:5]})"
+            return Parsed(rejected=f"{origin}: {reason}")
+        if isinstance(events, JsonObject) or not isinstance(events, list):
+            return Parsed(rejected=f"{origin}: {av.ACTIONS_DATA_KEY!r} is not a list")
+        symbol = _text(body.get(av.ACTIONS_SYMBOL_KEY))
+        records = []
+        for index, event in enumerate(events):
+            if not isinstance(event, JsonObject):
+                return Parsed(rejected=f"{origin}: event {index} is not an object")
+            values = dict(event)
+            rec = dict.fromkeys(ACTION_COLUMNS)
+            rec.update(symbol=symbol, action=action, record_index=index)
+            for wire, column in fields.items():
+                rec[column] = _text(values.get(wire))
+            records.append(rec)
+        if not records:
+            return Parsed({n: [] for n in ACTION_COLUMNS})
+        return Parsed.of_records(records)
+
+    return parse
 
 
 def parse_capture(data: bytes, origin: str) -> list[dict]:
@@ -396,8 +341,9 @@ def parse_capture(data: bytes, origin: str) -> list[dict]:
             "symbol": None,
             "fetched_at": None,
             "ingest_run_id": None,
+            "entitlement": None,  # realtime, delayed or end_of_day; None in events of older publishers
         }
-        rec.update(dict.fromkeys(v for v in QUOTE_FIELDS.values() if v != "quote_symbol"))
+        rec.update(dict.fromkeys(v for v in av.QUOTE_FIELDS.values() if v != "quote_symbol"))
         try:
             message = json.loads(text)
         except json.JSONDecodeError:
@@ -406,9 +352,10 @@ def parse_capture(data: bytes, origin: str) -> list[dict]:
             rec["symbol"] = _text(message.get("symbol"))
             rec["fetched_at"] = _text(message.get("fetched_at"))
             rec["ingest_run_id"] = _text(message.get("run_id"))
+            rec["entitlement"] = _text(message.get("entitlement"))
             quote = message.get("quote")
             if isinstance(quote, dict):
-                for key, name in QUOTE_FIELDS.items():
+                for key, name in av.QUOTE_FIELDS.items():
                     if name != "quote_symbol":
                         rec[name] = _text(quote.get(key))
         records.append(rec)

@@ -5,7 +5,7 @@ The API (kept small on purpose; the reliability suite calls it after every case)
     reconcile(spark, settings, start_date, end_date, *, dataset="daily_bars", provider=None,
               symbols=None, trade_start=None, trade_end=None, pg_dsn=None, through="mart")
         -> Reconciliation   # .as_dict(): raw_records, bronze_rows, silver_rows, quarantine_rows,
-                            #   gold_rows, mart_rows, lost_rows, duplicate_rows; .details; .ok
+                            #   gold_rows, mart_rows, lost_rows, duplicate_rows, stale_rows, extra_rows; .details; .ok
 
 What is counted, for the RAW files of one provider and dataset whose ingest_date lies in
 [start_date, end_date] (optionally only the folders of `symbols`):
@@ -27,6 +27,18 @@ What is counted, for the RAW files of one provider and dataset whose ingest_date
   the mart holds only the windows it was loaded with) must have one.
 - ``duplicate_rows``: bronze rows of a file beyond its RAW records, and rows beyond the first of one
   business key (symbol, trade_date) in silver, gold and the mart.
+- ``stale_rows``: mart rows whose values differ from their gold row. Gold and mart are compared by
+  content checksums per (symbol, month) over the served dates; ranges that differ are then compared
+  row by row (``details["mart_ranges_differing"]``).
+- ``extra_rows``: rows with no row in the layer they come from: a gold bar no silver bar explains,
+  a mart row no gold row explains (a phantom).
+
+Content, not only counts: every payload is checked against the size and sha256 its run manifest
+recorded (``details["damaged_raw_files"]``: truncated or edited after landing; their records are
+not counted, bronze must have refused them); and for daily bars each file's records are checksummed
+from the bytes and compared with the checksum of its bronze rows (``details["bronze_files_differing"]``).
+:attr:`Reconciliation.ok` is false on any lost, duplicated, stale or extra row, damaged RAW file or
+differing bronze file.
 
 `through` stops the count at a layer (a case whose silver job failed on purpose reconciles through
 bronze). Gold and mart are counted for ``daily_bars`` only; ``security_master`` stops at silver.
@@ -35,23 +47,38 @@ bronze). Gold and mart are counted for ``daily_bars`` only; ``security_master`` 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import logging
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lakehouse.contracts import alpha_vantage as av
+from lakehouse.contracts import raw_layout
+from lakehouse.contracts.manifest import read_manifests
 from lakehouse.lake import Lake
+from lakehouse.raw_store import RawIntegrityError, RawStore, cluster_raw_store, read_verified
 from lakehouse.settings import Settings
-from spark_jobs import raw, silver
+from spark_jobs import raw, serving, silver
 from spark_jobs.job_params import DateWindow
 from spark_jobs.tables import Tables, contract
 
 Layer = Literal["bronze", "silver", "gold", "mart"]
 LAYERS: tuple[str, ...] = get_args(Layer)
+log = logging.getLogger(__name__)
+
 LEDGER_KEYS = ("raw_records", "bronze_rows", "silver_rows", "quarantine_rows", "gold_rows", "mart_rows",
-               "lost_rows", "duplicate_rows")  # fmt: skip
+               "lost_rows", "duplicate_rows", "stale_rows", "extra_rows")  # fmt: skip
+# details that fail the reconciliation when not zero, beside the row counts
+DEFECTS = ("damaged_raw_files", "bronze_files_differing")
+# The text of one record or row for a content checksum: fields joined by SEPARATOR, a null as NULL_TEXT.
+SEPARATOR, NULL_TEXT = "\x1f", "\x00"
+BAR_FIELDS = tuple(dict.fromkeys(av.BAR_COLUMNS.values()))
+MART_LINEAGE = frozenset({"load_id"})  # the run that wrote a row, not what it says
 # dataset -> (bronze table, silver table, quarantine source_table, silver business key)
 DATASETS = {
     "daily_bars": ("daily_bars", "daily_bars", "daily_bars", ("symbol", "trade_date")),
@@ -71,11 +98,14 @@ class Reconciliation:
     mart_rows: int | None = None
     lost_rows: int = 0
     duplicate_rows: int = 0
+    stale_rows: int = 0
+    extra_rows: int = 0
     details: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return self.lost_rows == 0 and self.duplicate_rows == 0
+        rows = (self.lost_rows, self.duplicate_rows, self.stale_rows, self.extra_rows)
+        return not any(rows) and not any(self.details.get(k, 0) for k in DEFECTS)
 
     def as_dict(self) -> dict[str, int]:
         """The counted layers under the reliability ledger's keys."""
@@ -85,28 +115,84 @@ class Reconciliation:
 # --- RAW, counted from the bytes -------------------------------------------------------------------
 
 
-def count_records(data: bytes, dataset: str) -> int:
-    """Records of one RAW payload, as the layer contract defines them (duplicate dates included)."""
+def _body(data: bytes) -> tuple[list[tuple[str, object]], type] | None:
+    """The top-level (key, value) pairs of a payload and the type its objects were decoded as;
+    None when it is not a JSON object."""
     try:
         fast = json.loads(data)
     except (UnicodeDecodeError, ValueError):
-        return 0
+        return None
     if isinstance(fast, dict) and data.count(b"{") == _objects(fast):
-        body = list(fast.items())  # no object was collapsed by a duplicate key: the C decoder's answer holds
-        decoded = dict
-    else:
-        body = json.loads(data.decode("utf-8"), object_pairs_hook=raw.JsonObject)
-        decoded = raw.JsonObject
-        if not isinstance(body, raw.JsonObject):  # the top level is not an object
-            return 0
-    keys = [k for k, _ in body]
-    if dataset == "security_master":
-        return 1 if keys and not set(keys) & set(raw.ERROR_KEYS) else 0
-    series = [v for k, v in body if k == raw.DAILY_SERIES_KEY]
+        return list(fast.items()), dict  # no object was collapsed by a duplicate key: the C decoder's answer holds
+    body = json.loads(data.decode("utf-8"), object_pairs_hook=raw.JsonObject)
+    if not isinstance(body, raw.JsonObject):  # the top level is not an object
+        return None
+    return body, raw.JsonObject
+
+
+def _items(node: object) -> list[tuple[str, object]]:
+    return list(node.items()) if isinstance(node, dict) else list(node)
+
+
+def _bars(body: list[tuple[str, object]], decoded: type) -> list[tuple[str, object]] | None:
+    series = [v for k, v in body if k == av.SERIES_KEY]
     if not series or not isinstance(series[-1], decoded):
+        return None
+    bars = _items(series[-1])
+    return bars if all(isinstance(v, decoded) for _, v in bars) else None
+
+
+def count_records(data: bytes, dataset: str) -> int:
+    """Records of one RAW payload, as the layer contract defines them (duplicate dates included)."""
+    decoded = _body(data)
+    if decoded is None:
         return 0
-    bars = list(series[-1].values()) if decoded is dict else [v for _, v in series[-1]]
-    return len(bars) if all(isinstance(v, decoded) for v in bars) else 0
+    body, kind = decoded
+    if dataset == "security_master":
+        keys = {k for k, _ in body}
+        return 1 if keys and not keys & set(av.ERROR_KEYS) else 0
+    bars = _bars(body, kind)
+    return len(bars) if bars is not None else 0
+
+
+def _hash48(text: str) -> int:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16)
+
+
+def content_checksum(data: bytes) -> int | None:
+    """Order-independent checksum of a daily-bars payload's records, from the bytes.
+
+    Per record: its date and each bar field's text as received (the last of two keys naming one
+    field), joined by SEPARATOR, hashed with sha256; the checksum is the sum of the hashes' first
+    48 bits, so it is the same for bronze's rows in any order (see :func:`bronze_checksums`).
+    None when the file holds no bars or a bar value that is not a JSON string or null: bronze's
+    text of a number or an object is the parser's rendering, not the bytes', so it is not compared.
+    """
+    decoded = _body(data)
+    bars = _bars(*decoded) if decoded is not None else None
+    if not bars:
+        return None
+    total = 0
+    for day, bar in bars:
+        values: dict[str, object] = dict.fromkeys(BAR_FIELDS)
+        for key, value in _items(bar):
+            name = av.BAR_COLUMNS.get(key.split(". ", 1)[-1])
+            if name is not None:
+                values[name] = value
+        if not all(v is None or isinstance(v, str) for v in values.values()):
+            return None
+        total += _hash48(SEPARATOR.join([day, *(NULL_TEXT if v is None else v for v in values.values())]))
+    return total
+
+
+def bronze_checksums(bronze: DataFrame, files: list[str]) -> dict[str, int]:
+    """Per source file, the checksum of its bronze daily-bar rows as :func:`content_checksum` takes it."""
+    if not files:
+        return {}
+    text = F.concat_ws(SEPARATOR, *[F.coalesce(F.col(c), F.lit(NULL_TEXT)) for c in ("trade_date", *BAR_FIELDS)])
+    hashed = F.conv(F.substring(F.sha2(text, 256), 1, 12), 16, 10).cast("bigint")
+    rows = bronze.filter(F.col("source_file").isin(files)).groupBy("source_file").agg(F.sum(hashed).alias("sum"))
+    return {r.source_file: int(r["sum"]) for r in rows.collect()}
 
 
 def _objects(node: object) -> int:
@@ -118,28 +204,31 @@ def _objects(node: object) -> int:
     return 0
 
 
-def _raw_files(lake: Lake, provider: str, dataset: str, window: DateWindow, symbols) -> dict[str, int]:
-    store = raw.store_for(lake)
-    files = raw.ingested_files(store, provider, dataset, window.start, window.end)
-    return {
-        f.file.path: count_records(store.read(f.file.path), dataset)
-        for f in files
-        if symbols is None or f.symbol in symbols
-    }
+@dataclass
+class _RawFiles:
+    """The window's RAW payloads: records and content checksum of each intact one, and the damaged ones."""
+
+    records: dict[str, int] = field(default_factory=dict)
+    checksums: dict[str, int] = field(default_factory=dict)
+    damaged: dict[str, str] = field(default_factory=dict)
 
 
-def _manifest_records(lake: Lake, dataset: str, window: DateWindow) -> dict[str, int]:
-    store = raw.store_for(lake)
-    found: dict[str, int] = {}
-    for day in raw.days(window.start, window.end):
-        for f in store.list(f"_manifests/{dataset}/ingest_date={day.isoformat()}"):
-            try:
-                doc = json.loads(store.read(f.path))
-            except ValueError:
-                continue
-            for entry in doc.get("files", []) if isinstance(doc, dict) else []:
-                if isinstance(entry, dict) and isinstance(entry.get("records"), int) and "path" in entry:
-                    found[entry["path"]] = entry["records"]
+def _raw_files(store: RawStore, provider: str, dataset: str, window: DateWindow, symbols,
+               fingerprints: dict) -> _RawFiles:  # fmt: skip
+    found = _RawFiles()
+    for f in raw.ingested_files(store, provider, dataset, window.start, window.end):
+        if symbols is not None and f.symbol not in symbols:
+            continue
+        try:
+            data = read_verified(store, f.file.path, fingerprints.get(f.file.path, ()))
+        except RawIntegrityError as exc:
+            log.warning("reconcile: %s", exc)
+            found.damaged[f.file.path] = exc.reason
+            continue
+        found.records[f.file.path] = count_records(data, dataset)
+        checksum = content_checksum(data) if dataset == "daily_bars" else None
+        if checksum is not None:
+            found.checksums[f.file.path] = checksum
     return found
 
 
@@ -189,9 +278,14 @@ def reconcile(
     bronze_table, silver_table, source_table, keys = DATASETS[dataset]
     details: dict[str, int] = {}
 
-    raw_counts = _raw_files(lake, provider, dataset, window, wanted)
-    manifest = _manifest_records(lake, dataset, window)
-    details["files"] = len(raw_counts)
+    store = cluster_raw_store(lake)
+    manifests = read_manifests(store, dataset, raw_layout.days(window.start, window.end))
+    landed = _raw_files(store, provider, dataset, window, wanted, manifests.fingerprints())
+    raw_counts = landed.records
+    manifest = manifests.records_per_file()
+    details["files"] = len(raw_counts) + len(landed.damaged)
+    details["damaged_manifests"] = len(manifests.damaged)
+    details["damaged_raw_files"] = len(landed.damaged)
     details["manifest_mismatches"] = sum(1 for p, n in raw_counts.items() if p in manifest and manifest[p] != n)
 
     bronze = (
@@ -202,6 +296,7 @@ def reconcile(
     if wanted is not None:
         bronze = bronze.filter(F.col("path_symbol").isin(sorted(wanted)))
     per_file = {r.source_file: int(r["count"]) for r in bronze.groupBy("source_file").count().collect()}
+    damaged_in_bronze = sum(per_file.pop(p, 0) for p in landed.damaged)  # loaded before the damage
     rejected = (
         tables.read(contract("bronze", "rejected_files"))
         .filter(window.predicate("ingest_date"))
@@ -210,16 +305,22 @@ def reconcile(
         .distinct()
         .collect()
     )
-    rejected_files = {r.source_file for r in rejected} & set(raw_counts)
+    rejected_files = {r.source_file for r in rejected} & (set(raw_counts) | set(landed.damaged))
     details["rejected_files"] = len(rejected_files)
     details["files_unaccounted"] = sum(1 for p in raw_counts if p not in per_file and p not in rejected_files)
     details["lost_raw_to_bronze"] = sum(max(n - per_file.get(p, 0), 0) for p, n in raw_counts.items())
     details["duplicated_in_bronze"] = sum(max(per_file.get(p, 0) - raw_counts.get(p, 0), 0) for p in per_file)
+    same_count = [p for p in landed.checksums if per_file.get(p, 0) == raw_counts[p]]
+    loaded = bronze_checksums(bronze, same_count) if dataset == "daily_bars" else {}
+    details["bronze_files_compared"] = len(loaded)
+    details["bronze_files_differing"] = sum(1 for p, n in loaded.items() if n != landed.checksums[p])
     result = {
         "raw_records": sum(raw_counts.values()),
-        "bronze_rows": sum(per_file.values()),
+        "bronze_rows": sum(per_file.values()) + damaged_in_bronze,
         "lost_rows": details["lost_raw_to_bronze"],
         "duplicate_rows": details["duplicated_in_bronze"],
+        "stale_rows": 0,
+        "extra_rows": 0,
     }
     if through == "bronze":
         return Reconciliation(**result, details=details)
@@ -246,7 +347,7 @@ def _silver(tables: Tables, bronze: DataFrame, dataset: str, silver_table: str, 
         rows = bronze.withColumn("trade_date_raw", F.col("trade_date")).withColumn("record_key", silver.bar_key())
         rows = rows.withColumn("trade_date", F.expr("try_cast(trade_date_raw AS DATE)"))
         compared = [F.expr(f"try_cast(trim(`{c}`) AS {'BIGINT' if c == 'volume' else 'DOUBLE'})").alias(c)
-                    for c in silver.BAR_COMPARED]  # fmt: skip
+                    for c in silver.BAR_VALUES]  # fmt: skip
     else:
         rows = bronze.withColumn("record_key", F.concat_ws("|", F.coalesce("symbol", F.lit("")),
                                                            F.col("ingest_date").cast("string")))  # fmt: skip
@@ -256,9 +357,9 @@ def _silver(tables: Tables, bronze: DataFrame, dataset: str, silver_table: str, 
     marked = rows.join(quarantine, ["source_file", "record_key"], "left")
     current = tables.read(contract("silver", silver_table))
     held = current.select(*keys, F.col("ingested_at").alias("_held_at"),
-                          *[F.col(c).alias(f"_held_{c}") for c in silver.BAR_COMPARED if compared])  # fmt: skip
+                          *[F.col(c).alias(f"_held_{c}") for c in silver.BAR_VALUES if compared])  # fmt: skip
     same = F.lit(True)
-    for c in silver.BAR_COMPARED if compared else ():
+    for c in silver.BAR_VALUES if compared else ():
         same = same & F.col(c).eqNullSafe(F.col(f"_held_{c}"))
     # One pass: a silver duplicate is counted below, so one held row per key is enough here.
     joined = marked.join(held.dropDuplicates(list(keys)), list(keys), "left")
@@ -317,40 +418,76 @@ def _gold_and_mart(tables: Tables, settings: Settings, symbols: list[str], span:
     result["gold_rows"] = gold_rows
     result["lost_rows"] += details["lost_silver_to_gold"]
     result["duplicate_rows"] += details["duplicated_in_gold"]
+    result["extra_rows"] += details["gold_without_silver"]
     dsn = pg_dsn or (settings.pg_dsn.get_secret_value() if settings.pg_dsn else None)
     if through != "mart" or dsn is None:
         return
     import psycopg
+    from psycopg import sql
 
+    mart_table = serving.MART_TABLES["daily_prices"]
+    gold_prices = in_scope(tables.read(contract("gold", "fct_daily_prices")))
     with psycopg.connect(dsn) as conn:
         exists = conn.execute("SELECT to_regclass('mart.daily_prices'), to_regclass('ops.load_audit')").fetchone()
-        found = served = []
+        found: list[tuple] = []
+        served: list[tuple] = []
+        columns = [c for c, _ in serving.mart_columns(conn, mart_table)
+                   if c in gold_prices.columns and c not in MART_LINEAGE]  # fmt: skip
         if all(exists):  # a database never loaded has no mart yet: nothing served, nothing expected
-            found = conn.execute(
-                "SELECT symbol, trade_date FROM mart.daily_prices "
-                "WHERE symbol = ANY(%s) AND trade_date BETWEEN %s AND %s",
-                (symbols, lo, hi),
-            ).fetchall()
+            query = sql.SQL("SELECT {} FROM mart.daily_prices WHERE symbol = ANY(%s) AND trade_date BETWEEN %s AND %s")
+            found = conn.execute(query.format(sql.SQL(", ").join(map(sql.Identifier, columns))), (symbols, lo, hi))
+            found = found.fetchall()
             served = conn.execute(
                 "SELECT window_start, window_end FROM ops.load_audit WHERE table_name = 'mart.daily_prices' "
                 "AND status = 'succeeded'"
             ).fetchall()
-    mart_keys = {(s, d) for s, d in found}
-    gold_set = {(r.symbol, r.trade_date) for r in gold.select(*key).collect()}
     whole = any(start is None for start, _ in served)  # a full refresh serves every date
 
     def is_served(day: dt.date) -> bool:
         return whole or any(start <= day <= end for start, end in served)
 
-    expected = {k for k in gold_set if is_served(k[1])}
+    columns = columns or key
+    mart = _keyed(found, columns)
+    gold_all = dict(_keyed([tuple(r.values()) for r in gold_prices.select(*columns).toArrow().to_pylist()], columns))
+    expected = {k: text for k, text in gold_all.items() if is_served(k[1])}
+    mart_keys = {k for k, _ in mart}
+    differing = _ranges_differing(expected, mart)
     details["served_loads"] = len(served)
     details["gold_rows_served"] = len(expected)
-    details["lost_gold_to_mart"] = len(expected - mart_keys)
-    details["mart_without_gold"] = len(mart_keys - gold_set)
+    details["lost_gold_to_mart"] = len(set(expected) - mart_keys)
+    details["mart_without_gold"] = len(mart_keys - set(gold_all))
+    details["stale_in_mart"] = sum(1 for k, text in set(mart) if k in gold_all and gold_all[k] != text)
+    details["mart_ranges_differing"] = len(differing)
     details["duplicated_in_mart"] = len(found) - len(mart_keys)
     result["mart_rows"] = len(found)
     result["lost_rows"] += details["lost_gold_to_mart"]
     result["duplicate_rows"] += details["duplicated_in_mart"]
+    result["stale_rows"] += details["stale_in_mart"]
+    result["extra_rows"] += details["mart_without_gold"]
+    if differing:
+        log.warning("reconcile: gold and mart differ in %d (symbol, month) ranges, e.g. %s",
+                    len(differing), sorted(differing)[:5])  # fmt: skip
+
+
+def _canonical(value: object) -> str:
+    if value is None:
+        return NULL_TEXT
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _keyed(rows: list[tuple], columns: list[str]) -> list[tuple[tuple, str]]:
+    """Rows (tuples in `columns` order) as ((symbol, trade_date), text of the row) pairs."""
+    at_symbol, at_date = columns.index("symbol"), columns.index("trade_date")
+    return [((r[at_symbol], r[at_date]), SEPARATOR.join(map(_canonical, r))) for r in rows]
+
+
+def _ranges_differing(gold: dict, mart: list) -> set[tuple[str, str]]:
+    """(symbol, month) ranges whose content checksum differs between the served gold rows and the mart."""
+    sums: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for side, pairs in ((0, gold.items()), (1, mart)):
+        for (symbol, day), text in pairs:
+            sums[(symbol, day.isoformat()[:7])][side] += _hash48(text)
+    return {r for r, (g, m) in sums.items() if g != m}
 
 
 def _date(value: str | dt.date | None) -> dt.date | None:

@@ -20,6 +20,14 @@ Windows per table: ``daily_prices`` rows with ``trade_date`` in [start, end]; ``
 every month the window touches; ``dim_security`` (SCD2 history changes anywhere) and
 ``latest_quotes`` (one row per symbol) are replaced whole by every load. ``full_refresh`` replaces
 every table whole.
+
+Gold also changes outside the window: silver-to-gold recomputes a whole symbol on a split or
+dividend, and from the first revised or late bar on. It records each (table, symbol, date range) it
+recomputed in the Delta table ``ops.gold_changes``; :func:`run_gold_to_postgres` loads those ranges
+in the same swap as the window and marks them served only after the swap committed (a failed load
+leaves them pending for the next one). Inside the swap, before commit, the mart's content over
+everything replaced is checked against what was read from gold (:func:`mart_checksum`): a row the
+mart lost or changed fails the load and rolls it back.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,11 +50,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse import failpoints, telemetry
+from lakehouse.alert_rules import MART_FRESHNESS_EVENT, MART_FRESHNESS_TABLE
+from lakehouse.job_summary import JobSummary, TableSummary
 from lakehouse.lake import Lake
 from lakehouse.settings import Settings
-from spark_jobs import copy_binary, migrations, pg
-from spark_jobs.job_params import DateWindow as Window
-from spark_jobs.job_params import parse_flag
+from spark_jobs import contracts, copy_binary, migrations, pg
+from spark_jobs.job_params import DateWindow, parse_flag
+from spark_jobs.tables import Tables
 
 log = logging.getLogger(__name__)
 
@@ -60,20 +70,6 @@ COPY_BATCH_ROWS = 65_536
 CHUNKED_WINDOW_DAYS = 62
 READ_CHUNKS = 4
 
-# Spark simple type names -> PostgreSQL types as information_schema spells them.
-PG_TYPES = {
-    "string": "text",
-    "date": "date",
-    "double": "double precision",
-    "float": "real",
-    "bigint": "bigint",
-    "int": "integer",
-    "smallint": "smallint",
-    "boolean": "boolean",
-    "timestamp": "timestamp with time zone",
-    "timestamp_ntz": "timestamp without time zone",
-}
-
 
 class ServingError(RuntimeError):
     """A load that could not run; the message says which table and why."""
@@ -85,6 +81,10 @@ class SchemaMismatchError(ServingError):
 
 class GoldTableMissing(ServingError):
     """A required gold table does not exist at its lake location."""
+
+
+class MartMismatchError(ServingError):
+    """The mart's rows over what a load replaced differ from the gold rows it read."""
 
 
 @dataclass(frozen=True)
@@ -102,13 +102,29 @@ class MartTable:
     def qualified(self) -> str:
         return f"{MART_SCHEMA}.{self.name}"
 
-    def bounds(self, window: Window, full_refresh: bool) -> tuple[dt.date, dt.date] | None:
+    def bounds(self, window: DateWindow, full_refresh: bool) -> tuple[dt.date, dt.date] | None:
         """Inclusive bounds of the replaced rows on ``window_column``; None means the whole table."""
         if full_refresh or self.window_column is None:
             return None
         if self.monthly:
             return window.start.replace(day=1), window.end.replace(day=1)
         return window.start, window.end
+
+    def symbol_ranges(self, ranges: Iterable[SymbolRange]) -> tuple[SymbolRange, ...]:
+        """One inclusive range per symbol (the span of the given ones) on ``window_column``, sorted."""
+        if self.window_column is None:
+            return ()
+        spans: dict[str, tuple[dt.date, dt.date]] = {}
+        for symbol, lo, hi in ranges:
+            if self.monthly:
+                lo, hi = lo.replace(day=1), hi.replace(day=1)
+            old = spans.get(symbol)
+            spans[symbol] = (min(lo, old[0]), max(hi, old[1])) if old else (lo, hi)
+        return tuple((symbol, lo, hi) for symbol, (lo, hi) in sorted(spans.items()))
+
+
+# (symbol, first date, last date) of gold rows a load replaces besides its window
+SymbolRange = tuple[str, dt.date, dt.date]
 
 
 MART_TABLES: dict[str, MartTable] = {
@@ -124,7 +140,7 @@ MART_TABLES: dict[str, MartTable] = {
 
 @dataclass
 class TableLoad:
-    """Outcome of loading one table; the per-table part of the notebook summary."""
+    """Outcome of loading one table (in the job summary as a :class:`TableSummary`)."""
 
     table: str
     status: str
@@ -136,6 +152,7 @@ class TableLoad:
     audit_id: int | None = None
     reason: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)  # read, stage, swap (shared by the tables)
+    ranges: tuple[SymbolRange, ...] = ()  # replaced besides the window
 
 
 @dataclass
@@ -144,6 +161,7 @@ class _Staged:
     columns: list[str]
     data: GoldRead
     bounds: tuple[dt.date, dt.date] | None
+    ranges: tuple[SymbolRange, ...] = ()
     checksum: str | None = None
     audit_id: int | None = None
     result: TableLoad | None = field(default=None)
@@ -170,23 +188,20 @@ def mart_columns(conn: psycopg.Connection, table: MartTable) -> list[tuple[str, 
 
 def schema_mismatches(gold: Sequence[tuple[str, str]], mart: Sequence[tuple[str, str]]) -> list[str]:
     """Differences between gold (name, Spark type) and mart (name, PostgreSQL type) columns."""
-    gold_types = dict(gold)
-    mart_types = dict(mart)
-    problems = []
-    only_gold = [n for n in gold_types if n not in mart_types]
-    only_mart = [n for n in mart_types if n not in gold_types]
-    if only_gold:
-        problems.append(f"columns only in gold: {only_gold}")
-    if only_mart:
-        problems.append(f"columns only in the mart: {only_mart}")
-    for name, spark_type in gold_types.items():
-        if name not in mart_types:
-            continue
-        expected = PG_TYPES.get(spark_type)
-        if expected != mart_types[name]:
-            wanted = expected or "no PostgreSQL mapping"
-            problems.append(f"column {name!r}: gold {spark_type} needs {wanted}, mart has {mart_types[name]}")
-    return problems
+
+    def type_problem(name: str, spark_type: str, pg_type: str) -> str | None:
+        needed = contracts.postgres_type(spark_type)
+        if needed == pg_type:
+            return None
+        return f"column {name!r}: gold {spark_type} needs {needed or 'no PostgreSQL mapping'}, mart has {pg_type}"
+
+    return contracts.schema_differences(
+        dict(gold),
+        dict(mart),
+        only_actual="columns only in gold:",
+        only_expected="columns only in the mart:",
+        type_problem=type_problem,
+    )
 
 
 def check_schema(conn: psycopg.Connection, table: MartTable, gold_schema: Any) -> list[str]:
@@ -207,21 +222,8 @@ def check_schema(conn: psycopg.Connection, table: MartTable, gold_schema: Any) -
 
 
 def read_gold(spark: SparkSession, lake: Lake, table: MartTable) -> DataFrame | None:
-    """The gold Delta table, or None when it does not exist."""
-    path = lake.table("gold", table.gold)
-    if lake.is_local:
-        from pathlib import Path
-
-        if not (Path(path.removeprefix("file://")) / "_delta_log").is_dir():
-            return None
-    try:
-        df = spark.read.format("delta").load(path)
-        df.schema  # noqa: B018 - resolves the table now, so a missing one fails here
-    except Exception as exc:  # Spark Connect raises AnalysisException or a gRPC error by engine
-        if "not a delta table" in str(exc).lower() or "not found" in str(exc).lower():
-            return None
-        raise
-    return df
+    """The gold Delta table as stored, or None when it does not exist."""
+    return Tables(spark, lake).existing(contracts.load("gold", table.gold))
 
 
 class GoldRead:
@@ -309,11 +311,26 @@ def chunk_frames(df: DataFrame, table: MartTable, bounds: tuple[dt.date, dt.date
     return frames
 
 
-def window_rows(df: DataFrame, table: MartTable, bounds: tuple[dt.date, dt.date] | None) -> DataFrame:
+def window_rows(
+    df: DataFrame, table: MartTable, bounds: tuple[dt.date, dt.date] | None, ranges: Sequence[SymbolRange] = ()
+) -> DataFrame:
+    """Gold rows in the window, or in their symbol's range."""
     if bounds is None:
         return df
     column = F.col(table.window_column)
-    return df.where(column.between(F.lit(bounds[0]), F.lit(bounds[1])))
+    in_window = column.between(F.lit(bounds[0]), F.lit(bounds[1]))
+    if not ranges:
+        return df.where(in_window)
+    spans = df.sparkSession.createDataFrame(
+        pa.table({
+            "symbol": pa.array([r[0] for r in ranges], pa.string()),
+            "_range_lo": pa.array([r[1] for r in ranges], pa.date32()),
+            "_range_hi": pa.array([r[2] for r in ranges], pa.date32()),
+        })
+    )  # fmt: skip
+    in_range = F.coalesce(column.between(F.col("_range_lo"), F.col("_range_hi")), F.lit(False))
+    joined = df.join(F.broadcast(spans), "symbol", "left")
+    return joined.where(in_window | in_range).drop("_range_lo", "_range_hi")
 
 
 # --- the load --------------------------------------------------------------------------------
@@ -324,10 +341,11 @@ def load(
     lake: Lake,
     info: str,
     *,
-    window: Window,
+    window: DateWindow,
     load_id: str,
     full_refresh: bool = False,
     tables: Iterable[str] | None = None,
+    ranges: Mapping[str, Iterable[SymbolRange]] | None = None,
     attempts: int = 5,
 ) -> list[TableLoad]:
     """Load the window of each gold table into its mart table in one swap transaction.
@@ -340,6 +358,8 @@ def load(
         load_id: the ADF pipeline run id, recorded in ``ops.load_audit``.
         full_refresh: replace every table whole.
         tables: mart table names to load; default all of :data:`MART_TABLES`.
+        ranges: mart table name -> (symbol, first, last date) ranges to replace besides the window
+            (the gold ranges silver-to-gold recomputed); in the same swap transaction.
         attempts: tries in all on transient connection errors.
 
     Returns:
@@ -347,7 +367,10 @@ def load(
 
     Raises:
         SchemaMismatchError: gold and mart columns differ (nothing was written).
-        GoldTableMissing: a required gold table does not exist (nothing was written).
+        GoldTableMissing: a required gold table does not exist while its mart table holds rows
+            (nothing was written); behind an empty mart table it is skipped: nothing to load.
+        MartMismatchError: after the inserts the mart's rows differ from the gold rows read
+            (the swap was rolled back).
     """
     if not load_id or not load_id.strip():
         raise ValueError("load_id (the run_id) must not be empty")
@@ -358,7 +381,7 @@ def load(
         for table in selected:
             df = read_gold(spark, lake, table)
             if df is None:
-                if table.required:
+                if table.required and not _mart_is_empty(conn, table):
                     raise GoldTableMissing(
                         f"gold.{table.gold} does not exist at {lake.table('gold', table.gold)}; "
                         f"cannot load {table.qualified}"
@@ -367,11 +390,13 @@ def load(
                 continue
             columns = check_schema(conn, table, df.schema)
             bounds = table.bounds(window, full_refresh)
-            rows = window_rows(df, table, bounds).select(*columns)
-            staged.append(_Staged(table, columns, GoldRead(chunk_frames(rows, table, bounds), table.keys), bounds))
+            extra = table.symbol_ranges((ranges or {}).get(table.name, ())) if bounds else ()
+            rows = window_rows(df, table, bounds, extra).select(*columns)
+            frames = chunk_frames(rows, table, bounds if not extra else None)
+            staged.append(_Staged(table, columns, GoldRead(frames, table.keys), bounds, extra))
 
     try:
-        for attempt in pg.retrying(attempts, "load"):
+        for attempt in pg.retrying(attempts):
             with attempt:
                 number = attempt.retry_state.attempt_number
                 _attempt(info, staged, load_id=load_id, full_refresh=full_refresh, attempt=number)
@@ -379,6 +404,16 @@ def load(
         for item in staged:
             item.data.close()
     return [s.result for s in staged if s.result is not None] + skipped
+
+
+def _mart_is_empty(conn: psycopg.Connection, table: MartTable) -> bool:
+    """True when the mart table exists and holds no row: nothing was ever built to load into it (a
+    fresh home whose windows so far had no session). A gold table missing behind a loaded mart
+    table is lost, and fails the load."""
+    if conn.execute("SELECT to_regclass(%s)", (table.qualified,)).fetchone()[0] is None:
+        return False
+    target = sql.SQL("{}.{}").format(sql.Identifier(MART_SCHEMA), sql.Identifier(table.name))
+    return conn.execute(sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(target)).fetchone()[0]
 
 
 def _select(tables: Iterable[str] | None) -> list[MartTable]:
@@ -428,6 +463,7 @@ def _open_audit(conn: psycopg.Connection, item: _Staged, load_id: str, full_refr
         hi and hi.isoformat(),
         audit_id=audit_id,
         seconds={},
+        ranges=item.ranges,
     )
     return audit_id
 
@@ -459,10 +495,31 @@ def _stage(conn: psycopg.Connection, item: _Staged) -> None:
     item.result.seconds["stage"] = round(time.perf_counter() - started, 3)
 
 
+def replaced(
+    table: MartTable, bounds: tuple[dt.date, dt.date] | None, ranges: Sequence[SymbolRange] = ()
+) -> sql.Composable:
+    """SQL predicate of the mart rows a load replaces: the window, or a symbol's range (as literals:
+    COPY takes no parameters)."""
+    if bounds is None:
+        return sql.SQL("TRUE")
+    column = sql.Identifier(table.window_column)
+    where = sql.SQL("{} BETWEEN {} AND {}").format(column, sql.Literal(bounds[0]), sql.Literal(bounds[1]))
+    if not ranges:
+        return where
+    values = sql.SQL(", ").join(
+        sql.SQL("({}, {}::date, {}::date)").format(sql.Literal(s), sql.Literal(lo), sql.Literal(hi))
+        for s, lo, hi in ranges
+    )
+    # The range columns are named apart from the table's, so `symbol` and the window column resolve to the table.
+    in_range = sql.SQL(
+        "EXISTS (SELECT 1 FROM (VALUES {}) AS r(range_symbol, range_lo, range_hi) "
+        "WHERE r.range_symbol = {} AND {} BETWEEN r.range_lo AND r.range_hi)"
+    ).format(values, sql.Identifier("symbol"), column)
+    return sql.SQL("({} OR {})").format(where, in_range)
+
+
 def _where(item: _Staged) -> tuple[sql.Composable, tuple]:
-    if item.bounds is None:
-        return sql.SQL("TRUE"), ()
-    return sql.SQL("{} BETWEEN %s AND %s").format(sql.Identifier(item.table.window_column)), item.bounds
+    return replaced(item.table, item.bounds, item.ranges), ()
 
 
 def _swap(conn: psycopg.Connection, staged: list[_Staged]) -> None:
@@ -490,6 +547,13 @@ def _swap(conn: psycopg.Connection, staged: list[_Staged]) -> None:
                     f"{item.table.qualified}: the window holds {rows} rows after inserting {inserted}; "
                     f"gold rows fall outside the window column {item.table.window_column!r}"
                 )
+            held = _mart_checksum(conn, item.table, item.bounds, frozenset(), item.ranges)
+            if held != (inserted, digest):
+                raise MartMismatchError(
+                    f"{item.table.qualified}: after the load the mart holds {held[0]} rows (md5 {held[1]}) where "
+                    f"gold has {inserted} rows (md5 {digest}) in the replaced window {item.bounds} and "
+                    f"{len(item.ranges)} symbol ranges; rows were lost or changed on the way, the load is rolled back"
+                )
             conn.execute(
                 "UPDATE ops.load_audit SET status = 'succeeded', rows_deleted = %s, rows_loaded = %s, "
                 "checksum = %s, finished_at = clock_timestamp() WHERE audit_id = %s",
@@ -506,7 +570,11 @@ def _swap(conn: psycopg.Connection, staged: list[_Staged]) -> None:
 
 
 def mart_checksum(
-    conn: psycopg.Connection, table: MartTable, bounds: tuple[dt.date, dt.date] | None, exclude: Iterable[str] = ()
+    conn: psycopg.Connection,
+    table: MartTable,
+    bounds: tuple[dt.date, dt.date] | None,
+    exclude: Iterable[str] = (),
+    ranges: Sequence[SymbolRange] = (),
 ) -> tuple[int, str]:
     """(rows, checksum) of what the mart holds for a window, computed by the server.
 
@@ -515,28 +583,33 @@ def mart_checksum(
     (``COPY (SELECT ... ORDER BY key) TO STDOUT (FORMAT binary)``), so equal values prove the mart
     window holds exactly what the audit row says was loaded. On an idle connection the dump and
     the count share one snapshot; inside a caller's transaction they follow its isolation level.
-    `exclude` leaves columns out (e.g. ``load_id`` to compare the content two runs loaded).
+    `exclude` leaves columns out (e.g. ``load_id`` to compare the content two runs loaded);
+    `ranges` adds the symbol ranges a load replaced besides its window.
     """
     idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     with conn.transaction():
         if idle:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        return _mart_checksum(conn, table, bounds, frozenset(exclude))
+        return _mart_checksum(conn, table, bounds, frozenset(exclude), table.symbol_ranges(ranges))
 
 
 def _mart_checksum(
-    conn: psycopg.Connection, table: MartTable, bounds: tuple[dt.date, dt.date] | None, exclude: frozenset[str]
+    conn: psycopg.Connection,
+    table: MartTable,
+    bounds: tuple[dt.date, dt.date] | None,
+    exclude: frozenset[str],
+    ranges: Sequence[SymbolRange] = (),
 ) -> tuple[int, str]:
-    columns = [name for name, _ in mart_columns(conn, table) if name not in exclude]
-    if bounds is None:
-        where: sql.Composable = sql.SQL("TRUE")
-    else:  # COPY takes no parameters: literals
-        where = sql.SQL("{} BETWEEN {} AND {}").format(
-            sql.Identifier(table.window_column), sql.Literal(bounds[0]), sql.Literal(bounds[1]))  # fmt: skip
+    described = mart_columns(conn, table)
+    columns = [name for name, _ in described if name not in exclude]
+    where = replaced(table, bounds, ranges)
     target = sql.SQL("{}.{}").format(sql.Identifier(MART_SCHEMA), sql.Identifier(table.name))
+    # Text keys in byte order, the order the loader streams them in (Arrow sorts by code point).
+    text = {name for name, kind in described if kind == "text"}
+    order = [sql.SQL('{} COLLATE "C"' if key in text else "{}").format(sql.Identifier(key)) for key in table.keys]
     query = sql.SQL("COPY (SELECT {} FROM {} WHERE {} ORDER BY {}) TO STDOUT (FORMAT binary)").format(
-        sql.SQL(", ").join(map(sql.Identifier, columns)), target, where,
-        sql.SQL(", ").join(map(sql.Identifier, table.keys)))  # fmt: skip
+        sql.SQL(", ").join(map(sql.Identifier, columns)), target, where, sql.SQL(", ").join(order)
+    )
     digest = hashlib.md5(usedforsecurity=False)
     skip, tail = len(copy_binary.SIGNATURE), b""
     with conn.cursor() as cur, cur.copy(query) as copy:
@@ -636,32 +709,109 @@ def run_gold_to_postgres(
     run_id: str,
     full_refresh: str | bool = False,
     tables: Iterable[str] | None = None,
-) -> dict[str, Any]:
-    """The ``gold_to_postgres`` notebook: migrate, then load the window; the JSON-able summary."""
+) -> JobSummary:
+    """The ``gold_to_postgres`` notebook: migrate, then load the window and every gold range changed
+    since the last load (``ops.gold_changes``), and mark those ranges served."""
     started = time.monotonic()
-    window = Window.parse(start_date, end_date)
+    window = DateWindow.parse(start_date, end_date)
     refresh = parse_flag(full_refresh)
-    auth = pg.ServingAuth()
-    info = pg.conninfo(pg.base_dsn(settings), auth)
+    info = pg.conninfo(pg.base_dsn(settings), settings)
     applied = migrations.apply(info)
+    lake = Lake.from_settings(settings)
+    pending = pending_changes(Tables(spark, lake), _select(tables))
     results = load(
         spark,
-        Lake.from_settings(settings),
+        lake,
         info,
         window=window,
         load_id=run_id,
         full_refresh=refresh,
         tables=tables,
-        attempts=auth.pg_connect_attempts,
+        ranges=pending.ranges(),
+        attempts=settings.pg_connect_attempts,
     )
-    return {
-        "job": "gold_to_postgres",
-        "run_id": run_id,
-        "window": {"start_date": window.start.isoformat(), "end_date": window.end.isoformat()},
-        "full_refresh": refresh,
-        "database": pg.host_of(info),
-        "migrations_applied": applied,
-        "tables": {r.table: {k: v for k, v in vars(r).items() if k != "table"} for r in results},
-        "rows_loaded": sum(r.rows_loaded or 0 for r in results),
-        "seconds": round(time.monotonic() - started, 3),
-    }
+    loaded = {r.table for r in results if r.status == "succeeded"}
+    pending.mark_served(loaded, run_id)
+    _report_freshness(info, run_id, settings.pg_connect_attempts)
+    return JobSummary(
+        job="gold_to_postgres",
+        run_id=run_id,
+        start_date=window.start,
+        end_date=window.end,
+        full_refresh=refresh,
+        database=pg.host_of(info),
+        migrations_applied=applied,
+        tables={r.table: _table_summary(r) for r in results},
+        seconds=round(time.monotonic() - started, 3),
+    )
+
+
+def _report_freshness(info: str, run_id: str, attempts: int) -> None:
+    """Emit the mart's latest trade date: Azure Monitor's data-freshness rule reads this event, so
+    a run that succeeds and loads nothing new still shows the mart falling behind."""
+    with pg.connect(info, attempts=attempts, autocommit=True) as conn:
+        latest = conn.execute(f"SELECT max(trade_date) FROM {MART_FRESHNESS_TABLE}").fetchone()[0]
+    telemetry.event(
+        MART_FRESHNESS_EVENT,
+        run_id,
+        table=MART_FRESHNESS_TABLE,
+        latest_trade_date=latest.isoformat() if latest else "",
+    )
+
+
+def _table_summary(result: TableLoad) -> TableSummary:
+    return TableSummary(
+        rows_written=result.rows_loaded or 0,
+        status=result.status,
+        window_start=result.window_start,
+        window_end=result.window_end,
+        rows_deleted=result.rows_deleted,
+        checksum=result.checksum,
+        audit_id=result.audit_id,
+        reason=result.reason,
+        seconds=result.seconds,
+        ranges=len(result.ranges) if result.ranges else None,
+    )
+
+
+# --- gold ranges changed outside the window --------------------------------------------------
+
+
+@dataclass
+class PendingChanges:
+    """The ``ops.gold_changes`` rows no load has served yet, as read before the load."""
+
+    tables: Tables
+    rows: list  # Rows of ops.gold_changes
+
+    def ranges(self) -> dict[str, list[SymbolRange]]:
+        """Mart table name -> (symbol, first, last date) of every pending change of its gold table."""
+        mart_of = {t.gold: t.name for t in MART_TABLES.values()}
+        out: dict[str, list[SymbolRange]] = {}
+        for r in self.rows:
+            if r.table_name in mart_of:
+                out.setdefault(mart_of[r.table_name], []).append((r.symbol, r.range_start, r.range_end))
+        return out
+
+    def mark_served(self, mart_tables: Iterable[str], load_id: str) -> int:
+        """Mark the changes of the loaded tables served by `load_id`; a change re-recorded meanwhile
+        (same key, later ``recorded_at``) stays pending. Returns the rows marked."""
+        golds = {MART_TABLES[name].gold for name in mart_tables}
+        served = [r.asDict() for r in self.rows if r.table_name in golds]
+        if not served:
+            return 0
+        c = contracts.load("ops", "gold_changes")
+        at = dt.datetime.now(dt.UTC)
+        for row in served:
+            row.update(served_by=load_id, served_at=at)
+        frame = self.tables.spark.createDataFrame(pa.Table.from_pylist(served, schema=c.arrow_schema()))
+        self.tables.merge(frame, c, matched_condition="t.recorded_at = s.recorded_at")
+        return len(served)
+
+
+def pending_changes(tables: Tables, selected: Iterable[MartTable]) -> PendingChanges:
+    """The unserved gold changes of the selected mart tables' gold tables."""
+    golds = [t.gold for t in selected]
+    changes = tables.read(contracts.load("ops", "gold_changes"))
+    unserved = changes.filter(F.col("served_by").isNull() & F.col("table_name").isin(golds))
+    return PendingChanges(tables, unserved.collect())

@@ -15,12 +15,11 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from spark_jobs import quality
+from spark_jobs import contracts, quality
 
-BAR_VALUES = ("open", "high", "low", "close", "adjusted_close", "volume", "dividend_amount", "split_coefficient")
-BAR_COMPARED = ("open", "high", "low", "close", "adjusted_close", "volume", "dividend_amount", "split_coefficient")
-SECURITY_ATTRIBUTES = ("name", "exchange", "currency", "country", "sector", "industry")
-QUOTE_VALUES = ("price", "open", "high", "low", "volume", "previous_close", "change", "change_percent")
+# A bar's values and a security's attributes: the columns whose change revises a stored row.
+BAR_VALUES = contracts.load("silver", "daily_bars").compared
+SECURITY_ATTRIBUTES = contracts.load("silver", "securities").compared
 
 
 def latest_first() -> list[Column]:
@@ -41,10 +40,17 @@ def _try_date(name: str) -> Column:
 
 
 def sessions_frame(spark, days: list[dt.date]) -> DataFrame:
-    """The trading sessions as a one-column DataFrame (``trade_date``), for the session rules."""
+    """The trading sessions (``trade_date``, numbered in order as ``_session_number``), for the
+    session rules: two bars' numbers differ by one exactly when no session lies between them."""
     import pyarrow as pa
 
-    return spark.createDataFrame(pa.table({"trade_date": pa.array(days, pa.date32())}))
+    ordered = sorted(days)
+    return spark.createDataFrame(
+        pa.table({
+            "trade_date": pa.array(ordered, pa.date32()),
+            "_session_number": pa.array(range(1, len(ordered) + 1), pa.int64()),
+        })
+    )  # fmt: skip
 
 
 def typed_daily_bars(bronze: DataFrame, prior: DataFrame, sessions: DataFrame, today: dt.date) -> DataFrame:
@@ -54,8 +60,12 @@ def typed_daily_bars(bronze: DataFrame, prior: DataFrame, sessions: DataFrame, t
         bronze: rows of bronze.daily_bars (values as received).
         prior: current silver.daily_bars rows (at least those of the batch's symbols), for the
             previous close of the daily-move rule.
-        sessions: trading sessions (``trade_date``).
+        sessions: trading sessions (see :func:`sessions_frame`).
         today: dates after it are in the future.
+
+    Helper columns for the sessions rules: ``_missing_sessions`` (sessions between a bar and the
+    symbol's previous bar) and ``_sessions_behind`` (on a file's last bar of a symbol: sessions
+    between it and the file's ingestion date).
     """
     typed = bronze.select(
         "symbol", "path_symbol", F.col("trade_date").alias("trade_date_raw"),
@@ -67,12 +77,34 @@ def typed_daily_bars(bronze: DataFrame, prior: DataFrame, sessions: DataFrame, t
     )  # fmt: skip
     in_file = Window.partitionBy("source_file", "symbol", "trade_date_raw")
     typed = typed.withColumn("_rows_in_file_with_key", F.count(F.lit(1)).over(in_file))
-    marked = sessions.select("trade_date", F.lit(True).alias("_is_session"))
+    marked = sessions.select("trade_date", "_session_number", F.lit(True).alias("_is_session"))
     typed = typed.join(marked, on="trade_date", how="left").withColumn(
         "_is_session", F.coalesce(F.col("_is_session"), F.lit(False))
     )
     typed = typed.withColumn("_today", F.lit(today))
-    return typed.join(_previous_close(typed, prior), on=["symbol", "trade_date"], how="left")
+    typed = typed.join(_previous_close(typed, prior), on=["symbol", "trade_date"], how="left")
+    return _session_gaps(typed, sessions)
+
+
+def _session_gaps(typed: DataFrame, sessions: DataFrame) -> DataFrame:
+    """``_missing_sessions`` and ``_sessions_behind`` (see :func:`typed_daily_bars`)."""
+    numbers = sessions.select(F.col("trade_date").alias("_d"), F.col("_session_number").alias("_n"))
+    previous = numbers.select(F.col("_d").alias("_prev_trade_date"), F.col("_n").alias("_prev_session_number"))
+    typed = typed.join(previous, "_prev_trade_date", "left")
+    typed = typed.withColumn("_missing_sessions", F.col("_session_number") - F.col("_prev_session_number") - 1)
+    ingested = typed.select(F.col("ingest_date").alias("_ingest_date")).distinct()
+    through = (
+        ingested.join(numbers, F.col("_d") <= F.col("_ingest_date").cast("date"), "inner")
+        .groupBy("_ingest_date")
+        .agg(F.max("_n").alias("_ingest_session_number"))
+    )
+    last_in_file = F.max("trade_date").over(Window.partitionBy("source_file", "symbol"))
+    typed = typed.withColumn("_is_last_in_file", F.col("trade_date") == last_in_file)
+    typed = typed.join(through, F.col("ingest_date") == F.col("_ingest_date"), "left").drop("_ingest_date")
+    behind = F.when(F.col("_is_last_in_file"), F.col("_ingest_session_number") - F.col("_session_number"))
+    return typed.withColumn("_sessions_behind", behind).drop(
+        "_prev_session_number", "_ingest_session_number", "_is_last_in_file"
+    )
 
 
 def _previous_close(typed: DataFrame, prior: DataFrame) -> DataFrame:
@@ -100,9 +132,11 @@ def _previous_close(typed: DataFrame, prior: DataFrame) -> DataFrame:
     timeline = batch.withColumn("_in_batch", F.lit(True)).unionByName(earlier.withColumn("_in_batch", F.lit(False)))
     by_date = Window.partitionBy("symbol").orderBy("trade_date")
     return (
-        timeline.withColumn("_prev_close", F.lag("close").over(by_date))
+        timeline.withColumns(
+            {"_prev_close": F.lag("close").over(by_date), "_prev_trade_date": F.lag("trade_date").over(by_date)}
+        )
         .filter("_in_batch")
-        .select("symbol", "trade_date", "_prev_close")
+        .select("symbol", "trade_date", "_prev_close", "_prev_trade_date")
     )
 
 
@@ -143,25 +177,25 @@ def values_differ(columns: tuple[str, ...], left: str = "t", right: str = "s") -
     return "NOT (" + " AND ".join(f"{left}.`{c}` <=> {right}.`{c}`" for c in columns) + ")"
 
 
-def revision_merge(columns: tuple[str, ...]) -> tuple[str, dict[str, str]]:
-    """MERGE condition and SET list: a later ingestion with different values is a new revision."""
-    condition = f"s.ingested_at > t.ingested_at AND {values_differ(columns)}"
-    return condition, {"revision": "t.revision + 1"}
-
-
 def classify_changes(rows: DataFrame, current: DataFrame, keys: list[str], columns: tuple[str, ...]) -> DataFrame:
-    """Each incoming row tagged ``new``, ``revised`` or ``unchanged`` against the current table."""
-    cur = current.select(*keys, *[F.col(c).alias(f"_cur_{c}") for c in columns], F.col("ingested_at").alias("_cur_at"))
+    """Each incoming row tagged ``new``, ``revised`` or ``unchanged`` against the current table.
+
+    A row is revised when it was ingested after the stored row of its key and some of `columns`
+    differ; without `columns` a stored key is never revised.
+    """
+    stored = [F.col(c).alias(f"_cur_{c}") for c in columns]
+    if columns:
+        stored.append(F.col("ingested_at").alias("_cur_at"))
+    cur = current.select(*keys, *stored, F.lit(True).alias("_cur_found"))
     joined = rows.join(cur, on=keys, how="left")
-    same = F.lit(True)
-    for c in columns:
-        same = same & F.col(c).eqNullSafe(F.col(f"_cur_{c}"))
-    change = (
-        F.when(F.col("_cur_at").isNull(), "new")
-        .when((F.col("ingested_at") > F.col("_cur_at")) & ~same, "revised")
-        .otherwise("unchanged")
-    )
-    return joined.withColumn("_change", change).drop(*[f"_cur_{c}" for c in columns], "_cur_at")
+    change = F.when(F.col("_cur_found").isNull(), "new")
+    if columns:
+        same = F.lit(True)
+        for c in columns:
+            same = same & F.col(c).eqNullSafe(F.col(f"_cur_{c}"))
+        change = change.when((F.col("ingested_at") > F.col("_cur_at")) & ~same, "revised")
+    dropped = [f"_cur_{c}" for c in columns] + (["_cur_at"] if columns else []) + ["_cur_found"]
+    return joined.withColumn("_change", change.otherwise("unchanged")).drop(*dropped)
 
 
 def quarantine_rows(
@@ -217,7 +251,7 @@ def typed_quotes(bronze: DataFrame, sessions: DataFrame) -> DataFrame:
         percent.alias("_pct"),
         _try_bigint("volume").alias("volume"),
         _try_date("latest_trading_day").alias("latest_trading_day"),
-        "sequence_number", "source_file", "ingest_date", "ingested_at", "body",
+        "sequence_number", "source_file", "ingest_date", "ingested_at", "body", "entitlement",
     )  # fmt: skip
     typed = typed.withColumn("change_percent", F.expr("try_cast(_pct AS DOUBLE)")).drop("_pct")
     marked = sessions.select(F.col("trade_date").alias("latest_trading_day"), F.lit(True).alias("_is_session"))
@@ -231,4 +265,64 @@ def quote_rows(winners: DataFrame, load_id: str, updated_at: dt.datetime, versio
         "symbol", "quote_time", "price", "open", "high", "low", "volume", "previous_close", "change",
         "change_percent", "latest_trading_day", "sequence_number", "source_file",
         F.lit(updated_at).alias("updated_at"), F.lit(load_id).alias("load_id"), F.lit(version).alias("schema_version"),
+        "entitlement",
+    )  # fmt: skip
+
+
+def known_bars(current: DataFrame, bronze_bars: DataFrame) -> DataFrame:
+    """(symbol, trade_date, close, split_coefficient, dividend_amount) of the bars silver holds
+    after this batch: the batch's latest ingestion of a day over the stored bar.
+
+    Corporate actions are checked against these: a batch often brings an event and the bars around
+    it together, before any of them is in silver.
+    """
+    values = ("close", "split_coefficient", "dividend_amount")
+    batch = bronze_bars.select(
+        "symbol", _try_date("trade_date").alias("trade_date"), *[_try_double(c).alias(c) for c in values],
+        "ingested_at", "source_file", "record_index",
+    ).filter("symbol IS NOT NULL AND trade_date IS NOT NULL AND close > 0")  # fmt: skip
+    newest = Window.partitionBy("symbol", "trade_date").orderBy(*latest_first(), F.col("record_index").desc())
+    batch = (
+        batch.withColumn("_rn", F.row_number().over(newest)).filter("_rn = 1").select("symbol", "trade_date", *values)
+    )
+    stored = current.select("symbol", "trade_date", *values).join(batch, ["symbol", "trade_date"], "left_anti")
+    return batch.unionByName(stored)
+
+
+def typed_corporate_actions(bronze: DataFrame, bars: DataFrame) -> DataFrame:
+    """Bronze splits and dividends typed for silver.corporate_actions, with the rules' helper columns.
+
+    Args:
+        bronze: rows of bronze.corporate_actions (values as received).
+        bars: :func:`known_bars`, for ``_prev_close`` (close of the last bar before the ex-date:
+            what a dividend is measured against) and ``_bar_split`` / ``_bar_dividend`` (the event
+            fields of the ex-date's bar, where the adjusted series carries them).
+    """
+    value = _try_double("value")
+    typed = bronze.select(
+        "symbol", "path_symbol", "action", F.col("ex_date").alias("ex_date_raw"), _try_date("ex_date").alias("ex_date"),
+        F.col("value").alias("value_raw"), F.when(F.col("action") == "split", value).alias("split_factor"),
+        F.when(F.col("action") == "dividend", value).alias("dividend_amount"),
+        "record_index", "source_file", "ingest_date", "ingest_run_id", "ingested_at",
+    )  # fmt: skip
+    keys = typed.select("symbol", "ex_date").filter("symbol IS NOT NULL AND ex_date IS NOT NULL").distinct()
+    before = (
+        keys.join(bars, "symbol", "inner")
+        .filter(F.col("trade_date") < F.col("ex_date"))
+        .groupBy("symbol", "ex_date")
+        .agg(F.max_by("close", "trade_date").alias("_prev_close"))
+    )
+    on_day = bars.select(
+        "symbol", F.col("trade_date").alias("ex_date"), F.col("split_coefficient").alias("_bar_split"),
+        F.col("dividend_amount").alias("_bar_dividend"),
+    )  # fmt: skip
+    return typed.join(before, ["symbol", "ex_date"], "left").join(on_day, ["symbol", "ex_date"], "left")
+
+
+def corporate_action_rows(winners: DataFrame, load_id: str, updated_at: dt.datetime, version: str) -> DataFrame:
+    """Winners in the silver.corporate_actions shape, first revision."""
+    return winners.select(
+        "symbol", "action", "ex_date", "split_factor", "dividend_amount", "source_file", "ingest_run_id",
+        "ingested_at", F.lit(1).alias("revision"), F.lit(updated_at).alias("updated_at"),
+        F.lit(load_id).alias("load_id"), F.lit(version).alias("schema_version"),
     )  # fmt: skip

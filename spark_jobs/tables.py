@@ -4,25 +4,80 @@ Every write goes through a table's contract (column names, types, order) first. 
 ``MERGE INTO delta.`path```, the statement that runs unchanged on Sail and on Databricks.
 Sail 0.7.2 does not check that rows written with ``replaceWhere`` satisfy the predicate (Databricks
 does), so :meth:`Tables.replace_where` checks it itself before writing.
+
+A local lake is also read without Spark (``lakehouse status`` reads gold and quarantine with the
+`deltalake` package): :func:`is_table`, :func:`read_arrow` and :func:`local_tables` are that path,
+and they agree with :meth:`Tables.exists` on what a table is.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse import failpoints
-from lakehouse.lake import Lake
+from lakehouse.lake import Container, Lake
 from spark_jobs import contracts
 from spark_jobs.contracts import Contract
 
 
+def is_table(location: str | Path) -> bool:
+    """Whether a local directory holds a Delta table: its ``_delta_log`` has a commit.
+
+    A first write killed before its commit leaves a ``_delta_log`` with no commit file: that is no
+    table yet (reading it fails; writing to it creates version 0 and ignores the orphans).
+    """
+    log = Path(str(location).removeprefix("file://")) / "_delta_log"
+    if not log.is_dir():
+        return False
+    return any(f.name[:1].isdigit() and (f.name.endswith(".json") or ".checkpoint" in f.name) for f in log.iterdir())
+
+
+def local_tables(lake: Lake, container: Container) -> list[str]:
+    """Names of the Delta tables in a container of a local lake, sorted; [] for a remote lake."""
+    if not lake.is_local:
+        return []
+    base = lake.local_path(container)
+    if not base.is_dir():
+        return []
+    return sorted(p.name for p in base.iterdir() if is_table(p))
+
+
+def read_arrow(location: str | Path, columns: Sequence[str] | None = None) -> pa.Table | None:
+    """A local Delta table's rows as Arrow (only `columns` if given), or None when it is no table."""
+    if not is_table(location):
+        return None
+    from deltalake import DeltaTable
+
+    dataset = DeltaTable(str(location).removeprefix("file://")).to_pyarrow_dataset()
+    return dataset.to_table(columns=list(columns) if columns is not None else None)
+
+
+def arrow_schema(location: str | Path) -> pa.Schema | None:
+    """A local Delta table's schema as Arrow, or None when it is no table."""
+    if not is_table(location):
+        return None
+    from deltalake import DeltaTable
+
+    return DeltaTable(str(location).removeprefix("file://")).to_pyarrow_dataset().schema
+
+
+# How engines say a path holds no Delta table (Sail, Databricks, Spark), lower case.
+_MISSING_TABLE = ("not a delta table", "not found", "no commit files", "does not exist", "path_not_found")
+
+
 class TableWriteError(RuntimeError):
     """A write that would break a table's window or contract."""
+
+
+class UnreadableTable(RuntimeError):
+    """A table exists but its log or files cannot be read (a damaged commit, say); names the table."""
 
 
 @dataclass(frozen=True)
@@ -36,28 +91,31 @@ class Tables:
         return self.lake.table(contract.layer, contract.table)  # type: ignore[arg-type]
 
     def exists(self, contract: Contract) -> bool:
+        return self.existing(contract) is not None
+
+    def existing(self, contract: Contract) -> DataFrame | None:
+        """The table as stored (its own schema, not checked against the contract), or None when it
+        does not exist. Errors other than a missing table are raised."""
         path = self.path(contract)
-        if self.lake.is_local:
-            # A first write killed before its commit leaves a `_delta_log` with no commit file: no
-            # table yet (reading it fails; writing to it creates version 0 and ignores the orphans).
-            log = Path(path.removeprefix("file://")) / "_delta_log"
-            return log.is_dir() and any(
-                f.name.endswith(".json") or ".checkpoint" in f.name for f in log.iterdir() if f.name[:1].isdigit()
-            )
+        if self.lake.is_local and not is_table(path):
+            return None
         try:
-            self.spark.read.format("delta").load(path).schema  # noqa: B018 - forces resolution
-        except Exception:
-            return False
-        return True
+            df = self.spark.read.format("delta").load(path)
+            df.schema  # noqa: B018 - resolves the table now, so a missing or damaged one fails here
+        except Exception as exc:  # Spark Connect raises AnalysisException or a gRPC error by engine
+            if not self.lake.is_local and any(words in str(exc).lower() for words in _MISSING_TABLE):
+                return None
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UnreadableTable(f"{contract.qualified_name} at {path} cannot be read: {first_line}") from exc
+        return df
 
     def empty(self, contract: Contract) -> DataFrame:
         return self.spark.createDataFrame([], contract.ddl())
 
     def read(self, contract: Contract) -> DataFrame:
         """The table's rows, or an empty DataFrame with the contract's schema if it does not exist."""
-        if not self.exists(contract):
-            return self.empty(contract)
-        return self.spark.read.format("delta").load(self.path(contract))
+        df = self.existing(contract)
+        return self.empty(contract) if df is None else df
 
     def append(self, df: DataFrame, contract: Contract) -> None:
         with self._committing(contract):
@@ -143,9 +201,13 @@ class Tables:
         return _affected_rows(result)
 
     def upsert(
-        self, source: DataFrame, contract: Contract, *, matched_condition: str | None = None,
+        self,
+        source: DataFrame,
+        contract: Contract,
+        *,
+        matched_condition: str | None = None,
         update_set: dict[str, str] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """:meth:`merge` for the rows of `source` whose keys the table holds; append the others.
 
         Sail 0.7.2's MERGE costs a join with the whole target and a rewrite of the files it
@@ -166,19 +228,33 @@ class Tables:
         if new.limit(1).count():
             self.append(new, contract)
 
-    def history(self, contract: Contract) -> list[dict]:
-        """Commit history, newest first, from the `deltalake` package (Sail has no DESCRIBE HISTORY)."""
+    def optimize(self, contract: Contract) -> dict[str, int]:
+        """Compact the table's small files; the files added and removed where the engine says.
+
+        Databricks runs SQL ``OPTIMIZE``; Sail 0.7.2 has none, so on a local lake the `deltalake`
+        package compacts the table directory.
+        """
+        path = self.path(contract)
+        if not self.lake.is_local:
+            self.spark.sql(f"OPTIMIZE delta.`{path}`")
+            return {}
         from deltalake import DeltaTable
 
-        return DeltaTable(self.path(contract)).history()
+        metrics = DeltaTable(path.removeprefix("file://")).optimize.compact()
+        return {"files_added": metrics.get("numFilesAdded", 0), "files_removed": metrics.get("numFilesRemoved", 0)}
 
-    def version(self, contract: Contract) -> int | None:
-        """Current Delta version of the table, or None when it does not exist."""
-        if not self.exists(contract):
-            return None
+    def vacuum(self, contract: Contract, retention_hours: int) -> dict[str, int]:
+        """Delete files no version within `retention_hours` needs; on a local lake the files removed
+        and the table's version after it (SQL ``VACUUM`` on Databricks, `deltalake` locally)."""
+        path = self.path(contract)
+        if not self.lake.is_local:
+            self.spark.sql(f"VACUUM delta.`{path}` RETAIN {retention_hours} HOURS")
+            return {}
         from deltalake import DeltaTable
 
-        return DeltaTable(self.path(contract)).version()
+        table = DeltaTable(path.removeprefix("file://"))
+        removed = table.vacuum(retention_hours=retention_hours, enforce_retention_duration=False, dry_run=False)
+        return {"vacuumed": len(removed), "version": table.version()}
 
     def _committing(self, contract: Contract):
         """Failpoint ``delta_commit:<layer>.<table>`` around a write (a test hook, see lakehouse.failpoints)."""

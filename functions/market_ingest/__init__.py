@@ -1,5 +1,5 @@
 """Market-data ingestion of the Function app: providers, RAW landing and quote events.
 
 The package is deployed inside the Function app and imported by the local runtime; it reads
-configuration from :mod:`lakehouse.settings` plus the ingestion tunables in :mod:`.options`.
+configuration, ingestion tunables included, from :mod:`lakehouse.settings`.
 """

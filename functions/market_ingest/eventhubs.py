@@ -20,9 +20,8 @@ from typing import Protocol
 
 import fastavro
 
-from market_ingest.landing import RawStore
-
-CAPTURE_ROOT = "eventhubs"
+from lakehouse.contracts.raw_layout import CaptureLocation
+from lakehouse.raw_store import RawStore
 
 # The schema of Event Hubs Capture's Avro files (Microsoft.ServiceBus.Messaging.EventData).
 CAPTURE_SCHEMA = {
@@ -70,11 +69,6 @@ def capture_time(moment: dt.datetime) -> str:
     hour = moment.hour % 12 or 12
     suffix = "AM" if moment.hour < 12 else "PM"
     return f"{moment.month}/{moment.day}/{moment.year} {hour}:{moment:%M:%S} {suffix}"
-
-
-def capture_path(namespace: str, hub: str, partition: int, moment: dt.datetime) -> str:
-    moment = moment.astimezone(dt.UTC)
-    return f"{CAPTURE_ROOT}/{namespace}/{hub}/{partition}/{moment:%Y/%m/%d/%H/%M/%S}.avro"
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -127,7 +121,7 @@ class CaptureFilePublisher:
                 records = []
                 for event in group:
                     records.append(self._record(event, counters, enqueued))
-                self._append(capture_path(self.namespace, self.hub, partition, enqueued), records)
+                self._append(CaptureLocation(self.namespace, self.hub, str(partition), enqueued).path, records)
             tmp = self.state_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(state))
             tmp.replace(self.state_path)

@@ -5,21 +5,26 @@ The steps, per call:
 1. Validate the request; invalid symbols fail alone, before any URL or path is built.
 2. Plan the window on the XNYS calendar: Alpha Vantage has no date range, so a window inside
    the latest 100 sessions is fetched with ``outputsize=compact``, anything older with ``full``.
+   A window the provider plan cannot serve (``full`` on a free key) is refused as a bad request,
+   with the reason, before any call is made.
 3. Per symbol (bounded concurrency): keep a file this run id already landed (re-runs do not
    duplicate), else reuse a payload landed earlier the same ingest day that covers the window
-   (chunks of one backfill download a full history once), else fetch and land it.
+   (chunks of one backfill download a full history once) and still has the size and sha256 its
+   manifest recorded, else fetch and land it. A payload refused for reuse is named in this run's
+   manifest with the reason (``reuse_refused``), so a damaged file cannot starve a whole day.
 4. Write one manifest for the run and answer a summary. One symbol's failure never fails the
-   others; the call fails (non-2xx) only when no symbol succeeded.
+   others (unless it ends the call: the day's quota is gone, the plan refuses the request, the
+   key is the demo key); the call fails (non-2xx) only when no symbol succeeded.
 """
 
 from __future__ import annotations
 
 import bisect
 import datetime as dt
+import hashlib
 import json
 import logging
 import re
-import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -27,17 +32,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from lakehouse import inputs, trading_calendar
-from market_ingest import landing
-from market_ingest.errors import DeadlineReached, IngestError, QuotaExhausted, TransientError
-from market_ingest.landing import RawStore
-from market_ingest.providers.alpha_vantage import SERIES_KEY
-from market_ingest.providers.base import COMPACT_SESSIONS, MarketDataProvider, OutputSize, Payload
-from market_ingest.symbols import RejectedSymbol, split_symbols
+from lakehouse import inputs, plan_checks, trading_calendar
+from lakehouse.contracts.alpha_vantage import ACTIONS_DATA_KEY, CORPORATE_ACTIONS, SERIES_KEY
+from lakehouse.contracts.manifest import Manifest, ManifestFile, read_manifests
+from lakehouse.contracts.provider_plans import PLANS, ProviderPlan
+from lakehouse.contracts.raw_layout import ManifestLocation, PayloadLocation
+from lakehouse.inputs import RejectedSymbol, split_symbols
+from lakehouse.raw_store import RAW_CONTAINER, RawIntegrityError, RawStore, read_verified
+from market_ingest.errors import DeadlineReached, IngestError, InvalidSymbol, UnexpectedFailure
+from market_ingest.providers.base import MarketDataProvider, OutputSize, Payload
 
 log = logging.getLogger(__name__)
 
-Dataset = Literal["daily_bars", "security_master"]
+# daily_bars: the daily series; security_master: OVERVIEW; splits / dividends: the SPLITS and
+# DIVIDENDS endpoints, each symbol's whole event history (no window, like the overview).
+Dataset = Literal["daily_bars", "security_master", "splits", "dividends"]
 DATASETS: tuple[str, ...] = get_args(Dataset)
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 REQUEST_FIELDS = ("dataset", "symbols", "start_date", "end_date", "run_id")
@@ -127,9 +136,7 @@ def plan_window(start: dt.date, end: dt.date, *, now: dt.datetime, calendar: str
     """Sessions of [start, end] that have closed by `now`, and the output size that covers them."""
     latest = trading_calendar.latest_session(now, code=calendar)
     window_sessions = tuple(trading_calendar.sessions(start, min(end, latest), code=calendar))
-    recent = trading_calendar.sessions(latest - dt.timedelta(days=200), latest, code=calendar)
-    compact_first = recent[-COMPACT_SESSIONS]
-    compact = not window_sessions or window_sessions[0] >= compact_first
+    compact = not window_sessions or window_sessions[0] >= plan_checks.compact_first_session(now, calendar=calendar)
     return Window(start, end, window_sessions, "compact" if compact else "full")
 
 
@@ -147,19 +154,19 @@ class IngestResult:
     warnings: list[dict[str, str]] = field(default_factory=list)
     elapsed_seconds: float = 0.0
     note: str | None = None
+    plan: str | None = None
 
     @property
     def manifest(self) -> str:
-        return landing.manifest_path(self.request.dataset, self.ingest_date, self.request.run_id)
+        return ManifestLocation(self.request.dataset, self.ingest_date, self.request.run_id).path
 
     @property
     def status_code(self) -> int:
-        """200 when a symbol succeeded (or nothing was due); else 503 if only transient, else 502."""
+        """200 when a symbol succeeded (or nothing was due); else 503 if a later call may succeed
+        for every failed symbol (their ``retryable`` flags), else 502."""
         if self.files or not self.failures:
             return 200
-        transient = {"throttled", "server_error", "timeout", "connection", "truncated", "quota_exhausted",
-                     "deadline"}  # fmt: skip
-        return 503 if all(f["kind"] in transient for f in self.failures) else 502
+        return 503 if all(f["retryable"] for f in self.failures) else 502
 
     def answer(self) -> dict[str, Any]:
         written = [f for f in self.files if f["status"] == "written"]
@@ -180,12 +187,16 @@ class IngestResult:
             "records_in_window": sum(f.get("records_in_window", f["records"]) for f in self.files),
             "bytes": sum(f["bytes"] for f in written),
             "files": [
-                {k: f[k] for k in ("symbol", "path", "status", "records", "bytes", "reused_from") if k in f}
+                {
+                    k: f[k]
+                    for k in ("symbol", "path", "status", "records", "bytes", "reused_from", "reuse_refused")
+                    if k in f
+                }
                 for f in self.files
             ],
             "failures": self.failures,
             "warnings": self.warnings,
-            "container": landing.RAW,
+            "container": RAW_CONTAINER,
             "manifest": self.manifest,
             "elapsed_seconds": self.elapsed_seconds,
         }
@@ -200,6 +211,7 @@ class IngestResult:
             "first_session": self.window.first.isoformat() if self.window.first else None,
             "last_session": self.window.last.isoformat() if self.window.last else None,
         }
+        doc["provider_plan"] = self.plan
         doc["started_at"] = self.started_at.isoformat()
         doc["finished_at"] = dt.datetime.now(dt.UTC).isoformat()
         doc["symbols"] = list(self.request.symbols)
@@ -222,8 +234,10 @@ class Ingestion:
         concurrency: int = 4,
         deadline_seconds: float = 170.0,
         calendar: str = "XNYS",
+        plan: ProviderPlan | None = None,
     ):
         self.provider = provider
+        self.plan = plan or getattr(provider, "plan", None) or PLANS["premium"]
         self.store = store
         self.concurrency = concurrency
         self.deadline_seconds = deadline_seconds
@@ -233,6 +247,12 @@ class Ingestion:
         started = time.monotonic()
         deadline = started + self.deadline_seconds
         now = now or dt.datetime.now(dt.UTC)
+        function = getattr(self.provider, "daily_function", "TIME_SERIES_DAILY")
+        if request.dataset == "daily_bars":
+            refusal = plan_checks.daily_bars_refusal(self.plan, request.start_date, now=now, function=function,
+                                                     calendar=self.calendar)  # fmt: skip
+            if refusal is not None:
+                raise BadRequest(refusal)
         window = plan_window(request.start_date, request.end_date, now=now, calendar=self.calendar)
         result = IngestResult(
             request=request,
@@ -240,25 +260,24 @@ class Ingestion:
             ingest_date=self._ingest_date(request, now.date()),
             window=window,
             started_at=now,
+            plan=self.plan.name,
         )
-        result.failures.extend(
-            {"symbol": r.symbol, "kind": "invalid_symbol", "reason": r.reason} for r in request.rejected
-        )
+        result.failures.extend(InvalidSymbol(r.reason).failure(r.symbol) for r in request.rejected)
         if request.dataset == "daily_bars" and not window.sessions:
             result.note = f"no closed XNYS session in {request.start_date}..{request.end_date}"
         elif request.symbols:
             reusable = self._landed_today(request.dataset, result.ingest_date, request.run_id)
-            quota_gone = threading.Event()
+            call_ended: list[IngestError] = []
 
             def one(symbol: str) -> None:
-                self._one_symbol(symbol, request, window, result, reusable.get(symbol, []), deadline, quota_gone)
+                self._one_symbol(symbol, request, window, result, reusable.get(symbol, []), deadline, call_ended)
 
             with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="ingest") as pool:
                 list(pool.map(one, request.symbols))
         result.files.sort(key=lambda f: f["symbol"])
         result.failures.sort(key=lambda f: f["symbol"])
         result.elapsed_seconds = round(time.monotonic() - started, 3)
-        self.store.write_atomic(result.manifest, json.dumps(result.manifest_document(), indent=2).encode())
+        self.store.write_atomic(result.manifest, Manifest.model_validate(result.manifest_document()).to_json())
         log.info(
             "ingest run_id=%s dataset=%s symbols=%d succeeded=%d written=%d failed=%d in %.2fs",
             request.run_id, request.dataset, len(request.symbols), len(result.files),
@@ -275,22 +294,25 @@ class Ingestion:
         request: IngestRequest,
         window: Window,
         result: IngestResult,
-        candidates: list[dict[str, Any]],
+        candidates: list[ManifestFile],
         deadline: float,
-        quota_gone: threading.Event,
+        call_ended: list[IngestError],
     ) -> None:
-        path = landing.payload_path(self.provider.name, request.dataset, result.ingest_date, symbol, request.run_id)
+        path = PayloadLocation(self.provider.name, request.dataset, result.ingest_date, symbol, request.run_id).path
+        refused: list[dict[str, str]] = []
         try:
             if self.store.exists(path):
                 entry = self._describe(symbol, path, self.store.read(path), window, request.dataset)
                 entry["status"] = "existing"
-            elif (origin := self._covering(candidates, window, request.dataset)) is not None:
+            elif (origin := self._covering(candidates, window, request.dataset, refused)) is not None:
                 entry = {**origin, "status": "reused", "reused_from": origin["path"]}
                 entry.pop("warnings", None)
+                entry.pop("reuse_refused", None)
                 entry["records_in_window"] = _records_in_window_of(origin, window)
             else:
-                if quota_gone.is_set():
-                    raise QuotaExhausted("daily quota exhausted earlier in this call; not requested")
+                if call_ended:
+                    ended = call_ended[0]
+                    raise type(ended)(f"not requested: an earlier request of this call ended it ({ended})")
                 if time.monotonic() >= deadline:
                     raise DeadlineReached(f"call deadline of {self.deadline_seconds:g} s reached; not requested")
                 payload = self._fetch(symbol, request.dataset, window, deadline)
@@ -300,21 +322,28 @@ class Ingestion:
                 for message in payload.warnings:
                     result.warnings.append({"symbol": symbol, "message": message})
         except IngestError as exc:
-            if isinstance(exc, QuotaExhausted):
-                quota_gone.set()
-            retryable = isinstance(exc, TransientError | QuotaExhausted | DeadlineReached)
-            result.failures.append({"symbol": symbol, "kind": exc.kind, "reason": str(exc), "retryable": retryable})
+            if exc.ends_call:
+                call_ended.append(exc)
+            result.failures.append(exc.failure(symbol))
             return
         except Exception as exc:  # a bug or storage error for one symbol must not lose the others
             log.exception("ingest %s failed unexpectedly", symbol)
-            reason = f"{type(exc).__name__}: {exc}"[:300]
-            result.failures.append({"symbol": symbol, "kind": "internal", "reason": reason, "retryable": True})
+            result.failures.append(UnexpectedFailure.of(exc).failure(symbol))
             return
+        finally:
+            for refusal in refused:
+                result.warnings.append({"symbol": symbol, "message": f"not reused: {refusal['reason']}"})
+        if refused:
+            entry["reuse_refused"] = refused
         result.files.append(entry)
 
     def _fetch(self, symbol: str, dataset: str, window: Window, deadline: float) -> Payload:
         if dataset == "daily_bars":
             return self.provider.daily_bars(symbol, window.outputsize, deadline=deadline)
+        if dataset == "splits":
+            return self.provider.splits(symbol, deadline=deadline)
+        if dataset == "dividends":
+            return self.provider.dividends(symbol, deadline=deadline)
         return self.provider.overview(symbol, deadline=deadline)
 
     def _describe(
@@ -329,7 +358,7 @@ class Ingestion:
         entry: dict[str, Any] = {
             "symbol": symbol,
             "path": path,
-            "sha256": landing.sha256(body),
+            "sha256": hashlib.sha256(body).hexdigest(),
             "bytes": len(body),
             "records": 1,
         }
@@ -346,6 +375,10 @@ class Ingestion:
                 last_date=dates[-1] if dates else None,
                 records_in_window=in_window,
             )
+        elif dataset in CORPORATE_ACTIONS:
+            # One bronze row per event: the count RAW -> BRONZE reconciles against.
+            data = payload.data if payload is not None else json.loads(body)
+            entry["records"] = len(data.get(ACTIONS_DATA_KEY) or [])
         if payload is not None:
             entry.update(
                 http_status=payload.http_status,
@@ -366,44 +399,55 @@ class Ingestion:
         """The ingest day of this run id's first attempt, so a re-run lands in the same folder."""
         for back in range(RUN_LOOKBACK_DAYS):
             day = today - dt.timedelta(days=back)
-            if self.store.exists(landing.manifest_path(request.dataset, day, request.run_id)):
+            if self.store.exists(ManifestLocation(request.dataset, day, request.run_id).path):
                 return day
         return today
 
-    def _landed_today(self, dataset: str, ingest_date: dt.date, run_id: str) -> dict[str, list[dict]]:
+    def _landed_today(self, dataset: str, ingest_date: dt.date, run_id: str) -> dict[str, list[ManifestFile]]:
         """Files landed by other runs the same ingest day, by symbol, newest run first."""
-        by_symbol: dict[str, list[dict]] = {}
-        for path in self.store.list(landing.manifest_folder(dataset, ingest_date)):
-            if not path.endswith(".json") or path.endswith(f"/{run_id}.json"):
+        own = ManifestLocation(dataset, ingest_date, run_id).path
+        by_symbol: dict[str, list[ManifestFile]] = {}
+        for path, manifest in read_manifests(self.store, dataset, [ingest_date]).manifests.items():
+            if path == own or manifest.provider != self.provider.name:
                 continue
-            try:
-                manifest = json.loads(self.store.read(path))
-            except (OSError, ValueError):
-                log.warning("skipping unreadable manifest %s", path)
-                continue
-            if manifest.get("provider") != self.provider.name:
-                continue
-            for entry in manifest.get("files", []):
-                if entry.get("status") in {"written", "existing"}:
-                    by_symbol.setdefault(entry["symbol"], []).append(entry)
+            for entry in manifest.files:
+                if entry.status in {"written", "existing"} and entry.symbol is not None:
+                    by_symbol.setdefault(entry.symbol, []).append(entry)
         for entries in by_symbol.values():
-            entries.sort(key=lambda e: e.get("fetched_at", ""), reverse=True)
+            entries.sort(key=lambda e: e.fetched_at or "", reverse=True)
         return by_symbol
 
-    def _covering(self, candidates: list[dict], window: Window, dataset: str) -> dict | None:
+    def _covering(
+        self, candidates: list[ManifestFile], window: Window, dataset: str, refused: list[dict[str, str]]
+    ) -> dict | None:
+        """The manifest entry of a landed payload that covers the window and is intact, as a dict.
+
+        A covering payload whose bytes are not those its entry recorded (or whose entry records no
+        size and sha256 to check them against) is not reused; it is added to `refused` with the reason.
+        """
         for entry in candidates:
             if dataset == "daily_bars":
-                function = entry.get("request", {}).get("function")
+                function = (entry.request or {}).get("function")
                 if function != getattr(self.provider, "daily_function", function):
                     continue
-                first, last = entry.get("first_date"), entry.get("last_date")
+                first, last = entry.first_date, entry.last_date
                 if not (first and last and window.first and window.last):
                     continue
-                starts_early = entry.get("outputsize") == "full" or first <= window.first.isoformat()
+                starts_early = entry.outputsize == "full" or first <= window.first.isoformat()
                 if not (starts_early and last >= window.last.isoformat()):
                     continue
-            if self.store.exists(entry["path"]):
-                return entry
+            if not self.store.exists(entry.path):
+                continue
+            if entry.fingerprint is None:
+                refused.append({"path": entry.path, "reason": f"{entry.path}: its manifest entry records no size "
+                                "and sha256 to check it against"})  # fmt: skip
+                continue
+            try:
+                read_verified(self.store, entry.path, [entry.fingerprint])
+            except RawIntegrityError as exc:
+                refused.append({"path": entry.path, "reason": str(exc)})
+                continue
+            return entry.model_dump(exclude_unset=True)
         return None
 
 

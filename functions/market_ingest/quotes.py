@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from lakehouse.contracts import alpha_vantage as av
 from market_ingest.errors import IngestError
 from market_ingest.eventhubs import Event, EventPublisher
 from market_ingest.providers.base import MarketDataProvider
@@ -28,12 +29,19 @@ class PollResult:
                 "warnings": self.warnings}  # fmt: skip
 
 
-def quote_event(symbol: str, quote: dict, run_id: str, fetched_at: dt.datetime) -> Event:
-    """The event contract: ``{"symbol", "fetched_at", "run_id", "quote": <Global Quote as received>}``."""
+def quote_event(
+    symbol: str, quote: dict, run_id: str, fetched_at: dt.datetime, entitlement: str = "end_of_day"
+) -> Event:
+    """The event contract: ``{"symbol", "fetched_at", "run_id", "entitlement", "quote": <quote as received>}``.
+
+    ``entitlement`` says what the price is: ``realtime``, ``delayed`` (15 minutes) or ``end_of_day``
+    (the last session's close), so a consumer never takes a stale price for a live one.
+    """
     body = {
         "symbol": symbol,
         "fetched_at": fetched_at.astimezone(dt.UTC).isoformat(),
         "run_id": run_id,
+        "entitlement": entitlement,
         "quote": quote,
     }
     return Event(partition_key=symbol, body=json.dumps(body).encode(), properties={"run_id": run_id})
@@ -59,7 +67,9 @@ def poll_quotes(
             return
         for message in payload.warnings:
             result.warnings.append({"symbol": symbol, "message": message})
-        events.append(quote_event(symbol, payload.data["Global Quote"], run_id, dt.datetime.now(dt.UTC)))
+        key, quote = av.quote_object(payload.data)
+        entitlement = av.quote_entitlement(key, payload.params.get("entitlement"))
+        events.append(quote_event(symbol, quote, run_id, dt.datetime.now(dt.UTC), entitlement))
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="quotes") as pool:
         list(pool.map(one, symbols))

@@ -16,8 +16,6 @@ declare_widgets(dbutils)
 
 # COMMAND ----------
 
-import json
-
 from lakehouse.settings import load_settings
 from spark_jobs.serving import run_gold_to_postgres
 
@@ -25,4 +23,4 @@ summary = run_gold_to_postgres(spark, load_settings(), **widget_values(dbutils))
 
 # COMMAND ----------
 
-dbutils.notebook.exit(json.dumps(summary, default=str))
+dbutils.notebook.exit(summary.to_json())

@@ -13,8 +13,6 @@ declare_widgets(dbutils)
 
 # COMMAND ----------
 
-import json
-
 from lakehouse.settings import load_settings
 from spark_jobs.jobs import run_raw_to_bronze
 
@@ -22,4 +20,4 @@ summary = run_raw_to_bronze(spark, load_settings(), **widget_values(dbutils))
 
 # COMMAND ----------
 
-dbutils.notebook.exit(json.dumps(summary, default=str))
+dbutils.notebook.exit(summary.to_json())

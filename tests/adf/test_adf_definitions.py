@@ -18,7 +18,7 @@ import azure.mgmt.datafactory.models as models
 import pytest
 from azure.mgmt.datafactory._utils.model_base import Model
 
-from local.adf_runner import ADF_ROOT, Factory, _walk_activities
+from local.adf.factory import ADF_ROOT, Factory, local_deployment_values, walk_activities
 from local.dotnet_runtime import ensure_dotnet
 from local.notebook_runner import NOTEBOOKS_DIR, notebook_file
 
@@ -81,7 +81,7 @@ def test_the_factory_has_the_pipelines_triggers_and_linked_services_of_the_desig
         "pl_lakehouse_daily", "pl_maintenance", "pl_raw_to_bronze", "pl_silver_to_gold",
     ]  # fmt: skip
     assert sorted(factory.triggers) == ["tr_daily", "tr_maintenance_weekly", "tr_reprocess_window"]
-    assert sorted(factory.linked_services) == ["ls_adls", "ls_databricks", "ls_function", "ls_keyvault"]
+    assert sorted(factory.linked_services) == ["ls_databricks", "ls_function", "ls_keyvault"]
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -127,7 +127,8 @@ def test_microsofts_evaluator_and_the_runner_agree_on_a_layer_pipelines_notebook
     from data_factory_testing_framework import TestFramework, TestFrameworkType
     from data_factory_testing_framework.state import RunParameter, RunParameterType
 
-    from local.adf_runner import RunContext, run_pipeline
+    from local.adf.context import RunContext
+    from local.adf.runner import run_pipeline
 
     framework = TestFramework(TestFrameworkType.DataFactory, root_folder_path=str(ADF_ROOT))
     params = {"startDate": "2024-03-01", "endDate": "2024-03-05", "runId": "run-42", "fullRefresh": True}
@@ -156,7 +157,7 @@ def test_microsofts_evaluator_and_the_runner_agree_on_a_layer_pipelines_notebook
 
 def _activities(factory: Factory):
     for name, doc in factory.pipelines.items():
-        for activity, _ in _walk_activities(doc["properties"]["activities"]):
+        for activity, _ in walk_activities(doc["properties"]["activities"]):
             yield name, activity
 
 
@@ -255,11 +256,69 @@ def test_every_referenced_linked_service_exists(factory):
     assert referenced <= set(factory.linked_services)
 
 
-def test_notebook_activities_install_the_wheel_of_this_version_of_the_package(factory):
+def _raw_notebook_activities():
+    for path in sorted((ADF_ROOT / "pipeline").glob("*.json")):
+        for activity, _ in walk_activities(json.loads(path.read_text())["properties"]["activities"]):
+            if activity["type"] == "DatabricksNotebook":
+                yield path.stem, activity
+
+
+def test_notebook_and_wheel_paths_are_the_deployments_values_never_literals():
+    """The deployment sets where notebooks and the wheel are; a literal path in adf/ would drift."""
+    activities = list(_raw_notebook_activities())
+    assert activities
+    for pipeline, activity in activities:
+        props = activity["typeProperties"]
+        assert props["notebookPath"].startswith("${notebookRoot}/"), pipeline
+        assert props["libraries"] == [{"whl": "${wheelUri}"}], pipeline
+    text = "\n".join(p.read_text() for p in FILES)
+    assert "dbfs:" not in text.lower(), "libraries in DBFS root are disabled from Databricks Runtime 15"
+
+
+def test_locally_the_activities_install_the_wheel_of_this_version_of_the_package(factory):
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     wheels = {lib["whl"] for _, a in _activities(factory) if a["type"] == "DatabricksNotebook"
               for lib in a["typeProperties"]["libraries"]}  # fmt: skip
-    assert wheels == {f"dbfs:/FileStore/lakehouse/wheels/market_lakehouse-{version}-py3-none-any.whl"}
+    assert wheels == {str(REPO / "build" / "dist" / f"market_lakehouse-{version}-py3-none-any.whl")}
+    assert local_deployment_values()["wheelUri"] in wheels
+
+
+def test_an_unknown_deployment_value_in_a_pipeline_fails_the_local_load(tmp_path):
+    from local.adf.records import AdfDefinitionError
+
+    (tmp_path / "pipeline").mkdir()
+    doc = {"name": "pl_x", "properties": {"activities": [
+        {"name": "Run", "type": "DatabricksNotebook", "typeProperties": {"notebookPath": "${notebookRot}/x"}},
+    ]}}  # fmt: skip
+    (tmp_path / "pipeline" / "pl_x.json").write_text(json.dumps(doc))
+    with pytest.raises(AdfDefinitionError, match="notebookRot"):
+        Factory.load(tmp_path)
+
+
+def test_job_clusters_run_the_chosen_runtime_in_a_unity_catalog_access_mode():
+    ls = json.loads((ADF_ROOT / "linkedService" / "ls_databricks.json").read_text())["properties"]
+    tp = ls["typeProperties"]
+    assert tp["dataSecurityMode"] == "SINGLE_USER"
+    assert tp["newClusterVersion"] == "@{linkedService().sparkVersion}" and "sparkVersion" in ls["parameters"]
+    assert tp["newClusterSparkConf"]["spark.sql.ansi.enabled"] == "true"
+    assert not any(k.startswith("fs.azure.account") for k in tp["newClusterSparkConf"]), "Unity Catalog, not keys"
+
+
+def test_job_clusters_get_every_setting_the_jobs_need_under_the_names_the_code_reads():
+    from lakehouse.settings import Settings
+
+    env = json.loads((ADF_ROOT / "linkedService" / "ls_databricks.json").read_text())["properties"][
+        "typeProperties"]["newClusterSparkEnvVars"]  # fmt: skip
+    known = {f"LAKEHOUSE_{name.upper()}" for name in Settings.model_fields}
+    lakehouse = {k for k in env if k.startswith("LAKEHOUSE_")}
+    assert lakehouse <= known, sorted(lakehouse - known)
+    assert {
+        "LAKEHOUSE_ENVIRONMENT", "LAKEHOUSE_LAKE_ROOT", "LAKEHOUSE_RAW_VOLUME", "LAKEHOUSE_PG_DSN",
+        "LAKEHOUSE_PG_AUTH", "LAKEHOUSE_PG_SERVICE_CREDENTIAL",
+    } <= lakehouse  # fmt: skip
+    assert env["LAKEHOUSE_RAW_VOLUME"] == "@{linkedService().rawVolume}"
+    assert env["LAKEHOUSE_PG_AUTH"] == "@{linkedService().pgAuth}"
+    assert env["LAKEHOUSE_PG_SERVICE_CREDENTIAL"] == "@{linkedService().pgServiceCredential}"
 
 
 def test_execution_activities_have_timeouts_and_retries(factory):
@@ -273,7 +332,7 @@ def test_execution_activities_have_timeouts_and_retries(factory):
 def test_activity_references_in_expressions_name_activities_of_the_pipeline(factory):
     problems = []
     for name, doc in factory.pipelines.items():
-        names = {a["name"] for a, _ in _walk_activities(doc["properties"]["activities"])}
+        names = {a["name"] for a, _ in walk_activities(doc["properties"]["activities"])}
         for ref in re.findall(r"activity\('([^']+)'\)", json.dumps(doc)):
             if ref not in names:
                 problems.append(f"{name}: activity('{ref}')")

@@ -11,7 +11,10 @@ import json
 
 import pytest
 
-from local.adf_runner import ActivityFailure, FunctionCall, NotebookCall, RunContext, run_pipeline
+from lakehouse.plan_checks import DAILY_DATASETS
+from local.adf.context import FunctionCall, NotebookCall, RunContext
+from local.adf.records import ActivityFailure
+from local.adf.runner import run_pipeline
 from local.adf_triggers import fire_trigger
 
 LAYERS = ["raw_to_bronze", "bronze_to_silver", "silver_to_gold", "gold_to_postgres"]
@@ -83,7 +86,7 @@ def test_the_master_runs_every_step_for_the_run_date_with_its_own_run_id():
             "run_id": result.run_id,
             "symbols": "AAPL,MSFT",
         }
-        for d in ("daily_bars", "security_master")
+        for d in DAILY_DATASETS  # the same datasets, in the same order, as the ingest_daily timer
     ]
     assert result.output["silver"] == {"job": "bronze_to_silver", "rows": 10}
 

@@ -6,14 +6,14 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from bench.bench_e2e import DEFAULTS, Plan, bench_symbols, market_config, split
-from lakehouse.settings import SYMBOL_PATTERN
+from lakehouse.inputs import is_symbol
 from lakehouse.trading_calendar import sessions
 
 
 def test_symbols_are_distinct_valid_tickers_the_same_every_run():
     names = bench_symbols(500)
     assert len(set(names)) == 500 and names == bench_symbols(500)
-    assert all(SYMBOL_PATTERN.match(s) for s in names)
+    assert all(is_symbol(s) for s in names)
 
 
 def test_plan_puts_the_daily_run_on_the_session_after_both_histories():

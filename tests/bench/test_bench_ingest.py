@@ -9,13 +9,13 @@ import datetime as dt
 
 from bench import bench_ingest
 from lakehouse import trading_calendar
-from lakehouse.settings import SYMBOL_PATTERN
+from lakehouse.inputs import is_symbol
 
 
 def test_bench_symbols_are_distinct_valid_tickers():
     symbols = bench_ingest.bench_symbols(700)
     assert len(set(symbols)) == 700
-    assert all(SYMBOL_PATTERN.match(s) for s in symbols)
+    assert all(is_symbol(s) for s in symbols)
     assert bench_ingest.bench_symbols(3) == symbols[:3]  # the same names for every run
 
 

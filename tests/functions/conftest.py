@@ -7,10 +7,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from market_ingest.ratelimit import forget_shared_limiters
 
 from local.market_api import MarketApiConfig, MarketApiServer, running
 
 SENTINEL_KEY = "SENTINEL-KEY-7f3a9c1e"  # must never appear in RAW, answers or logs
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits() -> Iterator[None]:
+    """Each test starts with no calls counted against any key (the limiters are per process)."""
+    forget_shared_limiters()
+    yield
+    forget_shared_limiters()
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +32,8 @@ def market_api() -> Iterator[MarketApiServer]:
 def api(market_api: MarketApiServer) -> MarketApiServer:
     """The module's server with faults and counters cleared for this test."""
     market_api.configure(
-        faults=(), calls_per_minute=None, calls_per_day=None, unknown_symbols=frozenset(), throttle="note"
+        faults=(), calls_per_minute=None, calls_per_day=None, unknown_symbols=frozenset(), throttle="note",
+        plan=None, burst_per_second=None,
     )
     return market_api
 
@@ -51,7 +61,9 @@ def ingest_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api: MarketApiSe
         "LAKEHOUSE_POLL_QUOTES_MARKET_HOURS_ONLY": "false",
         "LAKEHOUSE_EVENTHUB_NAMESPACE": "local",
     }
-    for name in ("LAKEHOUSE_LAKE_ROOT", "LAKEHOUSE_INGEST_CALLS_PER_MINUTE", "LAKEHOUSE_INGEST_CALLS_PER_DAY"):
+    unset = ("LAKEHOUSE_LAKE_ROOT", "LAKEHOUSE_INGEST_CALLS_PER_MINUTE", "LAKEHOUSE_INGEST_CALLS_PER_DAY",
+             "ALPHAVANTAGE_PLAN")  # fmt: skip
+    for name in unset:
         monkeypatch.delenv(name, raising=False)
     for name, value in settings.items():
         monkeypatch.setenv(name, value)

@@ -1,12 +1,17 @@
-"""Checks of a daily series that do not stop landing: which bar defects become warnings."""
+"""Checks of answers that do not stop landing (which bar defects become warnings) and those that do."""
 
 from __future__ import annotations
 
-from market_ingest.providers.alpha_vantage import ADJUSTED_FIELDS, SERIES_KEY, series_warnings
+import pytest
+from market_ingest.errors import SymbolNotFound, UnexpectedPayload
+from market_ingest.providers.alpha_vantage import AlphaVantageClient, series_warnings
+
+from lakehouse.contracts import alpha_vantage as av
+from lakehouse.contracts.alpha_vantage import ADJUSTED_BAR_FIELDS, SERIES_KEY
 
 
 def bar(**changes: object) -> dict:
-    fields = {name: "1.0000" for name in ADJUSTED_FIELDS}
+    fields = {name: "1.0000" for name in ADJUSTED_BAR_FIELDS}
     fields.update(changes)
     return {k: v for k, v in fields.items() if v is not None}
 
@@ -41,3 +46,15 @@ def test_the_unadjusted_series_has_its_own_fields():
         "1 bars miss field '5. volume'",
         "unexpected bar fields ['5. adjusted close', '6. volume', '7. dividend amount', '8. split coefficient']",
     ]
+
+
+def test_a_corporate_actions_answer_without_its_event_list_is_not_data():
+    check = AlphaVantageClient._actions_check(av.SPLIT_FIELDS)
+    assert check({"symbol": "IBM", "data": [{"effective_date": "1999-05-27", "split_factor": "2.0000"}]}, "w") == []
+    assert check({"symbol": "IBM", "data": [{"effective_date": "1999-05-27"}]}, "w") == [
+        "events miss fields ['split_factor']"
+    ]
+    with pytest.raises(UnexpectedPayload):
+        check({"symbol": "IBM"}, "w")
+    with pytest.raises(SymbolNotFound):
+        check({}, "w")

@@ -17,12 +17,13 @@ from market_ingest.eventhubs import (
     CaptureFilePublisher,
     Event,
     EventHubsPublisher,
-    capture_path,
     capture_time,
     partition_of,
 )
-from market_ingest.landing import LocalRawStore
 from market_ingest.quotes import quote_event
+
+from lakehouse.contracts.raw_layout import CaptureLocation
+from lakehouse.raw_store import DirectoryRawStore
 
 
 def test_capture_time_and_path_use_captures_formats():
@@ -30,7 +31,8 @@ def test_capture_time_and_path_use_captures_formats():
     assert capture_time(moment) == "5/24/2024 6:03:09 PM"
     assert capture_time(moment.replace(hour=0)) == "5/24/2024 12:03:09 AM"
     assert (
-        capture_path("local", "market-quotes", 2, moment) == "eventhubs/local/market-quotes/2/2024/05/24/18/03/09.avro"
+        CaptureLocation("local", "market-quotes", "2", moment).path
+        == "eventhubs/local/market-quotes/2/2024/05/24/18/03/09.avro"
     )
 
 
@@ -45,7 +47,7 @@ def read_all(raw: Path) -> list[tuple[str, dict]]:
 def test_sequence_numbers_continue_across_publishes_and_same_second_files_grow(tmp_path: Path):
     moment = dt.datetime(2024, 5, 24, 15, 0, 0, tzinfo=dt.UTC)
     publisher = CaptureFilePublisher(
-        LocalRawStore(tmp_path / "raw"), partitions=1, state_dir=tmp_path / "state", clock=lambda: moment
+        DirectoryRawStore(tmp_path / "raw"), partitions=1, state_dir=tmp_path / "state", clock=lambda: moment
     )
     publisher.publish([Event("AAPL", b'{"n": 1}'), Event("MSFT", b'{"n": 2}')])
     publisher.publish([Event("AAPL", b'{"n": 3}')])
@@ -62,7 +64,7 @@ def test_sequence_numbers_continue_across_publishes_and_same_second_files_grow(t
 def test_a_symbol_always_lands_in_the_same_partition(tmp_path: Path):
     times = iter([dt.datetime(2024, 5, 24, 15, 0, s, tzinfo=dt.UTC) for s in range(3)])
     publisher = CaptureFilePublisher(
-        LocalRawStore(tmp_path / "raw"), partitions=4, state_dir=tmp_path / "state", clock=lambda: next(times)
+        DirectoryRawStore(tmp_path / "raw"), partitions=4, state_dir=tmp_path / "state", clock=lambda: next(times)
     )
     symbols = ["AAPL", "MSFT", "KO", "JPM", "XOM", "V"]
     for _ in range(3):
@@ -125,8 +127,9 @@ def test_the_producer_is_the_sdk_client_built_without_a_connection_string():
 
 def test_quote_event_body_follows_the_contract():
     quote = {"01. symbol": "AAPL", "05. price": "190.1000"}
-    event = quote_event("AAPL", quote, "run-9", dt.datetime(2024, 5, 24, 15, 0, tzinfo=dt.UTC))
+    event = quote_event("AAPL", quote, "run-9", dt.datetime(2024, 5, 24, 15, 0, tzinfo=dt.UTC), "delayed")
     assert event.partition_key == "AAPL"
     assert json.loads(event.body) == {
-        "symbol": "AAPL", "fetched_at": "2024-05-24T15:00:00+00:00", "run_id": "run-9", "quote": quote,
+        "symbol": "AAPL", "fetched_at": "2024-05-24T15:00:00+00:00", "run_id": "run-9", "entitlement": "delayed",
+        "quote": quote,
     }  # fmt: skip

@@ -189,19 +189,34 @@ def test_synthetic_provider_refuses_the_public_endpoint(ingest_env: Path, monkey
     assert status == 500 and "ALPHAVANTAGE_BASE_URL" in answer["error"]
 
 
-def test_ingest_daily_lands_both_datasets_of_the_latest_session(ingest_env: Path, api: MarketApiServer):
+def test_the_daily_load_has_one_scheduler_the_ingest_daily_timer_is_off_by_default(
+    ingest_env: Path, api: MarketApiServer
+):
+    """tr_daily ingests then transforms at 22:30 UTC; the timer firing too would double quota and RAW."""
+    function_host.run_timer("ingest_daily")
+    assert api.requests == [] and payload_files(ingest_env) == []
+
+
+def test_ingest_daily_lands_every_daily_dataset_of_the_latest_session(
+    ingest_env: Path, api: MarketApiServer, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("LAKEHOUSE_INGEST_DAILY_ENABLED", "true")
     function_host.run_timer("ingest_daily")
     latest = closed_sessions(10)[-1]
     run_id = f"daily-{latest:%Y%m%d}"
     files = payload_files(ingest_env)
-    assert sorted(p.relative_to(ingest_env).parts[1] for p in files) == ["daily_bars"] * 3 + ["security_master"] * 3
+    landed = sorted(p.relative_to(ingest_env).parts[1] for p in files)
+    assert landed == ["daily_bars"] * 3 + ["dividends"] * 3 + ["security_master"] * 3 + ["splits"] * 3
     assert {p.name for p in files} == {f"{run_id}.json"}
     bars = json.loads(next(p for p in files if "daily_bars" in p.parts).read_bytes())
     assert latest.date().isoformat() in bars["Time Series (Daily)"]
     assert {r.params.get("outputsize") for r in api.requests if r.function.startswith("TIME_SERIES")} == {"compact"}
 
 
-def test_ingest_daily_fails_the_invocation_when_nothing_landed(ingest_env: Path, api: MarketApiServer):
+def test_ingest_daily_fails_the_invocation_when_nothing_landed(
+    ingest_env: Path, api: MarketApiServer, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("LAKEHOUSE_INGEST_DAILY_ENABLED", "true")
     api.configure(unknown_symbols=frozenset({"AAPL", "MSFT", "KO"}))
     with pytest.raises(RuntimeError, match="no symbol succeeded"):
         function_host.run_timer("ingest_daily")
@@ -244,7 +259,8 @@ def test_poll_quotes_writes_capture_files_one_event_per_quote(ingest_env: Path, 
     for partition, record in events:
         body = json.loads(record["Body"])
         assert record["SystemProperties"]["x-opt-partition-key"] == body["symbol"]
-        assert set(body) == {"symbol", "fetched_at", "run_id", "quote"}
+        assert set(body) == {"symbol", "fetched_at", "run_id", "entitlement", "quote"}
+        assert body["entitlement"] == "delayed"  # the premium plan's quotes, 15 minutes late
         by_symbol[body["symbol"]] = (partition, body)
     assert sorted(by_symbol) == ["AAPL", "KO", "MSFT"]
     for symbol, (_, body) in by_symbol.items():
@@ -290,3 +306,45 @@ def test_security_master_of_the_same_day_is_reused_by_later_runs(ingest_env: Pat
     assert status == 200
     assert second["files"][0]["reused_from"] == first["files"][0]["path"]
     assert sum(r.function == "OVERVIEW" for r in api.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("dataset", "function", "date_field"),
+    [("splits", "SPLITS", "effective_date"), ("dividends", "DIVIDENDS", "ex_dividend_date")],
+)
+def test_corporate_actions_land_as_received_with_one_record_per_event(
+    ingest_env: Path, api: MarketApiServer, dataset: str, function: str, date_field: str
+):
+    symbols = ["MSFT", "KO", "AAPL"]
+    status, answer = post_ingest({"dataset": dataset, "symbols": symbols, "run_id": f"ca-{dataset}"})
+    assert status == 200 and answer["failures"] == []
+    events = {}
+    for entry in answer["files"]:
+        landed = (ingest_env / entry["path"]).read_bytes()
+        assert landed == direct_body(api, function=function, symbol=entry["symbol"])
+        assert entry["path"].startswith(f"synthetic/{dataset}/") and entry["status"] == "written"
+        events[entry["symbol"]] = json.loads(landed)["data"]
+        assert entry["records"] == len(events[entry["symbol"]])
+    assert answer["records"] == sum(len(e) for e in events.values()) > 0
+    assert all(date_field in e for e in events["MSFT"] + events["KO"])
+    manifest = json.loads((ingest_env / answer["manifest"]).read_bytes())
+    assert {(f["symbol"], f["records"], f["request"]["function"]) for f in manifest["files"]} == {
+        (s, len(events[s]), function) for s in symbols
+    }
+
+
+def test_corporate_actions_of_the_same_day_are_reused_by_later_runs(ingest_env: Path, api: MarketApiServer):
+    first = post_ingest({"dataset": "splits", "symbols": ["KO"], "run_id": "sp-a"})[1]
+    status, second = post_ingest({"dataset": "splits", "symbols": ["KO"], "run_id": "sp-b"})
+    assert status == 200
+    assert second["files"][0]["reused_from"] == first["files"][0]["path"]
+    assert second["files"][0]["records"] == first["files"][0]["records"]
+    assert sum(r.function == "SPLITS" for r in api.requests) == 1
+
+
+def test_corporate_actions_of_an_unknown_symbol_fail_that_symbol_alone(ingest_env: Path, api: MarketApiServer):
+    api.configure(unknown_symbols=frozenset({"KO"}))
+    status, answer = post_ingest({"dataset": "dividends", "symbols": ["KO", "MSFT"], "run_id": "dv-u"})
+    assert status == 200
+    assert [f["symbol"] for f in answer["files"]] == ["MSFT"]
+    assert [(f["symbol"], f["kind"]) for f in answer["failures"]] == [("KO", "not_found")]

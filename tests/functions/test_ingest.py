@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import requests
 from market_ingest.ingest import Ingestion, IngestRequest
-from market_ingest.landing import LocalRawStore
 from market_ingest.providers.alpha_vantage import AlphaVantageClient
 from market_ingest.ratelimit import RateLimiter
 from market_ingest.retry import RetryPolicy
 from pydantic import SecretStr
 
 from lakehouse import trading_calendar
+from lakehouse.raw_store import DirectoryRawStore
 from local.market_api import Fault, MarketApiServer
 from tests.functions.conftest import SENTINEL_KEY
 
@@ -70,7 +70,7 @@ def test_concurrent_workers_together_stay_within_the_per_minute_quota(tmp_path: 
         return get(params, what)
 
     av._get = recording_get
-    result = Ingestion(av, LocalRawStore(tmp_path), concurrency=8).run(recent())
+    result = Ingestion(av, DirectoryRawStore(tmp_path), concurrency=8).run(recent())
     assert sorted(f["symbol"] for f in result.files) == sorted(SYMBOLS) and not result.failures
     assert len(started) == len(SYMBOLS) == len(api.requests)
     for t in started:
@@ -86,9 +86,9 @@ def test_the_manifest_does_not_depend_on_which_symbol_finished_first(tmp_path: P
     """A slow first symbol finishes after others with four workers; the manifest is the one a single worker writes."""
     request = recent()
     api.configure(faults=(Fault("slow", symbols={"AAPL"}, delay=1.0),))
-    concurrent = Ingestion(client(api), LocalRawStore(tmp_path / "a"), concurrency=4).run(request)
+    concurrent = Ingestion(client(api), DirectoryRawStore(tmp_path / "a"), concurrency=4).run(request)
     api.configure(faults=())
-    sequential = Ingestion(client(api), LocalRawStore(tmp_path / "b"), concurrency=1).run(request)
+    sequential = Ingestion(client(api), DirectoryRawStore(tmp_path / "b"), concurrency=1).run(request)
     manifests = [json.loads((tmp_path / d / r.manifest).read_text()) for d, r in (("a", concurrent), ("b", sequential))]
     finished = [f["symbol"] for f in sorted(concurrent.files, key=lambda f: f["fetched_at"])]
     assert finished.index("AAPL") > 0 and finished != sorted(SYMBOLS)  # they did finish out of order
@@ -99,7 +99,7 @@ def test_the_manifest_does_not_depend_on_which_symbol_finished_first(tmp_path: P
 def test_one_symbol_that_breaks_the_store_fails_alone(tmp_path: Path, api: MarketApiServer):
     """An unexpected error while landing one symbol becomes its failure entry; the others land."""
 
-    class FlakyStore(LocalRawStore):
+    class FlakyStore(DirectoryRawStore):
         def write_atomic(self, path: str, data: bytes) -> None:
             if "/KO/" in path:
                 raise OSError("disk full")
@@ -118,7 +118,7 @@ def test_file_figures_are_those_of_the_landed_bytes(tmp_path: Path, api: MarketA
     latest = trading_calendar.latest_session()
     start = latest - dt.timedelta(days=45)
     request = IngestRequest("daily_bars", ("KO", "MSFT"), (), start, latest, "t-2")
-    result = Ingestion(client(api), LocalRawStore(tmp_path), concurrency=2).run(request)
+    result = Ingestion(client(api), DirectoryRawStore(tmp_path), concurrency=2).run(request)
     for entry in result.files:
         dates = sorted(json.loads((tmp_path / entry["path"]).read_bytes())["Time Series (Daily)"])
         inside = [d for d in dates if start <= dt.date.fromisoformat(d) <= latest]
@@ -130,7 +130,7 @@ def test_a_history_larger_than_one_read_chunk_lands_byte_for_byte(tmp_path: Path
     """A full history (MBs, read in 1 MiB chunks) is the server's exact bytes."""
     symbol = min(SYMBOLS, key=lambda s: api.model.profile(s).listed)  # the longest history
     request = IngestRequest("daily_bars", (symbol,), (), dt.date(2005, 1, 3), dt.date(2005, 6, 30), "t-3")
-    result = Ingestion(client(api), LocalRawStore(tmp_path), concurrency=1).run(request)
+    result = Ingestion(client(api), DirectoryRawStore(tmp_path), concurrency=1).run(request)
     params = {"function": "TIME_SERIES_DAILY_ADJUSTED", "symbol": symbol, "outputsize": "full", "datatype": "json"}
     served = requests.get(api.url, params={**params, "apikey": SENTINEL_KEY}, timeout=30).content
     landed = (tmp_path / result.files[0]["path"]).read_bytes()
@@ -152,3 +152,39 @@ def test_proxy_settings_of_the_environment_are_still_honoured(api: MarketApiServ
         client(api).overview("KO")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     assert client(api).overview("KO").data["Symbol"] == "KO"
+
+
+def test_a_landed_payload_damaged_after_landing_is_fetched_again_not_reused(tmp_path: Path, api: MarketApiServer):
+    """A later run the same day reuses only payloads whose size and sha256 are still those of their
+    manifest entry; a truncated and an edited one are fetched again, and the run's manifest says why."""
+    store = DirectoryRawStore(tmp_path)
+    latest = trading_calendar.latest_session()
+    days = trading_calendar.sessions(latest - dt.timedelta(days=20), latest)[-2:]
+    first = Ingestion(client(api), store, concurrency=1).run(
+        IngestRequest("daily_bars", ("AAPL", "BA", "KO"), (), days[0], days[-1], "day-1"))
+    landed = {f["symbol"]: tmp_path / f["path"] for f in first.files}
+    intact = {s: p.read_bytes() for s, p in landed.items()}
+    landed["AAPL"].write_bytes(intact["AAPL"][: len(intact["AAPL"]) // 2])  # truncated
+    close = json.loads(intact["BA"])["Time Series (Daily)"][days[-1].isoformat()]["4. close"]
+    edited = intact["BA"].replace(f'"4. close": "{close}"'.encode(), f'"4. close": "{close[::-1]}"'.encode(), 1)
+    assert edited != intact["BA"] and len(edited) == len(intact["BA"])  # same size: only the sha256 tells
+    landed["BA"].write_bytes(edited)
+    calls = len(api.requests)
+
+    second = Ingestion(client(api), store, concurrency=1).run(
+        IngestRequest("daily_bars", ("AAPL", "BA", "KO"), (), days[0], days[-1], "day-2"))
+
+    status = {f["symbol"]: f["status"] for f in second.files}
+    assert status == {"AAPL": "written", "BA": "written", "KO": "reused"}
+    assert len(api.requests) == calls + 2
+    manifest = json.loads((tmp_path / second.manifest).read_text())
+    refused = {f["symbol"]: f.get("reuse_refused") for f in manifest["files"]}
+    assert refused["KO"] is None
+    assert [r["path"] for r in refused["AAPL"]] == [first.files[0]["path"]]
+    assert "bytes where the manifest recorded" in refused["AAPL"][0]["reason"]
+    assert [r["path"] for r in refused["BA"]] == [first.files[1]["path"]]
+    assert "sha256" in refused["BA"][0]["reason"]
+    assert sorted(w["symbol"] for w in manifest["warnings"]) == ["AAPL", "BA"]
+    for symbol in ("AAPL", "BA"):
+        fresh = next(f for f in second.files if f["symbol"] == symbol)
+        assert (tmp_path / fresh["path"]).read_bytes() == intact[symbol]  # the API's answer, landed anew

@@ -11,7 +11,8 @@ import json
 import pytest
 
 from infra import preview
-from infra.compute import NOTEBOOK_ROOT, wheel_dbfs_uri
+from infra.compute import WHEEL_FOLDER
+from infra.databricks_runtime import SPARK_VERSION_KEY
 from infra.orchestration import ADF_ROOT, KINDS, PIPELINE_PROPERTIES, flatten_type_properties, parameterize
 
 RESOURCE_TYPES = {
@@ -69,7 +70,7 @@ def test_every_linked_service_parameter_gets_a_value_for_this_stack(stack_run):
 def test_deployment_values_point_at_this_stacks_resources(stack_run):
     values = deployment_values(stack_run)
     lake = next(r for r in stack_run.of_type("azure-native:storage:StorageAccount") if r.inputs["isHnsEnabled"])
-    vault = stack_run.of_type("azure-native:keyvault:Vault")[0]
+    (vault,) = [v for v in stack_run.of_type("azure-native:keyvault:Vault") if "-kv-" in v.inputs["vaultName"]]
     workspace = stack_run.of_type("azure-native:databricks:Workspace")[0]
     app = stack_run.of_type("azure-native:web:WebApp")[0]
     assert values["environment"] == stack_run.stack
@@ -91,18 +92,59 @@ def _walk(value):
             yield from _walk(v)
 
 
+def _deployed_pipelines(run: preview.ProgramRun) -> list[dict]:
+    return list(deployed(run, "pipeline").values())
+
+
 def test_every_notebook_an_activity_runs_is_deployed_to_that_path(dev_run):
     notebooks = {n.inputs["path"] for n in dev_run.of_type("databricks:index/notebook:Notebook")}
-    wanted = {node["notebookPath"] for doc in adf_files("pipeline").values() for node in _walk(doc)
+    wanted = {node["notebookPath"] for doc in _deployed_pipelines(dev_run) for node in _walk(doc)
               if isinstance(node.get("notebookPath"), str)}  # fmt: skip
     assert wanted, "the pipelines run notebooks"
-    assert all(path.startswith(f"{NOTEBOOK_ROOT}/") for path in wanted)
     missing = sorted(wanted - notebooks)
-    assert missing == [], f"activities run notebooks that spark_jobs/notebooks/ does not have: {missing}"
+    assert missing == [], f"activities run notebooks that are not deployed there: {missing}"
 
 
-def test_every_wheel_an_activity_attaches_is_the_one_deployed(dev_run):
-    (wheel,) = dev_run.of_type("databricks:index/dbfsFile:DbfsFile")
-    attached = {lib["whl"] for doc in adf_files("pipeline").values() for node in _walk(doc)
+def test_every_wheel_an_activity_installs_is_the_workspace_file_deployed(dev_run):
+    """The wheel is a workspace file, never a DBFS-root library (disabled from Runtime 15)."""
+    (wheel,) = dev_run.of_type("databricks:index/workspaceFile:WorkspaceFile")
+    assert wheel.inputs["path"].startswith(f"{WHEEL_FOLDER}/")
+    attached = {lib["whl"] for doc in _deployed_pipelines(dev_run) for node in _walk(doc)
                 for lib in node.get("libraries", []) if isinstance(lib, dict) and "whl" in lib}  # fmt: skip
-    assert attached <= {wheel_dbfs_uri()} and f"dbfs:{wheel.inputs['path']}" == wheel_dbfs_uri()
+    assert attached == {f"/Workspace{wheel.inputs['path']}"}
+    assert not dev_run.of_type("databricks:index/dbfsFile:DbfsFile")
+
+
+def test_clusters_get_the_runtime_volume_and_credential_this_stack_created(stack_run):
+    values = deployment_values(stack_run)
+    (volume,) = stack_run.of_type("databricks:index/volume:Volume")
+    (credential,) = stack_run.of_type("databricks:index/credential:Credential")
+    (schema,) = stack_run.of_type("databricks:index/schema:Schema")
+    assert values["sparkVersion"] == SPARK_VERSION_KEY
+    catalog, schema_name = volume.inputs["catalogName"], schema.inputs["name"]
+    assert values["rawVolume"] == f"/Volumes/{catalog}/{schema_name}/{volume.inputs['name']}"
+    assert values["pgServiceCredential"] == credential.inputs["name"]
+    assert credential.inputs["purpose"] == "SERVICE"
+
+
+def test_prod_signs_in_to_postgres_with_entra_and_dev_with_its_password(dev_run, prod_run):
+    assert deployment_values(prod_run)["pgAuth"] == "entra"
+    assert deployment_values(dev_run)["pgAuth"] == "dsn"
+
+
+def test_function_keys_vault_url_is_the_vault_holding_the_host_keys(stack_run):
+    values = deployment_values(stack_run)
+    (app,) = stack_run.of_type("azure-native:web:WebApp")
+    settings = {s["name"]: s["value"] for s in app.inputs["siteConfig"]["appSettings"]}
+    assert settings["AzureWebJobsSecretStorageType"] == "keyvault"
+    assert values["functionKeysVaultUrl"] == settings["AzureWebJobsSecretStorageKeyVaultUri"]
+    vaults = {v.outputs["properties"]["vaultUri"]: v for v in stack_run.of_type("azure-native:keyvault:Vault")}
+    host_keys = {s.inputs["secretName"] for s in stack_run.of_type("azure-native:keyvault:Secret")
+                 if s.inputs["vaultName"] == vaults[values["functionKeysVaultUrl"]].inputs["vaultName"]}  # fmt: skip
+    assert host_keys == {"host--masterKey--master", "host--functionKey--datafactory"}
+
+
+def test_the_local_runner_fills_notebook_paths_as_the_deployment_does(dev_run):
+    from local.adf.factory import local_deployment_values
+
+    assert local_deployment_values()["notebookRoot"] == deployment_values(dev_run)["notebookRoot"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from infra import roles
-from infra.ingestion import FUNCTION_KEY_SECRET, Ingestion, IngestionArgs
+from infra.ingestion import FUNCTION_KEY_SECRET, MASTER_KEY_SECRET, Ingestion, IngestionArgs
 
 SUB = "/subscriptions/s/resourceGroups/rg/providers"
 RAW_ID = f"{SUB}/Microsoft.Storage/storageAccounts/lake/blobServices/default/containers/raw"
@@ -26,12 +26,13 @@ def ingestion_run(run_component, common):
         event_hub_name="market-quotes",
         event_hub_id=HUB_ID,
         vault_id=VAULT_ID,
-        vault_name="kv",
         market_api_key_uri=KEY_URI,
         market_provider="alpha_vantage",
         symbols=("AAPL", "MSFT"),
         ingest_daily_schedule="0 30 22 * * 1-5",
         poll_quotes_schedule="0 */5 14-20 * * 1-5",
+        keys_vault_name="testfunckeys",
+        tenant_id="tenant",
     )  # fmt: skip
     return run_component(lambda: Ingestion("ingest", args))
 
@@ -74,12 +75,9 @@ def test_storage_connection_is_identity_based_not_a_connection_string(ingestion_
 
 def test_every_lakehouse_setting_is_one_the_code_reads(ingestion_run):
     """An app setting the code does not know is a typo that silently falls back to a default."""
-    from market_ingest.options import DEFAULT_SCHEDULES, IngestOptions
-
     from lakehouse.settings import Settings
 
-    known = {f"LAKEHOUSE_{name.upper()}" for name in (*Settings.model_fields, *IngestOptions.model_fields)}
-    known |= set(DEFAULT_SCHEDULES)  # timer schedules, read as %APP_SETTING% expressions
+    known = {f"LAKEHOUSE_{name.upper()}" for name in Settings.model_fields}
     lakehouse_settings = {k for k in _settings(ingestion_run) if k.startswith("LAKEHOUSE_")}
     assert lakehouse_settings <= known, sorted(lakehouse_settings - known)
     assert _settings(ingestion_run)["LAKEHOUSE_SYMBOLS"] == "AAPL,MSFT"
@@ -94,6 +92,7 @@ def test_application_insights_is_workspace_based(ingestion_run):
 def test_roles_are_raw_writer_quotes_sender_and_secrets_user_on_exact_scopes(ingestion_run):
     (app,) = ingestion_run.of_type("azure-native:web:WebApp")
     (storage,) = ingestion_run.of_type("azure-native:storage:StorageAccount")
+    (keys_vault,) = ingestion_run.of_type("azure-native:keyvault:Vault")
     principal = app.outputs["identity"]["principalId"]
     grants = {
         (g.inputs["roleDefinitionId"].rsplit("/", 1)[1], g.inputs["scope"])
@@ -104,14 +103,32 @@ def test_roles_are_raw_writer_quotes_sender_and_secrets_user_on_exact_scopes(ing
         (roles.STORAGE_BLOB_DATA_CONTRIBUTOR, RAW_ID),
         (roles.EVENT_HUBS_DATA_SENDER, HUB_ID),
         (roles.KEY_VAULT_SECRETS_USER, VAULT_ID),
+        (roles.KEY_VAULT_SECRETS_OFFICER, keys_vault.id),
         (roles.STORAGE_BLOB_DATA_OWNER, storage.id),
         (roles.STORAGE_QUEUE_DATA_CONTRIBUTOR, storage.id),
         (roles.STORAGE_TABLE_DATA_CONTRIBUTOR, storage.id),
     }
 
 
-def test_function_key_for_data_factory_is_kept_in_key_vault_as_a_secret(ingestion_run):
-    (secret,) = ingestion_run.of_type("azure-native:keyvault:Secret")
-    assert secret.inputs["secretName"] == FUNCTION_KEY_SECRET
-    assert secret.inputs["vaultName"] == "kv"
-    assert "properties" in secret.secret_inputs
+def test_the_host_keys_are_created_in_their_own_vault_before_the_app_and_never_read_back(ingestion_run):
+    """A fresh app's host may not be up: no key is read from it, both keys exist before it starts."""
+    (vault,) = ingestion_run.of_type("azure-native:keyvault:Vault")
+    (app,) = ingestion_run.of_type("azure-native:web:WebApp")
+    assert vault.inputs["vaultName"] == "testfunckeys"
+    assert vault.inputs["properties"]["enableRbacAuthorization"] is True
+    settings = _settings(ingestion_run)
+    assert settings["AzureWebJobsSecretStorageType"] == "keyvault"
+    assert settings["AzureWebJobsSecretStorageKeyVaultUri"] == vault.outputs["properties"]["vaultUri"]
+    secrets = {s.inputs["secretName"]: s for s in ingestion_run.of_type("azure-native:keyvault:Secret")}
+    # The host's Key Vault repository treats a vault without a master key as empty and rewrites it.
+    assert set(secrets) == {MASTER_KEY_SECRET, FUNCTION_KEY_SECRET} == {
+        "host--masterKey--master", "host--functionKey--datafactory"
+    }
+    passwords = {p.urn: p for p in ingestion_run.of_type("random:index/randomPassword:RandomPassword")}
+    for secret in secrets.values():
+        assert secret.inputs["vaultName"] == "testfunckeys"
+        assert "properties" in secret.secret_inputs
+        assert secret.urn in app.dependencies
+        (source,) = [p for p in passwords.values() if p.outputs["result"] == secret.inputs["properties"]["value"]]
+        assert source.inputs["length"] >= 32
+    assert len({s.inputs["properties"]["value"] for s in secrets.values()}) == 2

@@ -9,6 +9,7 @@ import pytest
 
 from infra import roles
 from infra.orchestration import (
+    JOBS_CREDENTIAL,
     AdfDocumentError,
     Orchestration,
     OrchestrationArgs,
@@ -18,10 +19,10 @@ from infra.orchestration import (
 )
 
 SUB = "/subscriptions/s/resourceGroups/rg/providers"
-WS_ID, VAULT_ID, LAKE_ID = (
-    f"{SUB}/Microsoft.Databricks/workspaces/dbw",
+JOBS_ID, VAULT_ID, KEYS_VAULT_ID = (
+    f"{SUB}/Microsoft.ManagedIdentity/userAssignedIdentities/dbw-jobs",
     f"{SUB}/Microsoft.KeyVault/vaults/kv",
-    f"{SUB}/Microsoft.Storage/storageAccounts/lake",
+    f"{SUB}/Microsoft.KeyVault/vaults/funckeys",
 )
 VALUES = {"vaultUrl": "https://kv.vault.azure.net/", "environment": "test"}
 
@@ -59,8 +60,9 @@ def adf(tmp_path: Path) -> Path:
 
 
 def _orchestration(run_component, common, adf_root, **overrides):
-    values = {"deployment_values": VALUES, "databricks_workspace_id": WS_ID, "vault_id": VAULT_ID,
-              "lake_account_id": LAKE_ID, "adf_root": adf_root, **overrides}  # fmt: skip
+    values = {"deployment_values": VALUES, "jobs_identity_id": JOBS_ID, "vault_id": VAULT_ID,
+              "function_keys_vault_id": KEYS_VAULT_ID, "adf_root": adf_root,
+              **overrides}  # fmt: skip
     args = OrchestrationArgs(common.rg, common.location, "test-adf", common.tags, **values)
     return run_component(lambda: Orchestration("adf", args))
 
@@ -105,10 +107,10 @@ def test_type_properties_are_flattened_recursively_and_clashes_rejected():
         flatten_type_properties({"type": "x", "typeProperties": {"type": "y"}})
 
 
-def test_factory_has_a_managed_identity_with_databricks_vault_and_lake_roles(run_component, common, adf):
+def test_factory_has_a_managed_identity_with_vault_and_lake_roles(run_component, common, adf):
     run = _orchestration(run_component, common, adf)
     (factory,) = run.of_type("azure-native:datafactory:Factory")
-    assert factory.inputs["identity"] == {"type": "SystemAssigned"}
+    assert factory.inputs["identity"]["type"] == "SystemAssigned,UserAssigned"
     principal = factory.outputs["identity"]["principalId"]
     grants = {
         (g.inputs["roleDefinitionId"].rsplit("/", 1)[1], g.inputs["scope"])
@@ -116,10 +118,26 @@ def test_factory_has_a_managed_identity_with_databricks_vault_and_lake_roles(run
         if g.inputs["principalId"] == principal
     }
     assert grants == {
-        (roles.CONTRIBUTOR, WS_ID),
         (roles.KEY_VAULT_SECRETS_USER, VAULT_ID),
-        (roles.STORAGE_BLOB_DATA_CONTRIBUTOR, LAKE_ID),
+        (roles.KEY_VAULT_SECRETS_USER, KEYS_VAULT_ID),
     }
+
+
+def test_the_jobs_identity_is_the_factory_credential_linked_services_sign_in_with(run_component, common, adf):
+    run = _orchestration(run_component, common, adf)
+    (factory,) = run.of_type("azure-native:datafactory:Factory")
+    assert factory.inputs["identity"]["userAssignedIdentities"] == {JOBS_ID: {}}
+    (credential,) = run.of_type("azure-native:datafactory:CredentialOperation")
+    assert credential.inputs["credentialName"] == JOBS_CREDENTIAL
+    assert credential.inputs["properties"] == {"type": "ManagedIdentity", "resourceId": JOBS_ID}
+    for linked in run.of_type("azure-native:datafactory:LinkedService"):
+        assert credential.urn in linked.dependencies
+
+
+def test_the_databricks_linked_service_signs_in_with_the_credential_the_factory_has():
+    ls = json.loads((Path(__file__).resolve().parents[2] / "adf" / "linkedService" / "ls_databricks.json").read_text())
+    reference = ls["properties"]["typeProperties"]["credential"]
+    assert reference == {"referenceName": JOBS_CREDENTIAL, "type": "CredentialReference"}
 
 
 def test_deployment_values_become_factory_global_parameters(run_component, common, adf):

@@ -59,7 +59,7 @@ def test_every_concern_is_one_component_and_every_resource_belongs_to_one(stack_
 def test_lake_has_hns_and_tls12(stack_run):
     env = config(stack_run.stack)["lakehouse:environment"]
     lake = the(stack_run, "azure-native:storage:StorageAccount", isHnsEnabled=True)
-    assert lake.inputs["accountName"] == f"mktlh{env}lake"
+    assert re.fullmatch(rf"mktlh{env}lake[0-9a-f]{{6}}", lake.inputs["accountName"])
     assert lake.inputs["minimumTlsVersion"] == "TLS1_2"
     assert lake.inputs["sku"]["name"] == config(stack_run.stack)["lakehouse:storageSku"]
 
@@ -72,6 +72,7 @@ def test_function_app_identity_has_exactly_its_grants(stack_run):
         ("Storage Blob Data Contributor", f"mktlh-{env}-lake-raw"),
         ("Azure Event Hubs Data Sender", f"mktlh-{env}-events-market-quotes"),
         ("Key Vault Secrets User", f"mktlh-{env}-secrets-vault"),
+        ("Key Vault Secrets Officer", f"mktlh-{env}-ingest-keys-vault"),
         ("Storage Blob Data Owner", own_storage),
         ("Storage Queue Data Contributor", own_storage),
         ("Storage Table Data Contributor", own_storage),
@@ -82,10 +83,15 @@ def test_factory_identity_has_exactly_its_grants(stack_run):
     factory = stack_run.of_type("azure-native:datafactory:Factory")[0]
     env = stack_run.stack
     assert grants_of(stack_run, factory.outputs["identity"]["principalId"]) == {
-        ("Contributor", f"mktlh-{env}-compute-workspace"),
         ("Key Vault Secrets User", f"mktlh-{env}-secrets-vault"),
-        ("Storage Blob Data Contributor", f"mktlh-{env}-lake-account"),
+        ("Key Vault Secrets User", f"mktlh-{env}-ingest-keys-vault"),
     }
+
+
+def test_the_jobs_identity_only_drives_the_databricks_workspace(stack_run):
+    env = stack_run.stack
+    (jobs,) = stack_run.of_type("azure-native:managedidentity:UserAssignedIdentity")
+    assert grants_of(stack_run, jobs.outputs["principalId"]) == {("Contributor", f"mktlh-{env}-compute-workspace")}
 
 
 def test_databricks_and_capture_identities_have_exactly_their_grants(stack_run):
@@ -103,6 +109,8 @@ def test_databricks_and_capture_identities_have_exactly_their_grants(stack_run):
 def test_every_role_assignment_belongs_to_a_managed_identity_of_this_stack(stack_run):
     identities = [r.outputs["identity"] for r in stack_run.resources if isinstance(r.outputs.get("identity"), dict)]
     principals = {i["principalId"] for i in identities if "principalId" in i}
+    user_assigned = stack_run.of_type("azure-native:managedidentity:UserAssignedIdentity")
+    principals |= {r.outputs["principalId"] for r in user_assigned}
     for grant in stack_run.of_type("azure-native:authorization:RoleAssignment"):
         assert grant.inputs["principalId"] in principals, grant.name
 
@@ -189,13 +197,18 @@ def _shape(run: preview.ProgramRun) -> set[tuple[str, str]]:
 
 
 def test_dev_and_prod_differ_only_where_their_config_differs(dev_run, prod_run):
-    """Same program, different config: the only structural difference is password auth (dev) vs Entra only."""
+    """Same program, different config: the only structural differences are password auth (dev) vs
+    Entra only, and dev's "allow Azure services" firewall rule."""
     only_dev = _shape(dev_run) - _shape(prod_run)
     only_prod = _shape(prod_run) - _shape(dev_run)
     assert config("dev")["lakehouse:postgresPasswordAuth"] and not config("prod")["lakehouse:postgresPasswordAuth"]
+    assert config("dev")["lakehouse:postgresAllowAzureServices"]
+    assert not config("prod")["lakehouse:postgresAllowAzureServices"]
     assert only_dev == {
         ("random:index/randomPassword:RandomPassword", "mktlh-ENV-secrets-postgres-password"),
         ("azure-native:keyvault:Secret", "mktlh-ENV-secrets-postgres-admin-password"),
+        ("azure-native:dbforpostgresql:FirewallRule",
+         "mktlh-ENV-serving-fw-allowallazureservicesandresourceswithinazureips"),
     }
     assert only_prod == set()
     dev_keys, prod_keys = set(config("dev")), set(config("prod"))

@@ -17,7 +17,10 @@ import pytest
 from infra import preview, roles
 
 SECRETISH = ("KEY", "PASSWORD", "SECRET", "TOKEN", "CONNECTION", "DSN")
-NOT_SECRET_SETTINGS = {"APPLICATIONINSIGHTS_CONNECTION_STRING"}  # an ingestion endpoint, not a credential
+# An ingestion endpoint, and where the host keeps its keys (a store type and a vault URL): no credential.
+NOT_SECRET_SETTINGS = {
+    "APPLICATIONINSIGHTS_CONNECTION_STRING", "AzureWebJobsSecretStorageType", "AzureWebJobsSecretStorageKeyVaultUri",
+}  # fmt: skip
 
 
 def _storage(r):
@@ -130,7 +133,7 @@ BASELINE: dict[str, Callable | None] = {
     "azure-native:dbforpostgresql:Configuration": _postgres_configuration,
     "azure-native:dbforpostgresql:Database": None,
     "azure-native:dbforpostgresql:FirewallRule": _firewall,
-    "azure-native:dbforpostgresql:Administrator": None,
+    "azure-native:dbforpostgresql:AdministratorsMicrosoftEntra": None,
     "azure-native:authorization:RoleAssignment": _role_assignment,
     "azure-native:monitor:DiagnosticSetting": None,
     "azure-native:monitor:ActionGroup": None,
@@ -139,8 +142,18 @@ BASELINE: dict[str, Callable | None] = {
     "random:index/randomPassword:RandomPassword": None,
     "pulumi:providers:databricks": None,
     "databricks:index/notebook:Notebook": None,
-    "databricks:index/dbfsFile:DbfsFile": None,
+    "databricks:index/workspaceFile:WorkspaceFile": None,
     "databricks:index/secretScope:SecretScope": None,
+    "databricks:index/secretAcl:SecretAcl": None,
+    "databricks:index/servicePrincipal:ServicePrincipal": None,
+    "databricks:index/storageCredential:StorageCredential": None,
+    "databricks:index/externalLocation:ExternalLocation": None,
+    "databricks:index/schema:Schema": None,
+    "databricks:index/volume:Volume": None,
+    "databricks:index/credential:Credential": None,
+    "databricks:index/grants:Grants": None,
+    "azure-native:managedidentity:UserAssignedIdentity": None,
+    "azure-native:datafactory:CredentialOperation": None,
     "databricks:index/secret:Secret": _secret_value("stringValue"),
 }
 # Resources Azure Monitor must watch (a diagnostic setting on each).

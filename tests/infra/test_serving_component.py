@@ -71,7 +71,7 @@ def test_firewall_rejects_open_wide_or_malformed_ranges(start, end, why):
 def test_entra_administrators_are_added_one_after_another(run_component, common):
     admins = [EntraPrincipal("factory", "adf", "oid-1"), EntraPrincipal("databricks", "dbw", "oid-2")]
     run = _serving(run_component, common, entra_admins=admins)
-    first, second = run.of_type("azure-native:dbforpostgresql:Administrator")
+    first, second = run.of_type("azure-native:dbforpostgresql:AdministratorsMicrosoftEntra")
     assert (first.inputs["objectId"], second.inputs["objectId"]) == ("oid-1", "oid-2")
     assert {first.inputs["principalType"], second.inputs["principalType"]} == {"ServicePrincipal"}
     assert first.urn in second.dependencies

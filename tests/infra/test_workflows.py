@@ -168,3 +168,20 @@ def test_deploy_stops_triggers_before_pulumi_up_and_starts_them_before_the_smoke
 def test_shell_command_extraction_sees_substitutions_and_pipes():
     commands = shell_commands('x="$(pulumi stack output a --stack dev)"\nmake venv && echo hi | jq -r .')
     assert [c[0] for c in commands] == ["pulumi", "x=SUBST", "make", "echo", "jq"]
+
+
+def test_only_make_package_builds_deployables_and_every_job_that_deploys_or_previews_runs_it():
+    for workflow, job_name, job in jobs():
+        runs = [s.get("run", "") for s in job["steps"]]
+        assert not any("pip wheel" in r or "zip " in r for r in runs), f"{workflow}:{job_name} builds on its own"
+        if any("pulumi " in r for r in runs):
+            assert any("make package" in r for r in runs), f"{workflow}:{job_name} needs the built artifacts"
+
+
+def test_the_function_app_is_deployed_from_the_built_package_with_entra_id_not_basic_auth():
+    steps = yaml.safe_load((REPO_ROOT / ".github" / "workflows" / "deploy.yml").read_text())["jobs"]["deploy"]["steps"]
+    deploys = [s for s in steps if s.get("uses", "").startswith("Azure/functions-action@")]
+    assert len(deploys) == 1 and deploys[0]["with"]["package"] == "build/functions.zip"
+    assert "publish-profile" not in deploys[0]["with"], "a publish profile is SCM basic auth, disabled on the app"
+    assert not any("config-zip" in s.get("run", "") for s in steps)
+    assert "ARTIFACTS ?= build" in (REPO_ROOT / "Makefile").read_text(), "make package writes build/functions.zip"

@@ -9,6 +9,9 @@ import pytest
 from lakehouse.alert_rules import (
     ALERT_RULES,
     DAILY_PIPELINE,
+    MART_FRESHNESS_EVENT,
+    MART_FRESHNESS_TABLE,
+    MART_LOAD_GRACE,
     METRIC_TARGETS,
     AlertRule,
     LocalCheck,
@@ -60,8 +63,29 @@ def test_local_checks_query_only_the_ops_schema_with_named_parameters():
             assert rule.local_note, rule.name
             continue
         sql = rule.local.sql
-        assert " ops." in sql and "%(now)s" in sql and "%(window)s" in sql, rule.name
         assert ";" not in sql, "one statement per rule"
+        if rule.name == "mart-data-stale":  # the one rule about the data itself, not the runs
+            assert f" {MART_FRESHNESS_TABLE} " in sql and "%(due_session)s" in sql and " ops." not in sql
+            continue
+        assert " ops." in sql and "%(now)s" in sql and "%(window)s" in sql, rule.name
+
+
+def test_local_checks_count_nothing_recorded_after_now():
+    """`alerts --now` evaluates the past: every time-windowed check is bounded above by now."""
+    for rule in ALERT_RULES:
+        if (rule.local is not None and "%(window)s" in rule.local.sql) or rule.name == "daily-load-stale":
+            assert "<= %(now)s" in rule.local.sql, rule.name
+
+
+def test_the_mart_freshness_rule_reads_the_mart_locally_and_the_serving_jobs_event_in_azure():
+    rule = by_name("mart-data-stale")
+    assert rule.kind == "log" and rule.local is not None and rule.local.window == MART_LOAD_GRACE
+    assert "mart.daily_prices" in rule.local.sql and "max(trade_date)" in rule.local.sql
+    query = rule.azure.query
+    assert f"Properties['event']) == '{MART_FRESHNESS_EVENT}'" in query
+    assert f"Properties['table']) == '{MART_FRESHNESS_TABLE}'" in query
+    assert "isnull(latest_trade_date)" in query, "no report within the window is stale too"
+    assert "ago(25h)" in query, "weekday sessions are due 4 h after the 21:00 UTC winter close"
 
 
 def test_a_rule_whose_kind_and_definition_disagree_is_rejected():

@@ -22,6 +22,7 @@ from psycopg.rows import dict_row
 
 from lakehouse import telemetry
 from lakehouse.alert_rules import by_name
+from lakehouse.job_summary import JobSummary
 from lakehouse.settings import load_settings
 from tests.databases import migrated_database
 from tests.local.ops_store_db import reset
@@ -102,16 +103,21 @@ def test_a_failing_step_is_recorded_as_an_error_span_and_still_raises(local_tele
 
 
 def test_job_summary_becomes_row_metrics_per_table(local_telemetry: str) -> None:
-    """The notebooks' exit summary (spark_jobs.jobs shape) maps to rows_read/written/quarantined."""
-    summary = {
+    """A job's summary maps to rows_read/written/quarantined per table; counters it does not keep are not recorded."""
+    summary = JobSummary.model_validate({
         "job": "bronze_to_silver",
         "run_id": "obs-run-3",
+        "start_date": "2024-03-05",
+        "end_date": "2024-03-05",
         "tables": {
-            "silver.daily_bars": {"rows_in": 100, "valid": 97, "quarantined": 3, "inserted": 90, "revised": 2},
-            "silver.quotes": {"rows_in": 4, "valid": 4, "quarantined": 0, "inserted": 4, "revised": 0},
+            "silver.daily_bars": {"rows_read": 100, "valid": 97, "rows_quarantined": 3, "inserted": 90, "revised": 2,
+                                  "rows_written": 92},
+            "silver.quotes": {"rows_read": 4, "valid": 4, "rows_quarantined": 0, "inserted": 4, "revised": 0,
+                              "rows_written": 4},
+            "gold.dim_date": {"rows_written": 1},
         },
         "seconds": 1.5,
-    }
+    })  # fmt: skip
     telemetry.record_job_summary(summary)
     telemetry.flush()
     got = {
@@ -126,6 +132,7 @@ def test_job_summary_becomes_row_metrics_per_table(local_telemetry: str) -> None
         ("rows_read", "silver.quotes"): 4.0,
         ("rows_written", "silver.quotes"): 4.0,
         ("rows_quarantined", "silver.quotes"): 0.0,
+        ("rows_written", "gold.dim_date"): 1.0,
         ("duration_ms", None): 1500.0,
     }
 
@@ -271,3 +278,23 @@ def test_a_failed_dq_rule_reaches_app_insights_as_the_trace_the_dq_alert_queries
     assert "Properties['event']) == 'dq_result'" in query and "Properties['severity']) == 'fail'" in query
     assert props["passed"] == "False", "the exporter stringifies Python booleans"
     assert "tolower(tostring(Properties['passed'])) == 'false'" in query, "so the rule must compare case-blind"
+
+
+def test_the_mart_load_reports_the_latest_trade_date_the_freshness_alert_reads(local_telemetry: str) -> None:
+    """Azure Monitor's mart-data-stale rule reads this event: without it the rule could only ever fire."""
+    from lakehouse.alert_rules import MART_FRESHNESS_EVENT, MART_FRESHNESS_TABLE
+    from spark_jobs import serving
+
+    with psycopg.connect(local_telemetry, autocommit=True) as conn:
+        conn.execute(f"DELETE FROM {MART_FRESHNESS_TABLE}")
+        for day in ("2024-03-04", "2024-03-06"):
+            conn.execute(
+                f"INSERT INTO {MART_FRESHNESS_TABLE} (symbol, trade_date, open, high, low, close, adj_close, volume,"
+                " load_id, schema_version) VALUES ('AAPL', %s, 1, 1, 1, 1, 1, 1, 'l', '1')",
+                (day,),
+            )
+    serving._report_freshness(local_telemetry, "obs-run-fresh", attempts=1)
+    telemetry.flush()
+    (row,) = [r for r in events(local_telemetry, run_id="obs-run-fresh") if r["name"] == MART_FRESHNESS_EVENT]
+    assert row["attributes"]["table"] == MART_FRESHNESS_TABLE
+    assert row["attributes"]["latest_trade_date"] == "2024-03-06"

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import psycopg
 
-OPS_TABLES = ("ops.activity_runs", "ops.pipeline_runs", "ops.dq_results", "ops.telemetry_events")
+from lakehouse.ops_store import ACTIVITY_RUNS, DQ_RESULTS, PIPELINE_RUNS, TELEMETRY_EVENTS
+
+OPS_TABLES = (ACTIVITY_RUNS, PIPELINE_RUNS, DQ_RESULTS, TELEMETRY_EVENTS)
 
 
 def reset(dsn: str) -> None:

@@ -14,7 +14,8 @@ import pytest
 from lakehouse.lake import Lake
 from lakehouse.settings import load_settings
 from local import market_api
-from local.adf_runner import FunctionHostExecutor, RunContext, run_pipeline
+from local.adf.context import RunContext
+from local.adf.runner import FunctionHostExecutor, run_pipeline
 
 
 @pytest.fixture
@@ -40,7 +41,9 @@ def test_the_ingest_pipeline_lands_raw_files_through_the_in_process_function_app
     for file in answer["files"]:
         body = json.loads(lake.local_path("raw", file["path"]).read_bytes())
         assert {"2024-03-04", "2024-03-08"} <= set(body["Time Series (Daily)"])
-    assert result.output == {"daily_bars_files": 2, "security_master_files": 2}
+    assert result.output == {"daily_bars_files": 2, "security_master_files": 2, "splits_files": 2, "dividends_files": 2}
+    splits = result.activity("Ingest splits").output
+    assert (splits["dataset"], splits["run_id"], splits["symbols_succeeded"]) == ("splits", "adf-run-1", 2)
 
 
 def test_a_rejected_request_fails_the_function_activity_with_the_http_status(synthetic_api):

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from local.adf_runner import AdfDefinitionError, Factory
+from local.adf.factory import Factory
+from local.adf.records import AdfDefinitionError
 from local.adf_triggers import resolve_trigger
 
 UTC = dt.UTC
@@ -68,5 +69,13 @@ def test_unknown_trigger_properties_are_refused(tmp_path):
         },
     }
     (tmp_path / "trigger" / "tr_odd.json").write_text(json.dumps(doc))
+    pipeline = {
+        "name": "pl_x",
+        "properties": {
+            "activities": [{"name": "Wait", "type": "Wait", "typeProperties": {"waitTimeInSeconds": 1}}],
+            "parameters": {"when": {"type": "String"}},
+        },
+    }
+    (tmp_path / "pipeline" / "pl_x.json").write_text(json.dumps(pipeline))
     with pytest.raises(AdfDefinitionError, match=r"trigger\(\)\.outputs\.body is not available"):
         resolve_trigger("tr_odd", "2024-03-05T00:00:00Z", Factory.load(tmp_path))

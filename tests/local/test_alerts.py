@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from lakehouse import trading_calendar
 from lakehouse.alert_rules import ALERT_RULES, DAILY_PIPELINE
 from local.alerts import evaluate_alerts, exit_code, firing, format_text, parse_now
 from tests.databases import fresh_database, migrated_database
@@ -41,8 +42,17 @@ def daily_success(dsn: str, run_id: str = "obs-daily-1", started: str = "2024-03
     seed.pipeline_run(dsn, run_id, DAILY_PIPELINE, "Succeeded", started, ended)
 
 
+def mart_through(dsn: str, last: str, sessions: int = 5) -> None:
+    """Mart rows for the ``sessions`` XNYS sessions up to ``last``, as a daily load leaves them."""
+    days = trading_calendar.sessions(
+        dt.date.fromisoformat(last) - dt.timedelta(days=sessions * 2), dt.date.fromisoformat(last)
+    )
+    seed.daily_prices(dsn, "AAPL", days[-sessions:])
+
+
 def test_after_a_successful_daily_run_nothing_fires(ops_dsn: str) -> None:
     daily_success(ops_dsn)
+    mart_through(ops_dsn, "2024-03-05")
     seed.activity_run(ops_dsn, "obs-daily-1", DAILY_PIPELINE, "ingest_daily_bars", "AzureFunctionActivity",
                       "Succeeded", "2024-03-05 22:00", "2024-03-05 22:02")  # fmt: skip
     seed.dq_result(ops_dsn, "obs-daily-1", "silver.daily_bars", "prices_positive", "quarantine", False, 2,
@@ -116,6 +126,7 @@ def test_dq_failures_fire_only_for_rules_of_severity_fail(ops_dsn: str) -> None:
 
 def test_a_failed_function_activity_fires_the_ingestion_alert(ops_dsn: str) -> None:
     daily_success(ops_dsn, "obs-daily-before", "2024-03-04 22:00", "2024-03-04 22:10")
+    mart_through(ops_dsn, "2024-03-04")
     seed.pipeline_run(ops_dsn, "obs-ingest-1", "pl_ingest_market_data", "Failed", "2024-03-05 22:00",
                       "2024-03-05 22:03")  # fmt: skip
     seed.activity_run(ops_dsn, "obs-ingest-1", "pl_ingest_market_data", "ingest_daily_bars",
@@ -152,9 +163,54 @@ def test_repeated_failures_are_grouped_per_pipeline_newest_run_named(ops_dsn: st
 
 def test_the_command_exits_non_zero_when_a_rule_fires_or_cannot_be_evaluated(ops_dsn: str) -> None:
     daily_success(ops_dsn)
+    mart_through(ops_dsn, "2024-03-05")
     assert exit_code(evaluate_alerts(ops_dsn, now=seed.at("2024-03-05 23:00"))) == 0
     assert exit_code(evaluate_alerts(ops_dsn, now=seed.at("2024-03-07 00:11"))) == 1, "stale daily load"
     assert exit_code([{"name": "x", "fires": False, "state": "error"}]) == 1
+
+
+def test_runs_that_ended_after_now_are_not_counted(ops_dsn: str) -> None:
+    """`alerts --now` looks at the past: a failure or a success recorded later does not exist yet."""
+    seed.pipeline_run(ops_dsn, "obs-later-fail", DAILY_PIPELINE, "Failed", "2024-03-05 22:00", "2024-03-05 22:10")
+    seed.activity_run(ops_dsn, "obs-later-fail", DAILY_PIPELINE, "ingest_daily_bars", "AzureFunctionActivity",
+                      "Failed", "2024-03-05 22:00", "2024-03-05 22:08")  # fmt: skip
+    seed.dq_result(ops_dsn, "obs-later-fail", "silver.daily_bars", "no_duplicate_files", "fail", False, 7,
+                   "2024-03-05 22:09")  # fmt: skip
+    before = by_name(evaluate_alerts(ops_dsn, now=seed.at("2024-03-05 22:05")))
+    assert [before[n]["fires"] for n in ("adf-pipeline-failed", "function-failures", "data-quality-failures")] == [
+        False, False, False,
+    ]  # fmt: skip
+    daily_success(ops_dsn, "obs-later-success", "2024-03-06 22:00", "2024-03-06 22:10")
+    stale = by_name(evaluate_alerts(ops_dsn, now=seed.at("2024-03-05 22:05")))["daily-load-stale"]
+    assert stale["fires"] and stale["reason"].endswith("last success: never")
+
+
+def test_a_mart_behind_the_latest_closed_session_fires_until_a_daily_load_catches_up(ops_dsn: str) -> None:
+    """A daily run that succeeds but loads nothing new is the failure to catch: runs are fresh, data is not."""
+    daily_success(ops_dsn, "obs-empty-load", "2024-03-05 22:00", "2024-03-05 22:10")
+    mart_through(ops_dsn, "2023-12-29")
+    stale = by_name(evaluate_alerts(ops_dsn, now=seed.at("2024-03-06 02:00")))
+    assert (stale["daily-load-stale"]["fires"], stale["mart-data-stale"]["state"]) == (False, "firing")
+    assert stale["mart-data-stale"]["reason"] == (
+        "the mart's latest trade date is 2023-12-29, behind the XNYS session 2024-03-05 that closed more than 4h ago"
+    )
+    assert stale["mart-data-stale"]["evidence"] == [{"latest_trade_date": "2023-12-29", "due_session": "2024-03-05"}]
+
+    mart_through(ops_dsn, "2024-03-05", sessions=40)  # the daily run (here: a backfill) brings it up to date
+    quiet = by_name(evaluate_alerts(ops_dsn, now=seed.at("2024-03-06 02:00")))["mart-data-stale"]
+    assert (quiet["state"], quiet["fires"]) == ("ok", False)
+
+
+def test_a_session_is_due_in_the_mart_only_after_the_load_grace(ops_dsn: str) -> None:
+    """2024-03-05 closes 21:00 UTC: the mart may lack it until 01:00 UTC, not after."""
+    mart_through(ops_dsn, "2024-03-04")
+    assert not by_name(evaluate_alerts(ops_dsn, now=seed.at("2024-03-06 00:59")))["mart-data-stale"]["fires"]
+    assert by_name(evaluate_alerts(ops_dsn, now=seed.at("2024-03-06 01:01")))["mart-data-stale"]["fires"]
+
+
+def test_a_mart_that_never_loaded_is_stale(ops_dsn: str) -> None:
+    empty = by_name(evaluate_alerts(ops_dsn, now=seed.at("2024-03-06 02:00")))["mart-data-stale"]
+    assert empty["fires"] and empty["reason"].startswith("the mart's latest trade date is none")
 
 
 def test_now_is_read_as_utc_unless_it_names_an_offset() -> None:
@@ -172,7 +228,7 @@ def test_a_real_pipeline_run_with_a_failing_notebook_is_named_by_the_alert(
 ) -> None:
     """End to end: the local ADF runner runs pl_silver_to_gold, whose notebook fails on a bad window,
     records the runs in the ops store, and the alert names that pipeline and run."""
-    from local.adf_runner import local_context, run_pipeline
+    from local.adf.runner import local_context, run_pipeline
     from local.ops_status import status
 
     monkeypatch.setenv("LAKEHOUSE_PG_DSN", ops_dsn)

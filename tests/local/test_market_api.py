@@ -33,7 +33,8 @@ def model() -> MarketModel:
 
 @pytest.fixture
 def api(server: MarketApiServer) -> MarketApiServer:
-    server.configure(faults=(), calls_per_minute=None, calls_per_day=None, throttle="note", api_key=None)
+    server.configure(faults=(), calls_per_minute=None, calls_per_day=None, throttle="note", api_key=None, plan=None,
+                     burst_per_second=None)  # fmt: skip
     return server
 
 
@@ -103,7 +104,8 @@ def test_ohlc_relations_and_positive_volumes_hold(api: MarketApiServer, symbol: 
 
 
 def test_adjusted_closes_follow_total_returns_through_splits_and_dividends(api: MarketApiServer):
-    """adj[t] / adj[t-1] = (close[t] * split[t] + dividend[t]) / close[t-1], the usual definition."""
+    """adj[t] / adj[t-1] = close[t] * split[t] / (close[t-1] - dividend[t]): the CRSP convention, in which
+    a dividend scales earlier prices by 1 - dividend / previous close (as gold adjusts)."""
     events = {"split": 0, "dividend": 0}
     for symbol in ["MSFT", "INTC", "KO"]:  # dividend payers and splitters under seed 3
         bars = series(api, symbol)["Time Series (Daily)"]
@@ -115,9 +117,9 @@ def test_adjusted_closes_follow_total_returns_through_splits_and_dividends(api: 
             events["dividend"] += dividend > 0
             close, prev_close = float(b["4. close"]), float(p["4. close"])
             adj, prev_adj = float(b["5. adjusted close"]), float(p["5. adjusted close"])
-            total = (close * split + dividend) / prev_close
+            total = close * split / (prev_close - dividend)
             # each printed value is rounded to 4 decimals: allow that much relative error per value
-            rounding = 0.00006 * (1 / close + 2 / prev_close + 1 / adj + 1 / prev_adj)
+            rounding = 0.00006 * (1 / close + 3 / prev_close + 1 / adj + 1 / prev_adj)
             assert adj / prev_adj == pytest.approx(total, rel=rounding), (symbol, day)
         assert float(bars[days[-1]]["5. adjusted close"]) == float(bars[days[-1]]["4. close"])
     assert events["split"] >= 1 and events["dividend"] >= 20  # the check above was exercised
@@ -243,7 +245,7 @@ def test_bulk_formatting_gives_the_same_text_as_the_per_bar_reference(
 
 
 def render_series_reference(model: MarketModel, symbol: str, adjusted: bool, compact: bool, meta: dict) -> bytes:
-    from local.market_api import render_series
+    from lakehouse.contracts.alpha_vantage import render_series
 
     return render_series(meta, model.daily_rows(symbol, AS_OF, adjusted, compact))
 
@@ -305,3 +307,126 @@ def test_running_process_serves_the_same_bytes_as_the_in_process_server(tmp_path
     assert [p.read_bytes() for p in tmp_path.rglob("*.json")] == [expected]
     with pytest.raises(ValueError, match="faults"), running_process(MarketApiConfig(faults=(Fault("http_500"),))):
         pass
+
+
+def test_a_free_key_gets_the_premium_only_messages(api: MarketApiServer):
+    api.configure(plan="free")
+    adjusted = series(api, "AAPL", adjusted=True, outputsize="compact")
+    assert "premium endpoint" in adjusted["Information"]
+    full = series(api, "AAPL", adjusted=False, outputsize="full")
+    refusal = "outputsize=full parameter value is a premium feature for the TIME_SERIES_DAILY endpoint"
+    assert refusal in full["Information"]
+    assert "Time Series (Daily)" in series(api, "AAPL", adjusted=False, outputsize="compact")
+    assert [r.fault for r in api.requests] == ["premium_only", "premium_only", None]
+    api.configure(plan="premium")
+    assert "Time Series (Daily)" in series(api, "AAPL", adjusted=True, outputsize="full")
+
+
+def test_more_requests_in_a_second_than_configured_get_the_burst_message(api: MarketApiServer):
+    api.configure(burst_per_second=2)
+    answers = [get(api, function="OVERVIEW", symbol="V").json() for _ in range(3)]
+    assert "Symbol" in answers[0] and "Symbol" in answers[1]
+    assert "(1 request per second)" in answers[2]["Information"]
+
+
+def test_the_demo_key_serves_only_the_documentation_example(api: MarketApiServer):
+    assert "demo purposes only" in get(api, function="OVERVIEW", symbol="V", apikey="demo").json()["Information"]
+    assert get(api, function="OVERVIEW", symbol="IBM", apikey="demo").json()["Symbol"] == "IBM"
+
+
+def test_quotes_are_served_as_entitled(api: MarketApiServer):
+    close = series(api, "V", outputsize="compact")["Time Series (Daily)"]["2024-05-24"]["4. close"]
+    end_of_day = get(api, function="GLOBAL_QUOTE", symbol="V").json()
+    assert list(end_of_day) == ["Global Quote"] and end_of_day["Global Quote"]["05. price"] == close
+    delayed = get(api, function="GLOBAL_QUOTE", symbol="V", entitlement="delayed").json()
+    assert list(delayed) == ["Global Quote - DATA DELAYED BY 15 MINUTES"]
+    quote = delayed["Global Quote - DATA DELAYED BY 15 MINUTES"]
+    # 15 minutes before the 2024-05-24 close: an intraday price of that session, not its close
+    assert quote["07. latest trading day"] == "2024-05-24" and quote["05. price"] != close
+    realtime = get(api, function="GLOBAL_QUOTE", symbol="V", entitlement="realtime").json()
+    assert list(realtime) == ["Global Quote"]
+    api.configure(plan="premium")
+    assert "Information" in get(api, function="GLOBAL_QUOTE", symbol="V", entitlement="realtime").json()
+
+
+
+UNIVERSE = ("AAPL", "MSFT", "AMZN", "GOOGL", "META", "NVDA", "JPM", "JNJ", "V", "PG",
+            "XOM", "UNH", "HD", "KO", "PEP", "DIS", "INTC", "CSCO", "WMT", "BA")  # fmt: skip
+
+
+def test_splits_and_dividends_are_the_events_of_the_adjusted_series(api: MarketApiServer):
+    """SPLITS and DIVIDENDS name exactly the days whose bars carry a split coefficient or a dividend,
+    with the same values, and the universe holds symbols with several of each and reverse splits."""
+    several, reverse = [], []
+    for symbol in UNIVERSE:
+        bars = series(api, symbol)["Time Series (Daily)"]
+        splits = get(api, function="SPLITS", symbol=symbol).json()
+        dividends = get(api, function="DIVIDENDS", symbol=symbol).json()
+        assert splits["symbol"] == dividends["symbol"] == symbol
+        split_days = {e["effective_date"]: float(e["split_factor"]) for e in splits["data"]}
+        paid = {e["ex_dividend_date"]: float(e["amount"]) for e in dividends["data"]
+                if e["ex_dividend_date"] <= AS_OF.isoformat()}  # fmt: skip
+        assert split_days == {d: float(b["8. split coefficient"]) for d, b in bars.items()
+                              if float(b["8. split coefficient"]) != 1.0}  # fmt: skip
+        assert paid == {d: float(b["7. dividend amount"]) for d, b in bars.items()
+                        if float(b["7. dividend amount"]) > 0}  # fmt: skip
+        # newest first, as Alpha Vantage lists them
+        assert list(split_days) == sorted(split_days, reverse=True)
+        for event in dividends["data"]:
+            assert event["declaration_date"] <= AS_OF.isoformat()
+            assert event["declaration_date"] < event["ex_dividend_date"] < event["record_date"] < event["payment_date"]
+        if len(split_days) >= 2 and len(paid) >= 2:
+            several.append(symbol)
+        reverse += [symbol for f in split_days.values() if f < 1]
+    assert several and reverse, (several, reverse)
+
+
+def test_a_dividend_declared_before_its_ex_date_is_listed_before_it_is_paid(model: MarketModel):
+    as_of = dt.date(2024, 5, 24)
+    upcoming = [
+        e for symbol in UNIVERSE for e in model.dividends(symbol, as_of) if e["ex_dividend_date"] > as_of.isoformat()
+    ]
+    assert upcoming and all(e["declaration_date"] <= as_of.isoformat() for e in upcoming)
+    later = dt.date.fromisoformat(upcoming[0]["ex_dividend_date"])
+    assert all(e["ex_dividend_date"] <= later.isoformat() for e in upcoming)
+
+
+def splitting_recently(model: MarketModel, as_of: dt.date, count: int) -> list[str]:
+    """`count` tickers (of SAAA, SAAB, ...) with a split in the latest 100 sessions up to `as_of`."""
+    first = model.sessions[model.sessions.index(as_of) - 99].isoformat()
+    names = ("S" + "".join(t) for t in itertools.product("ABCDEFGHIJKLMNOPQRSTUVWXYZ", repeat=3))
+    found = (n for n in names if any(e["effective_date"] > first for e in model.splits(n, as_of)))
+    return list(itertools.islice(found, count))
+
+
+def test_adjusting_the_raw_series_by_the_events_gives_the_adjusted_series(api: MarketApiServer, model: MarketModel):
+    """On a free key the adjusted series is not served: the raw series and the two event lists must
+    rebuild it (CRSP convention, computed here from the served values)."""
+    api.configure(plan="free")
+    split_events = dividend_events = 0
+    for symbol in ("XOM", "HD", "INTC", "KO", *splitting_recently(model, AS_OF, 4)):
+        raw = series(api, symbol, adjusted=False, outputsize="compact")["Time Series (Daily)"]
+        splits = {e["effective_date"]: float(e["split_factor"])
+                  for e in get(api, function="SPLITS", symbol=symbol).json()["data"]}  # fmt: skip
+        dividends = {e["ex_dividend_date"]: float(e["amount"])
+                     for e in get(api, function="DIVIDENDS", symbol=symbol).json()["data"]}  # fmt: skip
+        assert {r.fault for r in api.requests} == {None}
+        api.configure(plan=None)
+        served = series(api, symbol, outputsize="compact")["Time Series (Daily)"]
+        api.configure(plan="free")
+        days = sorted(raw)
+        split_events += sum(d in splits for d in days[1:])
+        dividend_events += sum(d in dividends for d in days[1:])
+        factor = 1.0
+        for later, day in zip(reversed(days), reversed(days[:-1]), strict=False):
+            close = float(raw[day]["4. close"])
+            factor *= (1 - dividends.get(later, 0.0) / close) / splits.get(later, 1.0)
+            adjusted = close * factor
+            assert adjusted == pytest.approx(float(served[day]["5. adjusted close"]), rel=2e-5, abs=0.0001), day
+    assert split_events >= 4 and dividend_events >= 2  # events inside the 100 sessions were exercised
+
+
+def test_corporate_actions_of_an_unknown_symbol_are_an_empty_answer(api: MarketApiServer):
+    api.configure(unknown_symbols=frozenset({"ZZZZ"}))
+    assert get(api, function="SPLITS", symbol="ZZZZ").json() == {}
+    assert get(api, function="DIVIDENDS", symbol="ZZZZ").json() == {}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from local.adf_runner import NotebookCall
+from local.adf.context import NotebookCall
 from local.notebook_runner import NotebookError, SparkNotebookExecutor, parse_notebook, run_notebook
 
 NOTEBOOK = """# Databricks notebook source

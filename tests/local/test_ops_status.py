@@ -160,3 +160,20 @@ def test_settings_supply_the_dsn_and_the_lake(ops_dsn: str, tmp_path: Path) -> N
     seed_gold(Lake.from_settings(settings))
     tables = {f["table"] for f in status(settings, now=NOW)["freshness"]}
     assert {"gold.fct_daily_prices", "mart.daily_prices"} <= tables
+
+
+def test_a_table_whose_first_commit_was_killed_is_reported_missing(ops_dsn: str, lake: Lake) -> None:
+    """A `_delta_log` without a commit (a first write killed before version 0) is no table yet."""
+    seed_gold(lake)
+    for container, name in (("gold", "fct_daily_prices"), ("silver", "quarantine")):
+        location = lake.local_path(container, name)
+        if container == "gold":
+            for f in location.rglob("*"):
+                if f.is_file():
+                    f.unlink()
+        (location / "_delta_log").mkdir(parents=True, exist_ok=True)
+        (location / "part-00000-orphan.parquet").write_bytes(b"written by a killed engine")
+    report = status(ops_dsn, now=NOW, lake=lake)
+    gold = [f["table"] for f in report["freshness"] if f["layer"] == "gold"]
+    assert gold == ["gold.fct_monthly_performance", "gold.latest_quotes"]
+    assert report["quarantine"] == {"tables": [], "available": False, "total": 0}

@@ -8,7 +8,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from local.adf_runner import RunContext, run_pipeline
+from local.adf.context import RunContext
+from local.adf.runner import run_pipeline
 from local.run_store import PostgresRunStore
 from spark_jobs import migrations
 

@@ -8,7 +8,7 @@ import uuid
 import psycopg
 import pytest
 
-from local.adf_runner import ActivityRun, PipelineRunResult
+from local.adf.records import ActivityRun, PipelineRunResult
 from local.run_store import PostgresRunStore, recover_abandoned_runs
 from tests.databases import migrated_database
 

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Literal
 
 from market_ingest import ingest as ingest_mod  # the Function app package (pytest puts functions/ on the path)
-from market_ingest.landing import LocalRawStore
 from market_ingest.providers.base import Payload
 
 from lakehouse import trading_calendar
+from lakehouse.raw_store import DirectoryRawStore
 from tests.spark_jobs.raw_files import Bar, random_walk_bars
 
 DAYS = tuple(trading_calendar.sessions(dt.date(2024, 2, 1), dt.date(2024, 2, 29)))
@@ -489,7 +489,7 @@ def land(raw_root: Path, dataset: str, bodies: dict[str, bytes], ingest_date: dt
     """Land `bodies` (symbol -> bytes) as one ingestion run on `ingest_date`; its answer."""
     now = dt.datetime.combine(ingest_date, dt.time(22, 30), tzinfo=dt.UTC)
     request = ingest_mod.IngestRequest(dataset, tuple(sorted(bodies)), (), DAYS[0], DAYS[-1], run_id)
-    ingestion = ingest_mod.Ingestion(ScriptedProvider(bodies), LocalRawStore(raw_root), concurrency=2)
+    ingestion = ingest_mod.Ingestion(ScriptedProvider(bodies), DirectoryRawStore(raw_root), concurrency=2)
     answer = ingestion.run(request, now=now).answer()
     time.sleep(0.01)  # later runs get later file times (ingested_at): latest ingestion wins
     return answer
@@ -538,7 +538,7 @@ def publish_quotes(raw_root: Path, state_dir: Path, at: dt.datetime) -> int:
     from market_ingest.eventhubs import CaptureFilePublisher, Event
     from market_ingest.quotes import quote_event
 
-    publisher = CaptureFilePublisher(LocalRawStore(raw_root), state_dir=state_dir, clock=lambda: at)
+    publisher = CaptureFilePublisher(DirectoryRawStore(raw_root), state_dir=state_dir, clock=lambda: at)
     events = [
         Event(c.symbol, c.body) if c.body else quote_event(c.symbol, quote(c.symbol, **c.changes), "q-1", at)
         for c in QUOTES

@@ -16,9 +16,12 @@ CATEGORIES = {
     "crash recovery": "Crash recovery",
     "concurrency": "Concurrency",
     "security": "Security",
+    "local runtime": "Local runtime safety",
+    "silent loss": "Silent loss",
 }
 
-# Reconciliation counts a case may report. lost_rows must be zero for the suite to pass.
+# Reconciliation counts a case may report. lost, duplicate, stale and extra rows must be zero for
+# the suite to pass (spark_jobs.reconcile: a stale row differs from its source row, an extra one has none).
 RECONCILIATION_KEYS = (
     "raw_records",
     "bronze_rows",
@@ -28,11 +31,14 @@ RECONCILIATION_KEYS = (
     "mart_rows",
     "lost_rows",
     "duplicate_rows",
+    "stale_rows",
+    "extra_rows",
 )
+DEFECT_KEYS = ("lost_rows", "duplicate_rows", "stale_rows", "extra_rows")
 
 
 class LostRowsError(AssertionError):
-    """A case's reconciliation found rows lost or duplicated between layers."""
+    """A case's reconciliation found rows lost, duplicated, stale or extra between layers."""
 
 
 @dataclass
@@ -68,9 +74,10 @@ class Case:
         if unknown:
             raise ValueError(f"unknown reconciliation keys {sorted(unknown)}; expected {RECONCILIATION_KEYS}")
         self.figures.update(values)
-        lost, dup = values.get("lost_rows", 0), values.get("duplicate_rows", 0)
-        if lost or dup:
-            raise LostRowsError(f"{self.title}: lost_rows={lost}, duplicate_rows={dup} ({values})")
+        defects = {k: values.get(k, 0) for k in DEFECT_KEYS}
+        if any(defects.values()):
+            shown = ", ".join(f"{k}={v}" for k, v in defects.items())
+            raise LostRowsError(f"{self.title}: {shown} ({values})")
         return self
 
     def finish(self, outcome: str) -> None:

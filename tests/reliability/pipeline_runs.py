@@ -143,7 +143,7 @@ def scenario_environment(scenario: Scenario) -> Iterator[None]:
 
 def run_in_process(scenario: Scenario):
     """Run the window to its end in this process, through the local platform; the finished run."""
-    from local.adf_runner import run_pipeline
+    from local.adf.runner import run_pipeline
     from local.runtime import local_platform
 
     with scenario_environment(scenario), local_platform(load_settings()) as platform:

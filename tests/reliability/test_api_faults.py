@@ -137,7 +137,7 @@ def run_pipeline(spark_, pg_dsn: str) -> reconcile.Reconciliation:
     span = bars.agg(F.min("trade_date").alias("lo"), F.max("trade_date").alias("hi")).first()
     jobs.run_silver_to_gold(spark_, settings, span.lo, span.hi, "faults-1")
     with migrated_database(pg_dsn, "faults") as dsn:
-        window = serving.Window.parse(span.lo, span.hi)
+        window = serving.DateWindow.parse(span.lo, span.hi)
         serving.load(spark_, Lake.from_settings(settings), dsn, window=window, load_id="faults-1",
                      tables=["daily_prices"])  # fmt: skip
         return reconcile.reconcile(spark_, settings, today, today, pg_dsn=dsn)

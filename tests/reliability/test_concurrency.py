@@ -73,7 +73,8 @@ def test_runs_of_a_pipeline_with_concurrency_1_are_queued_one_after_the_other(ca
     """The cheap one for `make test`: ADF's pipeline `concurrency` through the runner's advisory lock,
     each run on its own PostgreSQL session as separate processes would be; the same pipeline
     without the setting overlaps, so the check can fail."""
-    from local.adf_runner import RunContext, run_pipeline
+    from local.adf.context import RunContext
+    from local.adf.runner import run_pipeline
     from local.run_store import PostgresConcurrencyGate, PostgresRunStore
 
     c = case("concurrency", "3 runs of a pipeline with concurrency 1 started together (runner's advisory lock)",

@@ -187,7 +187,7 @@ def test_a_load_killed_inside_its_swap_leaves_the_old_rows_and_the_next_load_rec
     left 'running', its staging tables and its run left 'InProgress' are cleaned up by the next
     command, whose load ends equal."""
     from lakehouse.settings import load_settings
-    from local.adf_runner import run_pipeline
+    from local.adf.runner import run_pipeline
     from local.runtime import local_platform
 
     scenario, expected = reference

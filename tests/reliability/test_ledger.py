@@ -35,3 +35,11 @@ def test_the_report_counts_cases_lost_rows_and_crash_points():
     assert "Lost rows over all reconciled cases: **0** (1 cases reconciled)" in text
     assert "Crash points exercised: **1**: silver commit." in text
     assert "| negative price | quarantined by positive_prices | 2 rows quarantined |" in text
+
+
+def test_a_stale_or_extra_row_fails_the_case():
+    entry = Ledger().open("t::x", "silent loss", "phantom mart row", expected="reported")
+    with pytest.raises(LostRowsError, match="stale_rows=0, extra_rows=1"):
+        entry.reconcile({"gold_rows": 3, "mart_rows": 4, "lost_rows": 0, "stale_rows": 0, "extra_rows": 1})
+    with pytest.raises(LostRowsError, match="stale_rows=2"):
+        entry.reconcile({"gold_rows": 3, "mart_rows": 3, "stale_rows": 2})

@@ -237,7 +237,7 @@ def test_a_sentinel_api_key_appears_nowhere_after_a_run_with_failures(
 
     from lakehouse import telemetry
     from lakehouse.settings import load_settings
-    from local.adf_runner import run_pipeline
+    from local.adf.runner import run_pipeline
     from local.cli import app
     from local.function_host import run_timer
     from local.runtime import local_platform

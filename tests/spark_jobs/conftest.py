@@ -86,6 +86,7 @@ class Pipeline:
 
     def run(self, start: str, end: str | None = None, run_id: str = "run-1", full_refresh: bool = False,
             today: dt.date | None = None) -> dict:  # fmt: skip
+        """The three jobs' summaries as the notebooks exit with them (JSON types)."""
         from spark_jobs import jobs
 
         end = end or start
@@ -96,7 +97,7 @@ class Pipeline:
             ),
         }
         out["gold"] = jobs.run_silver_to_gold(self.spark, self.settings, start, end, run_id, full_refresh)
-        return out
+        return {layer: summary.as_dict() for layer, summary in out.items()}
 
     def table(self, layer: str, name: str):
         from spark_jobs.tables import Tables, contract

@@ -17,7 +17,7 @@ def test_each_bar_of_each_file_becomes_one_row_with_lineage(spark, lake_settings
     a = raw_lake.daily_bars("AAPL", random_walk_bars(DAYS, seed=1), "2024-03-01", run_id="r-a")
     b = raw_lake.daily_bars("MSFT", random_walk_bars(DAYS[:10], seed=2), "2024-03-01", run_id="r-b")
     c = raw_lake.daily_bars("AAPL", random_walk_bars(DAYS[-3:], seed=3), "2024-03-04", run_id="r-c")
-    summary = jobs.run_raw_to_bronze(spark, lake_settings, "2024-03-01", "2024-03-04", "load-1")
+    summary = jobs.run_raw_to_bronze(spark, lake_settings, "2024-03-01", "2024-03-04", "load-1").as_dict()
 
     table = summary["tables"]["bronze.daily_bars"]
     assert (table["files_found"], table["files_loaded"], table["rows_read"], table["rows_written"]) == (
@@ -44,12 +44,12 @@ def test_rerun_loads_nothing_and_full_refresh_reloads_the_same_rows(spark, lake_
     table = str(raw_lake.lake.local_path("bronze", "daily_bars"))
     before = sorted(spark.read.format("delta").load(table).collect())
 
-    again = jobs.run_raw_to_bronze(spark, lake_settings, "2024-03-01", "2024-03-01", "load-2")
+    again = jobs.run_raw_to_bronze(spark, lake_settings, "2024-03-01", "2024-03-01", "load-2").as_dict()
     assert again["rows_written"] == 0
     assert again["tables"]["bronze.daily_bars"]["files_skipped"] == 1
     assert sorted(spark.read.format("delta").load(table).collect()) == before
 
-    rebuilt = jobs.run_raw_to_bronze(spark, lake_settings, "2024-03-01", "2024-03-01", "load-1", "true")
+    rebuilt = jobs.run_raw_to_bronze(spark, lake_settings, "2024-03-01", "2024-03-01", "load-1", "true").as_dict()
     assert rebuilt["tables"]["bronze.daily_bars"]["rows_written"] == len(DAYS)
     assert sorted(spark.read.format("delta").load(table).collect()) == before
 
@@ -59,7 +59,7 @@ def test_files_without_records_are_rejected_with_the_reason_and_not_reread(spark
                               NOTE_BODY, 0)  # fmt: skip
     broken = raw_lake.file("daily_bars", "KO", "2024-03-01", "r1", b'{"Meta Data": {', 0)
     unknown = raw_lake.file("security_master", "ZZZZ", "2024-03-01", "r1", b"{}", 0)
-    summary = jobs.run_raw_to_bronze(spark, lake_settings, "2024-03-01", "2024-03-01", "load-1")
+    summary = jobs.run_raw_to_bronze(spark, lake_settings, "2024-03-01", "2024-03-01", "load-1").as_dict()
     assert summary["tables"]["bronze.daily_bars"]["files_rejected"] == 2
     assert summary["tables"]["bronze.security_overview"]["files_rejected"] == 1
     rejected = spark.read.format("delta").load(str(raw_lake.lake.local_path("bronze", "rejected_files")))
@@ -67,7 +67,7 @@ def test_files_without_records_are_rejected_with_the_reason_and_not_reread(spark
     assert "'Note'" in reasons[throttled] and "rate limit" in reasons[throttled]
     assert "not UTF-8 JSON" in reasons[broken]
     assert "empty overview" in reasons[unknown]
-    assert jobs.run_raw_to_bronze(spark, lake_settings, "2024-03-01", "2024-03-01", "load-2")["tables"][
+    assert jobs.run_raw_to_bronze(spark, lake_settings, "2024-03-01", "2024-03-01", "load-2").as_dict()["tables"][
         "bronze.daily_bars"]["files_skipped"] == 2  # fmt: skip
 
 
@@ -75,7 +75,7 @@ def test_capture_events_become_quote_rows(spark, lake_settings, raw_lake):
     at = dt.datetime(2024, 3, 1, 14, 30, tzinfo=dt.UTC)
     path = raw_lake.capture([quote_message("AAPL", 180.0, "2024-03-01T14:30:00Z", "2024-03-01"), b"not json"], at,
                             partition="1", first_sequence=40)  # fmt: skip
-    summary = jobs.run_raw_to_bronze(spark, lake_settings, "2024-03-01", "2024-03-01", "load-1")
+    summary = jobs.run_raw_to_bronze(spark, lake_settings, "2024-03-01", "2024-03-01", "load-1").as_dict()
     assert summary["tables"]["bronze.quotes"]["rows_written"] == 2
     rows = spark.read.format("delta").load(str(raw_lake.lake.local_path("bronze", "quotes"))).orderBy("sequence_number")
     good, bad = rows.collect()
@@ -92,7 +92,7 @@ def test_manifest_record_counts_are_reconciled(spark, lake_settings, raw_lake):
     doc = json.loads(manifest.read_text())
     doc["files"][0]["records"] = 6
     manifest.write_text(json.dumps(doc))
-    summary = jobs.run_raw_to_bronze(spark, lake_settings, "2024-03-01", "2024-03-01", "load-1")
+    summary = jobs.run_raw_to_bronze(spark, lake_settings, "2024-03-01", "2024-03-01", "load-1").as_dict()
     assert summary["tables"]["bronze.daily_bars"]["manifest_mismatches"] == [
         {"file": path, "manifest_records": 6, "bronze_rows": 5}
     ]

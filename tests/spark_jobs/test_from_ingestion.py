@@ -49,15 +49,15 @@ def test_ingested_raw_flows_to_gold_with_every_bar_accounted_for(spark, ingested
     assert set(bodies) == {"AAPL", "KO"}
     bars = {s: b["Time Series (Daily)"] for s, b in bodies.items()}
 
-    bronze = jobs.run_raw_to_bronze(spark, settings, today, today, "etl-1")
-    silver = jobs.run_bronze_to_silver(spark, settings, today, today, "etl-1")
-    gold = jobs.run_silver_to_gold(spark, settings, today, today, "etl-1")
+    bronze = jobs.run_raw_to_bronze(spark, settings, today, today, "etl-1").as_dict()
+    silver = jobs.run_bronze_to_silver(spark, settings, today, today, "etl-1").as_dict()
+    gold = jobs.run_silver_to_gold(spark, settings, today, today, "etl-1").as_dict()
 
     total = sum(len(series) for series in bars.values())
     assert bronze["tables"]["bronze.daily_bars"]["rows_written"] == total
     assert bronze["tables"]["bronze.daily_bars"]["manifest_mismatches"] == []
     bars_silver = silver["tables"]["silver.daily_bars"]
-    assert bars_silver["inserted"] + bars_silver["quarantined"] == total
+    assert bars_silver["inserted"] + bars_silver["rows_quarantined"] == total
     assert gold["tables"]["gold.fct_daily_prices"]["rows_written"] == silver["tables"]["silver.daily_bars"]["inserted"]
 
     lake = settings.home_dir / "lake" / "gold"

@@ -41,8 +41,9 @@ def expected_daily(bars: dict[str, Bar]) -> pd.DataFrame:
     for w in (20, 50, 200):
         df[f"ma_{w}"] = df.adj_close.rolling(w).mean()
     df["volatility_20d"] = df.log_return.rolling(20).std(ddof=1) * math.sqrt(252)
-    df["high_52w"] = df.high.rolling(252, min_periods=1).max()
-    df["low_52w"] = df.low.rolling(252, min_periods=1).min()
+    factor = df.adj_close / df.close  # every price of a day is scaled alike
+    df["high_52w"] = (df.high * factor).rolling(252, min_periods=1).max()
+    df["low_52w"] = (df.low * factor).rolling(252, min_periods=1).min()
     df["drawdown"] = df.adj_close / df.adj_close.cummax() - 1
     return df
 
@@ -209,3 +210,27 @@ def test_latest_quotes_keep_the_newest_quote_per_symbol(pipeline, raw_lake):
         ("MSFT", 400.0, dt.datetime(2024, 3, 1, 15, 0)),
     ]
     assert rows[0]["change_percent"] == 0.5 and rows[0]["previous_close"] == 181.0
+
+
+def test_each_run_records_the_ranges_it_recomputed_per_table_and_symbol(pipeline, raw_lake):
+    bars = random_walk_bars(DAYS, seed=5)
+    raw_lake.daily_bars("REV", bars, "2024-03-01")
+    raw_lake.daily_bars("SPL", random_walk_bars(DAYS, seed=6), "2024-03-01")
+    pipeline.run("2024-03-01", run_id="first")
+    revised_day = DAYS[240]
+    old = bars[revised_day.isoformat()]
+    raw_lake.daily_bars("REV", {revised_day.isoformat(): Bar(old.open, old.high, old.low, old.close, old.volume + 7)},
+                        "2024-03-04", run_id="fix")  # fmt: skip
+    pipeline.run("2024-03-04", run_id="second")
+
+    changes = {(r["gold_run_id"], r["table_name"], r["symbol"]): (r["range_start"], r["range_end"], r["served_by"])
+               for r in pipeline.rows("ops", "gold_changes")}  # fmt: skip
+    whole, months = (DAYS[0], DAYS[-1], None), (DAYS[0].replace(day=1), DAYS[-1].replace(day=1), None)
+    assert changes == {
+        ("first", "fct_daily_prices", "REV"): whole,
+        ("first", "fct_daily_prices", "SPL"): whole,
+        ("first", "fct_monthly_performance", "REV"): months,
+        ("first", "fct_monthly_performance", "SPL"): months,
+        ("second", "fct_daily_prices", "REV"): (revised_day, DAYS[-1], None),
+        ("second", "fct_monthly_performance", "REV"): (revised_day.replace(day=1), DAYS[-1].replace(day=1), None),
+    }

@@ -72,5 +72,5 @@ def test_maintenance_compacts_and_keeps_contents(pipeline, raw_lake):
     pipeline.run("2024-03-01", "2024-03-04", run_id="first")
     before = snapshot(pipeline)
     summary = jobs.run_maintenance(pipeline.spark, pipeline.settings, "2024-03-01", "2024-03-04", "maint")
-    assert summary["tables"]["gold.fct_daily_prices"]["rows"] == 2 * len(DAYS)
+    assert summary.tables["gold.fct_daily_prices"].rows == 2 * len(DAYS)
     assert snapshot(pipeline) == before

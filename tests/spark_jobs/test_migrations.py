@@ -11,7 +11,8 @@ import psycopg
 import pytest
 
 from spark_jobs import contracts, migrations
-from spark_jobs.serving import MART_TABLES, PG_TYPES
+from spark_jobs.contracts import TYPES
+from spark_jobs.serving import MART_TABLES
 from tests.spark_jobs.serving_data import fresh_database
 
 PACKAGE_SQL = Path(str(resources.files("spark_jobs") / "sql"))
@@ -117,7 +118,7 @@ def test_mart_tables_mirror_the_gold_contracts(empty_db):
     migrations.apply(empty_db)
     for table in MART_TABLES.values():
         contract = contracts.load("gold", table.gold)
-        expected = [(c.name, PG_TYPES[c.type], "YES" if c.nullable else "NO") for c in contract.columns]
+        expected = [(c.name, TYPES[c.type].postgres, "YES" if c.nullable else "NO") for c in contract.columns]
         assert columns(empty_db, "mart", table.name) == expected, table.name
 
 

@@ -24,7 +24,7 @@ def test_notebooks_only_read_widgets_call_the_package_and_exit():
         text = (NOTEBOOKS / f"{name}.py").read_text()
         cells = parse_notebook(text, name)
         assert text.startswith("# Databricks notebook source\n")
-        assert "spark_jobs.jobs import run_" in text and "dbutils.notebook.exit(json.dumps(summary" in cells[-1].source
+        assert "spark_jobs.jobs import run_" in text and "dbutils.notebook.exit(summary.to_json())" in cells[-1].source
         assert "declare_widgets(dbutils)" in text and "load_settings(), **widget_values(dbutils))" in text
 
 

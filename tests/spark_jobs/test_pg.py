@@ -34,7 +34,7 @@ class FakeCredential:
 
 
 def test_dsn_mode_uses_the_dsn_as_given():
-    auth = pg.ServingAuth(pg_auth="dsn")
+    auth = load_settings(pg_auth="dsn")
     assert pg.conninfo("postgresql://postgres@127.0.0.1:5432/lakehouse", auth) == (
         "postgresql://postgres@127.0.0.1:5432/lakehouse"
     )
@@ -42,7 +42,7 @@ def test_dsn_mode_uses_the_dsn_as_given():
 
 def test_entra_mode_sends_a_token_for_the_postgres_scope_with_ssl_required():
     credential = FakeCredential()
-    info = pg.conninfo(AZURE_DSN, pg.ServingAuth(pg_auth="entra"), credential)
+    info = pg.conninfo(AZURE_DSN, load_settings(pg_auth="entra"), credential)
     params = conninfo_to_dict(info)
     assert credential.scopes == [("https://ossrdbms-aad.database.windows.net/.default",)]
     assert params["password"] == "eyJ.fake.token"
@@ -51,7 +51,7 @@ def test_entra_mode_sends_a_token_for_the_postgres_scope_with_ssl_required():
 
 
 def test_entra_mode_keeps_a_stricter_sslmode():
-    info = pg.conninfo(AZURE_DSN + " sslmode=verify-full", pg.ServingAuth(pg_auth="entra"), FakeCredential())
+    info = pg.conninfo(AZURE_DSN + " sslmode=verify-full", load_settings(pg_auth="entra"), FakeCredential())
     assert conninfo_to_dict(info)["sslmode"] == "verify-full"
 
 
@@ -64,12 +64,12 @@ def test_without_a_token_the_key_vault_password_is_used_only_if_configured():
         return "vault-password"
 
     uri = "https://kv-lakehouse.vault.azure.net/secrets/pg-admin-password"
-    configured = pg.ServingAuth(pg_auth="entra", pg_password_secret_uri=uri)
+    configured = load_settings(pg_auth="entra", pg_password_secret_uri=uri)
     assert conninfo_to_dict(pg.conninfo(AZURE_DSN, configured, no_token, vault))["password"] == "vault-password"
     assert reads == [uri]
 
     with pytest.raises(ConfigurationError, match="no LAKEHOUSE_PG_PASSWORD_SECRET_URI fallback"):
-        pg.conninfo(AZURE_DSN, pg.ServingAuth(pg_auth="entra"), no_token, vault)
+        pg.conninfo(AZURE_DSN, load_settings(pg_auth="entra"), no_token, vault)
     assert reads == [uri]
 
 
@@ -82,7 +82,7 @@ def test_a_malformed_secret_uri_is_named(uri):
 def test_auth_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("LAKEHOUSE_PG_AUTH", "entra")
     monkeypatch.setenv("LAKEHOUSE_PG_PASSWORD_SECRET_URI", "https://kv.vault.azure.net/secrets/pg")
-    auth = pg.ServingAuth()
+    auth = load_settings()
     assert (auth.pg_auth, auth.pg_password_secret_uri) == ("entra", "https://kv.vault.azure.net/secrets/pg")
 
 
@@ -93,6 +93,14 @@ def test_the_dsn_comes_from_settings_when_set(pg_dsn):
 def test_a_cloud_environment_without_a_dsn_is_a_configuration_error(tmp_path):
     with pytest.raises(ConfigurationError, match="LAKEHOUSE_PG_DSN is not set"):
         pg.base_dsn(load_settings(environment="prod", home=tmp_path))
+
+
+def test_a_job_never_starts_the_embedded_database_itself(tmp_path, monkeypatch):
+    """Starting services is the local runtime's job: a job without a DSN says where it comes from."""
+    monkeypatch.delenv("LAKEHOUSE_PG_DSN", raising=False)
+    with pytest.raises(ConfigurationError, match=r"LAKEHOUSE_PG_DSN is not set; the local runtime sets it"):
+        pg.base_dsn(load_settings(home=tmp_path))
+    assert not (tmp_path / "services.json").exists() and list(tmp_path.iterdir()) == []
 
 
 def test_a_refused_connection_is_transient_and_a_missing_database_is_not(pg_dsn):
@@ -111,8 +119,8 @@ def test_connect_retries_a_transient_failure_then_gives_up_with_the_error(monkey
     policies = []
     original = pg.retrying
 
-    def fast(attempts, what, initial_wait=0.5, max_wait=10.0):
-        policies.append(original(attempts, what, initial_wait=0.01, max_wait=0.02))
+    def fast(attempts, initial_wait=0.5, max_wait=10.0):
+        policies.append(original(attempts, initial_wait=0.01, max_wait=0.02))
         return policies[-1]
 
     monkeypatch.setattr(pg, "retrying", fast)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
+from lakehouse.raw_store import DirectoryRawStore
 from spark_jobs import raw
 from tests.spark_jobs.raw_files import Bar, bar_body, quote_message
 
@@ -47,7 +49,7 @@ def test_error_bodies_are_rejected_with_the_provider_message():
 
 
 def test_ingest_paths_are_parsed_and_foreign_files_ignored(tmp_path):
-    store = raw.LocalRawStore(tmp_path)
+    store = DirectoryRawStore(tmp_path)
     good = tmp_path / "synthetic/daily_bars/ingest_date=2024-03-01/BRK.B/run-7.json"
     good.parent.mkdir(parents=True)
     good.write_text("{}")
@@ -72,8 +74,9 @@ def test_capture_events_keep_body_sequence_and_quote_fields(tmp_path):
     assert got == (
         "AAPL", "180.0000", "0.5000%", 7, "q1",
     )  # fmt: skip
-    store = raw.LocalRawStore(tmp_path / "raw")
-    assert [p for _, p in raw.capture_files(store, dt.date(2024, 3, 1), dt.date(2024, 3, 1))] == ["0"]
+    store = DirectoryRawStore(tmp_path / "raw")
+    (found,) = raw.capture_files(store, dt.date(2024, 3, 1), dt.date(2024, 3, 1))
+    assert (found.file.path, found.location.partition) == (path, "0")
     assert raw.capture_files(store, dt.date(2024, 3, 2), dt.date(2024, 3, 3)) == []
 
 
@@ -86,3 +89,23 @@ def test_fast_and_duplicate_preserving_decoders_agree():
     assert fast == slow
     dup = b'{"Time Series (Daily)": {"2024-01-02": {"4. close": "1"}, "2024-01-02": {"4. close": "2"}}}'
     assert raw._fast_body(dup) is None
+
+
+def test_capture_events_keep_what_the_quote_is_entitled_to(tmp_path):
+    """The publisher's events say whether a price is realtime, 15 minutes delayed or the last close;
+    events without the field (older publishers) read as unknown, not as some default."""
+    from market_ingest.quotes import quote_event
+
+    from lakehouse.lake import Lake
+    from tests.spark_jobs.raw_files import RawLake
+
+    quote = quote_message("AAPL", 180.0, "x", "2024-03-01")["quote"]
+    at = dt.datetime(2024, 3, 1, 15, 0, 5, tzinfo=dt.UTC)
+    published = [json.loads(quote_event("AAPL", quote, "q2", at, entitlement).body)
+                 for entitlement in ("realtime", "delayed", "end_of_day")]  # fmt: skip
+    older = quote_message("KO", 60.0, "2024-03-01T15:00:00Z", "2024-03-01")
+    path = RawLake(Lake(str(tmp_path))).capture([*published, older], at)
+    events = raw.parse_capture((tmp_path / "raw" / path).read_bytes(), path)
+    assert [(e["symbol"], e["entitlement"]) for e in events] == [
+        ("AAPL", "realtime"), ("AAPL", "delayed"), ("AAPL", "end_of_day"), ("KO", None),
+    ]  # fmt: skip

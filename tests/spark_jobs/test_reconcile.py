@@ -7,6 +7,7 @@ would) and checks that the damage shows up, in the right layer, with the right c
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import psycopg
 import pytest
@@ -44,9 +45,11 @@ def test_a_clean_window_balances_in_every_layer(pipeline, raw_lake):
     n = len(DAYS)
     assert got.as_dict() == {
         "raw_records": 2 * n + 1, "bronze_rows": 2 * n + 1, "silver_rows": 2 * n, "quarantine_rows": 1,
-        "gold_rows": 2 * n - 1, "lost_rows": 0, "duplicate_rows": 0,
+        "gold_rows": 2 * n - 1, "lost_rows": 0, "duplicate_rows": 0, "stale_rows": 0, "extra_rows": 0,
     }  # fmt: skip
     assert got.ok
+    assert got.details["damaged_raw_files"] == 0 and got.details["bronze_files_differing"] == 0
+    assert got.details["bronze_files_compared"] == 3  # AAPL, MSFT and its re-delivery; the error body has no bars
     assert got.details["silver_keys"] == 2 * n - 1  # the re-delivered bar is one key
     assert got.details["rejected_files"] == 1 and got.details["files"] == 4
     assert counts(pipeline, symbols=["MSFT"]).as_dict()["bronze_rows"] == n + 1
@@ -70,7 +73,8 @@ def test_a_file_loaded_twice_into_bronze_is_duplicated(pipeline, raw_lake, spark
     tables.append(spark.createDataFrame(again, tables.read(bronze).schema), bronze)
     got = counts(pipeline, through="bronze")
     assert (got.duplicate_rows, got.lost_rows) == (1, 0)
-    assert set(got.as_dict()) == {"raw_records", "bronze_rows", "lost_rows", "duplicate_rows"}
+    assert set(got.as_dict()) == {"raw_records", "bronze_rows", "lost_rows", "duplicate_rows", "stale_rows",
+                                  "extra_rows"}  # fmt: skip
 
 
 def test_a_mart_row_missing_is_lost_and_counted(pipeline, raw_lake, spark, pg_dsn):
@@ -79,18 +83,87 @@ def test_a_mart_row_missing_is_lost_and_counted(pipeline, raw_lake, spark, pg_ds
     pipeline.run(*WINDOW, today=dt.date(2024, 3, 4))
     lake = Lake.from_settings(pipeline.settings)
     with migrated_database(pg_dsn, "recon") as dsn:
-        february = serving.Window.parse("2024-02-01", "2024-02-29")
+        february = serving.DateWindow.parse("2024-02-01", "2024-02-29")
         serving.load(spark, lake, dsn, window=february, load_id="l0", tables=["daily_prices"])
         partial = counts(pipeline, pg_dsn=dsn)
         served = 2 * sum(d.month == 2 for d in DAYS) - 1
         assert (partial.mart_rows, partial.details["gold_rows_served"], partial.lost_rows) == (served, served, 0)
-        window = serving.Window.parse(DAYS[0].isoformat(), DAYS[-1].isoformat())
+        window = serving.DateWindow.parse(DAYS[0].isoformat(), DAYS[-1].isoformat())
         serving.load(spark, lake, dsn, window=window, load_id="l1", tables=["daily_prices"])
         assert counts(pipeline, pg_dsn=dsn).as_dict()["mart_rows"] == 2 * len(DAYS) - 1
         with psycopg.connect(dsn) as conn:
             conn.execute("DELETE FROM mart.daily_prices WHERE symbol = 'AAPL' AND trade_date = %s", (DAYS[5],))
         got = counts(pipeline, pg_dsn=dsn)
     assert (got.mart_rows, got.lost_rows, got.details["lost_gold_to_mart"]) == (2 * len(DAYS) - 2, 1, 1)
+
+
+def _edit_close(raw_lake, path: str, day: str) -> None:
+    """Change one close in a landed payload, keeping its size (only the sha256 can tell)."""
+    target = raw_lake.root / path
+    body = target.read_bytes()
+    close = json.loads(body)["Time Series (Daily)"][day]["4. close"]
+    edited = body.replace(f'"4. close": "{close}"'.encode(), f'"4. close": "{close[::-1]}"'.encode(), 1)
+    assert edited != body and len(edited) == len(body)
+    target.write_bytes(edited)
+
+
+def test_a_payload_edited_after_landing_is_refused_by_bronze_and_fails_the_reconciliation(pipeline, raw_lake):
+    seed(raw_lake)
+    path = raw_lake.daily_bars("KO", random_walk_bars(DAYS, seed=3), "2024-03-01", run_id="ko")
+    _edit_close(raw_lake, path, DAYS[-1].isoformat())
+    pipeline.run(*WINDOW, today=dt.date(2024, 3, 4))
+    rejected = {r["source_file"]: r["reason"] for r in pipeline.rows("bronze", "rejected_files")}
+    assert "differs from its manifest entry (sha256" in rejected[path]
+    assert pipeline.table("bronze", "daily_bars").filter(f"source_file = '{path}'").count() == 0
+    got = counts(pipeline)
+    assert (got.ok, got.details["damaged_raw_files"], got.lost_rows, got.duplicate_rows) == (False, 1, 0, 0)
+    assert counts(pipeline, symbols=["AAPL", "MSFT"]).ok  # the other files are intact
+
+
+def test_bronze_rows_that_differ_from_their_payload_fail_the_reconciliation(pipeline, raw_lake, spark):
+    """Same number of rows, one value changed: caught by the per-file record checksums."""
+    seed(raw_lake)
+    pipeline.run(*WINDOW, today=dt.date(2024, 3, 4))
+    tables = Tables(spark, Lake.from_settings(pipeline.settings))
+    bronze = contract("bronze", "daily_bars")
+    schema = tables.read(bronze).schema
+    rows = [r.asDict() for r in tables.read(bronze).filter("path_symbol = 'AAPL'").collect()]
+    for row in rows:
+        if row["trade_date"] == "2024-01-03":
+            row["close"] = "1.0000"
+    tables.delete(bronze, "path_symbol = 'AAPL'")
+    tables.append(spark.createDataFrame(rows, schema), bronze)
+    got = counts(pipeline, through="bronze")
+    assert (got.ok, got.details["bronze_files_differing"], got.lost_rows, got.duplicate_rows) == (False, 1, 0, 0)
+
+
+def test_a_stale_and_a_phantom_mart_row_fail_the_reconciliation(pipeline, raw_lake, spark, pg_dsn):
+    """Gold and mart are compared by content: a changed close is stale, a row on a Saturday is extra."""
+    seed(raw_lake)
+    pipeline.run(*WINDOW, today=dt.date(2024, 3, 4))
+    lake = Lake.from_settings(pipeline.settings)
+    with migrated_database(pg_dsn, "recon") as dsn:
+        window = serving.DateWindow.parse(DAYS[0].isoformat(), DAYS[-1].isoformat())
+        serving.load(spark, lake, dsn, window=window, load_id="l1", tables=["daily_prices"])
+        clean = counts(pipeline, pg_dsn=dsn)
+        assert clean.ok and (clean.stale_rows, clean.extra_rows, clean.details["mart_ranges_differing"]) == (0, 0, 0)
+        with psycopg.connect(dsn) as conn:
+            conn.execute("UPDATE mart.daily_prices SET close = close + 1 WHERE symbol = 'AAPL' AND trade_date = %s",
+                         (DAYS[5],))  # fmt: skip
+        stale = counts(pipeline, pg_dsn=dsn)
+        with psycopg.connect(dsn) as conn:
+            conn.execute(
+                "INSERT INTO mart.daily_prices SELECT symbol, DATE'2024-02-03', open, high, low, close, adj_close, "
+                "volume, daily_return, log_return, ma_20, ma_50, ma_200, volatility_20d, high_52w, low_52w, "
+                "drawdown, load_id, schema_version FROM mart.daily_prices WHERE symbol = 'MSFT' "
+                "AND trade_date = DATE'2024-02-02'"
+            )
+        phantom = counts(pipeline, pg_dsn=dsn)
+    assert (stale.ok, stale.stale_rows, stale.extra_rows, stale.lost_rows) == (False, 1, 0, 0)
+    assert stale.details["mart_ranges_differing"] == 1
+    assert (phantom.ok, phantom.stale_rows, phantom.extra_rows, phantom.details["mart_without_gold"]) == (
+        False, 1, 1, 1)  # fmt: skip
+    assert phantom.details["mart_ranges_differing"] == 2
 
 
 @pytest.mark.parametrize(
@@ -110,3 +183,13 @@ def test_a_mart_row_missing_is_lost_and_counted(pipeline, raw_lake, spark, pg_ds
 )
 def test_raw_records_are_counted_from_the_bytes(body: bytes, dataset: str, records: int):
     assert count_records(body, dataset) == records
+
+
+def test_content_checksums_of_a_payload_ignore_record_order_and_see_any_changed_value():
+    bars = {"2024-01-02": Bar(1, 2, 1, 2, 5), "2024-01-03": Bar(1, 2, 1, 2.5, 5)}
+    body = bar_body("A", bars)
+    reordered = json.dumps({"Time Series (Daily)": dict(reversed(json.loads(body)["Time Series (Daily)"].items()))})
+    assert reconcile.content_checksum(body) == reconcile.content_checksum(reordered.encode())
+    assert reconcile.content_checksum(body) != reconcile.content_checksum(body.replace(b"2.5000", b"2.6000"))
+    assert reconcile.content_checksum(b'{"Time Series (Daily)": {"2024-01-02": {"4. close": 2.5}}}') is None
+    assert reconcile.content_checksum(b'{"Note": "slow down"}') is None

@@ -22,7 +22,8 @@ import pytest
 
 from lakehouse.lake import Lake
 from spark_jobs import migrations, serving
-from spark_jobs.serving import MART_TABLES, Window
+from spark_jobs.job_params import DateWindow
+from spark_jobs.serving import MART_TABLES
 from tests.spark_jobs.serving_data import (
     daily_rows,
     fresh_database,
@@ -35,7 +36,7 @@ from tests.spark_jobs.serving_data import (
 
 ROOT = Path(__file__).resolve().parents[2]
 SYMBOLS = ["AAPL", "MSFT"]
-JAN = Window.parse("2024-01-10", "2024-01-20")
+JAN = DateWindow.parse("2024-01-10", "2024-01-20")
 
 
 @pytest.fixture
@@ -113,7 +114,7 @@ def test_the_audit_checksum_is_what_the_server_holds(spark, lake, db):
 def test_rows_outside_the_window_are_left_alone(spark, lake, db):
     load(spark, lake, db, load_id="january")
     write_all_gold(spark, lake, SYMBOLS, load_id="gold-2", bump=1.0)
-    feb = Window.parse("2024-02-01", "2024-02-09")
+    feb = DateWindow.parse("2024-02-01", "2024-02-09")
     load(spark, lake, db, window=feb, load_id="february")
 
     old = in_window(daily_rows(SYMBOLS, "2024-01-02", "2024-02-29"), JAN.start, JAN.end)
@@ -272,7 +273,7 @@ from lakehouse.lake import Lake
 from local.spark import connect
 from spark_jobs import serving
 spark = connect(sys.argv[1])
-serving.load(spark, Lake(sys.argv[2]), sys.argv[3], window=serving.Window.parse("2024-01-10", "2024-01-20"),
+serving.load(spark, Lake(sys.argv[2]), sys.argv[3], window=serving.DateWindow.parse("2024-01-10", "2024-01-20"),
              load_id="killed")
 """
 
@@ -352,11 +353,31 @@ def test_a_missing_optional_gold_table_is_skipped_and_a_required_one_fails(spark
         load(spark, Lake(str(tmp_path / "empty")), db, tables=["dim_security"])
 
 
+def test_a_gold_table_whose_first_commit_was_killed_is_missing(spark, db, tmp_path):
+    """A `_delta_log` without a commit (a first write killed before version 0) is no table yet:
+    optional tables are skipped, required ones fail by name, as if the directory were absent."""
+    lake = Lake(str(tmp_path / "killed"))
+    write_gold(spark, lake, "fct_daily_prices", daily_rows(SYMBOLS, "2024-01-02", "2024-01-31"))
+    write_gold(spark, lake, "fct_monthly_performance", monthly_rows(SYMBOLS, ["2024-01-01"]))
+    write_gold(spark, lake, "dim_security", security_rows(SYMBOLS))
+    for name in ("latest_quotes", "dim_date"):
+        (lake.local_path("gold", name) / "_delta_log").mkdir(parents=True)
+        (lake.local_path("gold", name) / "part-00000-orphan.parquet").write_bytes(b"written by a killed engine")
+    results = load(spark, lake, db)
+    assert results["latest_quotes"].status == "skipped"
+    assert results["daily_prices"].status == "succeeded"
+
+    killed = Lake(str(tmp_path / "killed-required"))
+    (killed.local_path("gold", "dim_security") / "_delta_log").mkdir(parents=True)
+    with pytest.raises(serving.GoldTableMissing, match=r"gold.dim_security does not exist"):
+        load(spark, killed, db, tables=["dim_security"])
+
+
 def test_bad_arguments_are_rejected_by_name(spark, lake, db):
     with pytest.raises(ValueError, match="end_date 2024-01-01 is before start_date 2024-01-31"):
-        Window.parse("2024-01-31", "2024-01-01")
+        DateWindow.parse("2024-01-31", "2024-01-01")
     with pytest.raises(ValueError, match="start_date must be YYYY-MM-DD"):
-        Window.parse("31/01/2024", "2024-02-01")
+        DateWindow.parse("31/01/2024", "2024-02-01")
     with pytest.raises(ValueError, match="unknown mart tables"):
         load(spark, lake, db, tables=["prices"])
 
@@ -375,11 +396,11 @@ def test_the_notebook_loads_the_window_and_exits_with_a_json_summary(spark, db, 
     params = {"start_date": "2024-01-10", "end_date": "2024-01-20", "run_id": "adf-run-7", "full_refresh": "false"}
     summary = json.loads(run_notebook(notebook, spark, params))
     assert summary["run_id"] == "adf-run-7"
-    assert summary["window"] == {"start_date": "2024-01-10", "end_date": "2024-01-20"}
+    assert (summary["start_date"], summary["end_date"]) == ("2024-01-10", "2024-01-20")
     assert summary["migrations_applied"] == []  # the fixture migrated already
-    assert summary["tables"]["daily_prices"]["rows_loaded"] == 14
+    assert summary["tables"]["daily_prices"]["rows_written"] == 14
     assert summary["tables"]["daily_prices"]["status"] == "succeeded"
-    assert summary["rows_loaded"] == sum(t["rows_loaded"] for t in summary["tables"].values())
+    assert summary["rows_written"] == sum(t["rows_written"] for t in summary["tables"].values())
     assert fetch(db, "SELECT count(*) FROM mart.daily_prices") == [(14,)]
     assert "password" not in json.dumps(summary)
 
@@ -390,7 +411,7 @@ def test_a_long_window_is_read_in_key_range_chunks_with_the_same_result(spark, d
     lake = Lake(str(tmp_path / "wide"))
     daily = daily_rows(symbols, "2024-01-02", "2024-03-28")
     write_gold(spark, lake, "fct_daily_prices", daily)
-    window = Window.parse("2024-01-02", "2024-03-28")
+    window = DateWindow.parse("2024-01-02", "2024-03-28")
     table = MART_TABLES["daily_prices"]
     frames = serving.chunk_frames(
         spark.read.format("delta").load(lake.table("gold", table.gold)), table, (window.start, window.end)

@@ -22,7 +22,8 @@ def bad(**changes: str) -> dict:
 
 def run_to_silver(spark, settings, start: str, end: str | None = None, run_id: str = "run-1") -> dict:
     jobs.run_raw_to_bronze(spark, settings, start, end or start, run_id)
-    return jobs.run_bronze_to_silver(spark, settings, start, end or start, run_id, today=dt.date(2024, 3, 15))
+    summary = jobs.run_bronze_to_silver(spark, settings, start, end or start, run_id, today=dt.date(2024, 3, 15))
+    return summary.as_dict()
 
 
 def test_rule_breaking_bars_go_to_quarantine_and_rows_in_equal_silver_plus_quarantine(spark, lake_settings, raw_lake,
@@ -43,10 +44,10 @@ def test_rule_breaking_bars_go_to_quarantine_and_rows_in_equal_silver_plus_quara
     summary = run_to_silver(spark, lake_settings, "2024-03-01")
 
     table = summary["tables"]["silver.daily_bars"]
-    assert (table["rows_in"], table["valid"], table["quarantined"], table["inserted"]) == (10, 2, 8, 2)
+    assert (table["rows_read"], table["valid"], table["rows_quarantined"], table["inserted"]) == (10, 2, 8, 2)
     silver_rows = pipeline.rows("silver", "daily_bars", "trade_date")
     quarantined = pipeline.rows("silver", "quarantine", "record_key")
-    assert len(silver_rows) + len(quarantined) == table["rows_in"]
+    assert len(silver_rows) + len(quarantined) == table["rows_read"]
     assert [r["trade_date"] for r in silver_rows] == [dt.date(2024, 1, 2), dt.date(2024, 1, 11)]
     by_date = {json.loads(r["record_values"])["trade_date_raw"]: r for r in quarantined}
     assert {d: r["rule"] for d, r in by_date.items()} == {
@@ -68,8 +69,8 @@ def test_latest_ingestion_wins_and_a_changed_bar_is_a_revision(spark, lake_setti
     raw_lake.daily_bars("AAPL", {day: Bar(10, 11, 9, 10.6, 100)}, "2024-03-01", run_id="b")  # later, same day
     first = run_to_silver(spark, lake_settings, "2024-03-01")
     assert first["tables"]["silver.daily_bars"] | {} == {
-        "rows_in": 2, "valid": 2, "superseded": 1, "quarantined": 0, "inserted": 1, "revised": 0, "unchanged": 0,
-        "files": 2,
+        "rows_read": 2, "valid": 2, "superseded": 1, "rows_quarantined": 0, "inserted": 1, "revised": 0,
+        "unchanged": 0, "rows_written": 1, "files": 2,
     }  # fmt: skip
     row = pipeline.rows("silver", "daily_bars")[0]
     assert (row["close"], row["revision"], row["source_file"].split("/")[-1]) == (10.6, 1, "b.json")
@@ -81,7 +82,7 @@ def test_latest_ingestion_wins_and_a_changed_bar_is_a_revision(spark, lake_setti
     assert (row["close"], row["revision"], row["load_id"]) == (10.7, 2, "run-2")
 
     # Re-processing the older window later (full refresh) does not bring the older values back.
-    third = jobs.run_bronze_to_silver(spark, lake_settings, "2024-03-01", "2024-03-01", "run-3", "true")
+    third = jobs.run_bronze_to_silver(spark, lake_settings, "2024-03-01", "2024-03-01", "run-3", "true").as_dict()
     assert third["tables"]["silver.daily_bars"]["unchanged"] == 1
     assert pipeline.rows("silver", "daily_bars")[0]["close"] == 10.7
 
@@ -104,8 +105,8 @@ def test_big_move_without_split_is_warned_but_kept(spark, lake_settings, raw_lak
         "2024-01-03": Bar(20, 21, 19, 20, 1),  # +100%: warned
         "2024-01-04": Bar(10, 11, 9, 10, 1, split=2.0),
     }  # -50% by a split: fine
-    raw_lake.daily_bars("AAPL", bars, "2024-03-01")
-    summary = run_to_silver(spark, lake_settings, "2024-03-01")
+    raw_lake.daily_bars("AAPL", bars, "2024-01-05")  # fetched the next session: not stale
+    summary = run_to_silver(spark, lake_settings, "2024-01-05")
     failed = {r["rule"]: r["failed_count"] for r in summary["dq"]["failed_rules"]}
     assert failed == {"daily_move_explained": 1}
     assert len(pipeline.rows("silver", "daily_bars")) == 3
@@ -127,7 +128,7 @@ def test_quotes_that_do_not_parse_are_quarantined(spark, lake_settings, raw_lake
     raw_lake.capture([quote_message("AAPL", 180.0, "2024-03-01T15:00:00Z", "2024-03-01"), b"{oops",
                       quote_message("MSFT", 0.0, "2024-03-01T15:00:00Z", "2024-03-01")], at)  # fmt: skip
     summary = run_to_silver(spark, lake_settings, "2024-03-01")
-    assert summary["tables"]["silver.quotes"]["quarantined"] == 2
+    assert summary["tables"]["silver.quotes"]["rows_quarantined"] == 2
     rules = sorted(r["rule"] for r in pipeline.rows("silver", "quarantine") if r["source_table"] == "quotes")
     assert rules == ["keys_not_null", "prices_positive"]
     assert [r["symbol"] for r in pipeline.rows("silver", "quotes")] == ["AAPL"]
@@ -141,20 +142,22 @@ def test_silver_merges_each_bronze_file_once_and_full_refresh_processes_the_wind
     days = sessions(dt.date(2024, 1, 2), dt.date(2024, 1, 31))
     raw_lake.daily_bars("AAPL", random_walk_bars(days, seed=3), "2024-03-01", run_id="a")
     first = run_to_silver(spark, lake_settings, "2024-03-01")
-    assert first["tables"]["silver.daily_bars"]["rows_in"] == len(days) and first["files_recorded"] == 1
+    assert first["tables"]["silver.daily_bars"]["rows_read"] == len(days) and first["files_recorded"] == 1
 
     again = run_to_silver(spark, lake_settings, "2024-03-01", run_id="run-2")
     assert again["tables"]["silver.daily_bars"] | {} == {
-        "rows_in": 0, "valid": 0, "superseded": 0, "quarantined": 0, "inserted": 0, "revised": 0, "unchanged": 0,
-        "files": 0,
+        "rows_read": 0, "valid": 0, "superseded": 0, "rows_quarantined": 0, "inserted": 0, "revised": 0,
+        "unchanged": 0, "rows_written": 0, "files": 0,
     }  # fmt: skip
 
     raw_lake.daily_bars("AAPL", {"2024-02-01": Bar(10, 11, 9, 10.5, 100)}, "2024-03-01", run_id="b")
     later = run_to_silver(spark, lake_settings, "2024-03-01", run_id="run-3")
-    assert (later["tables"]["silver.daily_bars"]["rows_in"], later["tables"]["silver.daily_bars"]["inserted"]) == (1, 1)
+    bars = later["tables"]["silver.daily_bars"]
+    assert (bars["rows_read"], bars["inserted"]) == (1, 1)
 
-    refreshed = jobs.run_bronze_to_silver(spark, lake_settings, "2024-03-01", "2024-03-01", "run-4", "true",
-                                          today=dt.date(2024, 3, 15))  # fmt: skip
-    assert refreshed["tables"]["silver.daily_bars"]["rows_in"] == len(days) + 1
+    refreshed = jobs.run_bronze_to_silver(
+        spark, lake_settings, "2024-03-01", "2024-03-01", "run-4", "true", today=dt.date(2024, 3, 15)
+    ).as_dict()
+    assert refreshed["tables"]["silver.daily_bars"]["rows_read"] == len(days) + 1
     assert refreshed["tables"]["silver.daily_bars"]["unchanged"] == len(days) + 1 and refreshed["files_recorded"] == 0
     assert len(pipeline.rows("silver", "daily_bars")) == len(days) + 1

@@ -18,9 +18,16 @@ import requests
 from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 
+from lakehouse.contracts import alpha_vantage as av
+from lakehouse.contracts.alpha_vantage import SERIES_KEY
+from lakehouse.contracts.provider_plans import PLANS, ProviderPlan
+from lakehouse.inputs import split_symbols
 from market_ingest.errors import (
+    BurstThrottled,
     ConnectionFailed,
+    DemoKey,
     IngestError,
+    PremiumOnly,
     QuotaExhausted,
     RequestRejected,
     RequestTimeout,
@@ -33,21 +40,8 @@ from market_ingest.errors import (
 from market_ingest.providers.base import OUTPUT_SIZES, OutputSize, Payload
 from market_ingest.ratelimit import RateLimiter
 from market_ingest.retry import RetryPolicy, retrying
-from market_ingest.symbols import split_symbols
 
 log = logging.getLogger(__name__)
-
-SERIES_KEY = "Time Series (Daily)"
-ADJUSTED_FIELDS = (
-    "1. open", "2. high", "3. low", "4. close", "5. adjusted close",
-    "6. volume", "7. dividend amount", "8. split coefficient",
-)  # fmt: skip
-RAW_FIELDS = ("1. open", "2. high", "3. low", "4. close", "5. volume")
-QUOTE_FIELDS = (
-    "01. symbol", "02. open", "03. high", "04. low", "05. price", "06. volume",
-    "07. latest trading day", "08. previous close", "09. change", "10. change percent",
-)  # fmt: skip
-OVERVIEW_REQUIRED = ("Symbol", "Name", "Exchange", "Currency", "Country", "Sector", "Industry")
 
 READ_CHUNK_BYTES = 1 << 20
 _KEY_IN_TEXT = re.compile(r"(apikey=)[^&\s\"']+", re.IGNORECASE)
@@ -80,32 +74,49 @@ def _retry_after(response: requests.Response) -> float | None:
         return None
 
 
+# What an HTTP-200 message means, by its wording, first match wins. The order matters: the
+# burst message names the daily limit and premium endpoints, the premium refusal of
+# TIME_SERIES_DAILY contains "daily", and nearly every message ends with a premium upsell.
+# The real texts are kept, with their sources, in tests/functions/fixtures/alpha_vantage_messages.json.
+MESSAGE_MEANINGS: tuple[tuple[re.Pattern[str], type[IngestError], str], ...] = (
+    (re.compile(r"demo api key", re.I), DemoKey, "the demo key serves documentation examples only"),
+    (re.compile(r"more sparingly|per second|burst", re.I), BurstThrottled, "too many requests in a second"),
+    (re.compile(r"is a premium (feature|endpoint)|this is a premium endpoint", re.I), PremiumOnly,
+     "the plan of the key does not serve this request"),
+    (re.compile(r"calls? per minute|per minute", re.I), Throttled, "too many requests this minute"),
+    (re.compile(r"requests? per day|daily rate limit", re.I), QuotaExhausted, "the day's quota is used up"),
+)  # fmt: skip
+_KEY_ECHO = re.compile(r"(api key as )\S+", re.IGNORECASE)
+
+
+def _quoted(text: str) -> str:
+    """The provider's message for an error reason: shortened, and without a key it may echo."""
+    return _KEY_ECHO.sub(r"\1***", text)[:200]
+
+
 def classify_message_body(data: dict[str, Any], what: str) -> IngestError | None:
     """The error an HTTP-200 body stands for, or None when it is data."""
-    if "Error Message" in data:
-        text = str(data["Error Message"])
+    if av.ERROR_MESSAGE in data:
+        text = str(data[av.ERROR_MESSAGE])
         if "apikey" in text.lower():
             return RequestRejected(f"{what}: the API key was refused")
-        return SymbolNotFound(f"{what}: provider answered Error Message: {text[:200]}")
+        return SymbolNotFound(f"{what}: provider answered Error Message: {_quoted(text)}")
     if SERIES_KEY in data:
         return None
-    if "Note" in data:
-        # The per-minute throttle message (it also mentions the daily quota, so read no further).
-        return Throttled(f"{what}: provider throttled the call (Note: {str(data['Note'])[:160]})")
-    if "Information" in data:
-        text = str(data["Information"])
-        lowered = text.lower()
-        if "premium endpoint" in lowered:
-            return RequestRejected(f"{what}: premium-only endpoint (Information: {text[:160]})")
-        if "per day" in lowered or "daily" in lowered:
-            return QuotaExhausted(f"{what}: provider daily quota exhausted (Information: {text[:160]})")
-        return Throttled(f"{what}: provider throttled the call (Information: {text[:160]})")
+    for key in (av.NOTE, av.INFORMATION):
+        if key in data:
+            text = str(data[key])
+            for pattern, error, meaning in MESSAGE_MEANINGS:
+                if pattern.search(text):
+                    return error(f"{what}: {meaning} ({key}: {_quoted(text)})")
+            # An unknown message is not data; another attempt may get data.
+            return Throttled(f"{what}: unrecognised provider message ({key}: {_quoted(text)})")
     return None
 
 
 def series_warnings(data: dict[str, Any], adjusted: bool) -> list[str]:
     """Missing or unexpected fields in a daily series; the payload still lands as received."""
-    expected = ADJUSTED_FIELDS if adjusted else RAW_FIELDS
+    expected = tuple(av.bar_fields(adjusted))
     missing: dict[str, int] = {}
     extra: set[str] = set()
     expected_keys = set(expected)
@@ -122,7 +133,7 @@ def series_warnings(data: dict[str, Any], adjusted: bool) -> list[str]:
     warnings = [f"{count} bars miss field {name!r}" for name, count in sorted(missing.items())]
     if extra:
         warnings.append(f"unexpected bar fields {sorted(extra)}")
-    unknown_top = sorted(k for k in data if k not in ("Meta Data", SERIES_KEY))
+    unknown_top = sorted(k for k in data if k not in (av.META_KEY, SERIES_KEY))
     if unknown_top:
         warnings.append(f"unexpected top-level fields {unknown_top}")
     return warnings
@@ -137,6 +148,8 @@ class AlphaVantageClient:
         base_url: the query endpoint, e.g. ``https://www.alphavantage.co/query``.
         api_key: sent as the ``apikey`` query parameter and nowhere else.
         adjusted: use TIME_SERIES_DAILY_ADJUSTED (splits and dividends) or TIME_SERIES_DAILY.
+        plan: the key's plan; a request it does not serve raises PremiumOnly without being sent,
+            and GLOBAL_QUOTE asks for the plan's quote entitlement.
     """
 
     def __init__(
@@ -149,6 +162,7 @@ class AlphaVantageClient:
         retry: RetryPolicy | None = None,
         timeout: float = 30.0,
         adjusted: bool = True,
+        plan: ProviderPlan | None = None,
         pool_size: int = 8,
         sleep=time.sleep,
     ):
@@ -161,6 +175,7 @@ class AlphaVantageClient:
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
         self.adjusted = adjusted
+        self.plan = plan or PLANS["premium"]
         self._sleep = sleep
         self._session = requests.Session()
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
@@ -189,8 +204,18 @@ class AlphaVantageClient:
     def overview(self, symbol: str, *, deadline: float | None = None) -> Payload:
         return self._fetch(symbol, {"function": "OVERVIEW", "symbol": symbol}, self._check_overview, deadline)
 
+    def splits(self, symbol: str, *, deadline: float | None = None) -> Payload:
+        params = {"function": av.SPLITS_FUNCTION, "symbol": symbol}
+        return self._fetch(symbol, params, self._actions_check(av.SPLIT_FIELDS), deadline)
+
+    def dividends(self, symbol: str, *, deadline: float | None = None) -> Payload:
+        params = {"function": av.DIVIDENDS_FUNCTION, "symbol": symbol}
+        return self._fetch(symbol, params, self._actions_check(av.DIVIDEND_FIELDS), deadline)
+
     def global_quote(self, symbol: str, *, deadline: float | None = None) -> Payload:
         params = {"function": "GLOBAL_QUOTE", "symbol": symbol}
+        if self.plan.entitlement_parameter is not None:
+            params["entitlement"] = self.plan.entitlement_parameter
         return self._fetch(symbol, params, self._check_quote, deadline)
 
     def close(self) -> None:
@@ -204,6 +229,9 @@ class AlphaVantageClient:
             raise ValueError(f"invalid symbol {rejected[0].symbol!r}: {rejected[0].reason}")
         params = {**params, "datatype": "json"}
         what = f"{params['function']} {symbol}"
+        refusal = self.plan.refusal(params["function"], params.get("outputsize"))
+        if refusal is not None:
+            raise PremiumOnly(f"{what}: not requested, {refusal}")
         attempts = 0
         started = time.monotonic()
         for attempt in retrying(self.retry, deadline=deadline, sleep=self._sleep):
@@ -262,8 +290,8 @@ class AlphaVantageClient:
 
     def _check_series(self, data: dict[str, Any], what: str) -> list[str]:
         series = data.get(SERIES_KEY)
-        if not isinstance(series, dict) or "Meta Data" not in data:
-            raise UnexpectedPayload(f"{what}: no 'Meta Data' and {SERIES_KEY!r} objects in the answer")
+        if not isinstance(series, dict) or av.META_KEY not in data:
+            raise UnexpectedPayload(f"{what}: no {av.META_KEY!r} and {SERIES_KEY!r} objects in the answer")
         return series_warnings(data, self.adjusted)
 
     @staticmethod
@@ -272,15 +300,33 @@ class AlphaVantageClient:
             if not data:
                 raise SymbolNotFound(f"{what}: empty answer (unknown symbol)")
             raise UnexpectedPayload(f"{what}: no 'Symbol' in the answer")
-        missing = [k for k in OVERVIEW_REQUIRED if k not in data]
+        missing = [k for k in av.OVERVIEW_FIELDS if k not in data]
         return [f"overview misses fields {missing}"] if missing else []
 
     @staticmethod
+    def _actions_check(fields: dict[str, str]):
+        """The check of a SPLITS or DIVIDENDS answer: a ``data`` list of events with `fields`."""
+
+        def check(data: dict[str, Any], what: str) -> list[str]:
+            if not data:
+                raise SymbolNotFound(f"{what}: empty answer (unknown symbol)")
+            events = data.get(av.ACTIONS_DATA_KEY)
+            if not isinstance(events, list):
+                raise UnexpectedPayload(f"{what}: no {av.ACTIONS_DATA_KEY!r} list in the answer")
+            if not all(isinstance(e, dict) for e in events):
+                raise UnexpectedPayload(f"{what}: an event of {av.ACTIONS_DATA_KEY!r} is not an object")
+            missing = sorted({k for e in events for k in fields if k not in e})
+            return [f"events miss fields {missing}"] if missing else []
+
+        return check
+
+    @staticmethod
     def _check_quote(data: dict[str, Any], what: str) -> list[str]:
-        quote = data.get("Global Quote")
+        found = av.quote_object(data)
+        quote = found[1] if found else None
         if not isinstance(quote, dict):
-            raise UnexpectedPayload(f"{what}: no 'Global Quote' object in the answer")
+            raise UnexpectedPayload(f"{what}: no {av.QUOTE_KEY!r} object in the answer")
         if not quote:
             raise SymbolNotFound(f"{what}: empty quote (unknown symbol)")
-        missing = [k for k in QUOTE_FIELDS if k not in quote]
+        missing = [k for k in av.QUOTE_FIELDS if k not in quote]
         return [f"quote misses fields {missing}"] if missing else []

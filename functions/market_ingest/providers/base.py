@@ -1,4 +1,4 @@
-"""The provider interface: three endpoints, each returning the payload exactly as received."""
+"""The provider interface: five endpoints, each returning the payload exactly as received."""
 
 from __future__ import annotations
 
@@ -45,6 +45,14 @@ class MarketDataProvider(Protocol):
 
     def overview(self, symbol: str, *, deadline: float | None = None) -> Payload:
         """Company overview (the security master record)."""
+        ...
+
+    def splits(self, symbol: str, *, deadline: float | None = None) -> Payload:
+        """Every split of the symbol (its whole history: the endpoint has no window)."""
+        ...
+
+    def dividends(self, symbol: str, *, deadline: float | None = None) -> Payload:
+        """Every dividend of the symbol, declared ones not yet ex included."""
         ...
 
     def global_quote(self, symbol: str, *, deadline: float | None = None) -> Payload:

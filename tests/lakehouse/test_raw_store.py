@@ -1,4 +1,4 @@
-"""RAW stores: atomic, write-once-per-name files; the ADLS store's calls (Azure itself mocked)."""
+"""The RAW store: atomic, write-once-per-name files; the ADLS backend's calls (Azure itself mocked)."""
 
 from __future__ import annotations
 
@@ -8,34 +8,25 @@ from pathlib import Path
 
 import pytest
 from azure.storage.filedatalake import FileSystemClient
-from market_ingest import landing
-from market_ingest.landing import AdlsRawStore, LocalRawStore
 
 from lakehouse.lake import Lake, LakePathError
-
-
-def test_payload_and_manifest_paths_follow_the_raw_contract():
-    day = dt.date(2024, 5, 24)
-    assert landing.payload_path("synthetic", "daily_bars", day, "BRK.B", "run-1") == (
-        "synthetic/daily_bars/ingest_date=2024-05-24/BRK.B/run-1.json"
-    )
-    assert (
-        landing.manifest_path("daily_bars", day, "run-1") == "_manifests/daily_bars/ingest_date=2024-05-24/run-1.json"
-    )
+from lakehouse.raw_store import AdlsRawStore, DirectoryRawStore, app_raw_store, cluster_raw_store
 
 
 def test_local_writes_replace_whole_files_and_leave_no_temporaries(tmp_path: Path):
-    store = LocalRawStore(tmp_path)
+    store = DirectoryRawStore(tmp_path)
     store.write_atomic("a/b/c.json", b"first")
     store.write_atomic("a/b/c.json", b"second")
     assert (tmp_path / "a/b/c.json").read_bytes() == b"second"
-    assert store.list("a") == ["a/b/c.json"]
+    (listed,) = store.list("a")
+    assert (listed.path, listed.size) == ("a/b/c.json", 6)
+    assert listed.modified.tzinfo is dt.UTC
     assert [p.name for p in tmp_path.rglob("*")] == ["a", "b", "c.json"]
 
 
 def test_concurrent_readers_see_a_whole_file_or_none(tmp_path: Path):
     """A reader polling while a writer replaces a 2 MB file never sees a partial body."""
-    store = LocalRawStore(tmp_path)
+    store = DirectoryRawStore(tmp_path)
     bodies = [bytes([65 + i]) * 2_000_000 for i in range(5)]
     seen: set[int] = set()
     done = threading.Event()
@@ -57,12 +48,36 @@ def test_concurrent_readers_see_a_whole_file_or_none(tmp_path: Path):
 @pytest.mark.parametrize("path", ["../escape.json", "a/../../b", "", "/"])
 def test_paths_that_could_escape_the_container_are_refused(tmp_path: Path, path: str):
     with pytest.raises(LakePathError):
-        LocalRawStore(tmp_path).write_atomic(path, b"x")
+        DirectoryRawStore(tmp_path).write_atomic(path, b"x")
 
 
-def test_the_store_of_a_local_lake_is_its_raw_directory(tmp_path: Path):
-    store = landing.raw_store(Lake(root=str(tmp_path)))
-    assert isinstance(store, LocalRawStore) and store.root == tmp_path / "raw"
+def test_the_store_of_a_local_lake_is_its_raw_directory_for_the_app_and_the_jobs(tmp_path: Path):
+    for store in (app_raw_store(Lake(root=str(tmp_path))), cluster_raw_store(Lake(root=str(tmp_path)))):
+        assert isinstance(store, DirectoryRawStore) and store.root == tmp_path / "raw"
+
+
+def test_on_a_cluster_raw_is_read_from_its_unity_catalog_volume_without_any_credential(monkeypatch):
+    """Job clusters have no managed identity: an abfss lake's RAW is the volume, read as files."""
+    import azure.identity
+
+    def no_credential(*args, **kwargs):  # pragma: no cover - must never be called
+        raise AssertionError("cluster code must not build an Azure credential")
+
+    monkeypatch.setattr(azure.identity, "DefaultAzureCredential", no_credential)
+    lake = Lake(root="abfss://{container}@lakeacct.dfs.core.windows.net", raw_volume="/Volumes/lake/dev/raw")
+    store = cluster_raw_store(lake)
+    assert isinstance(store, DirectoryRawStore) and store.root == Path("/Volumes/lake/dev/raw")
+
+
+def test_a_cluster_without_a_raw_volume_is_refused_naming_the_setting():
+    with pytest.raises(LakePathError, match="LAKEHOUSE_RAW_VOLUME"):
+        cluster_raw_store(Lake(root="abfss://{container}@lakeacct.dfs.core.windows.net"))
+
+
+@pytest.mark.parametrize("volume", ["/Volumes/lake/dev", "/mnt/raw", "/Volumes/lake/dev/raw/../../x", "Volumes/a/b/c"])
+def test_a_volume_path_must_name_catalog_schema_and_volume(volume: str):
+    with pytest.raises(LakePathError, match="not a Unity Catalog volume"):
+        Lake(root="abfss://{container}@acct.dfs.core.windows.net", raw_volume=volume)
 
 
 class _NoCredential:
@@ -74,7 +89,7 @@ class _NoCredential:
 
 def test_an_abfss_lake_maps_to_the_container_file_system_with_the_real_sdk():
     lake = Lake(root="abfss://{container}@lakeacct.dfs.core.windows.net")
-    store = landing.raw_store(lake, credential=_NoCredential())
+    store = app_raw_store(lake, credential=_NoCredential())
     assert isinstance(store, AdlsRawStore)
     assert isinstance(store.fs, FileSystemClient)
     assert store.fs.file_system_name == "raw"
@@ -122,3 +137,23 @@ def test_adls_write_uploads_a_hidden_temporary_then_renames_it_into_place():
     assert temp == renamed
     assert temp.startswith("synthetic/daily_bars/ingest_date=2024-05-24/AAPL/.r.json.") and temp.endswith(".tmp")
     assert target == "raw/synthetic/daily_bars/ingest_date=2024-05-24/AAPL/r.json"
+
+
+def test_a_read_is_checked_against_the_fingerprints_its_manifests_recorded(tmp_path: Path):
+    """Truncated or edited bytes are refused by name; bytes a manifest never listed cannot be checked."""
+    from lakehouse.contracts.manifest import Fingerprint
+    from lakehouse.raw_store import RawIntegrityError, read_verified
+
+    store = DirectoryRawStore(tmp_path)
+    body = b'{"Time Series (Daily)": {"2024-01-02": {"4. close": "10.5000"}}}'
+    store.write_atomic("p/a.json", body)
+    landed = Fingerprint.of(body)
+    assert read_verified(store, "p/a.json", [landed]) == body
+    assert read_verified(store, "p/a.json", []) == body  # no manifest entry: nothing to check against
+    assert read_verified(store, "p/a.json", [Fingerprint(1, "0" * 64), landed]) == body  # listed by two runs
+    store.write_atomic("p/a.json", body[:20])
+    with pytest.raises(RawIntegrityError, match=r"p/a\.json: .*20 bytes where the manifest recorded 64"):
+        read_verified(store, "p/a.json", [landed])
+    store.write_atomic("p/a.json", body.replace(b"10.5000", b"99.5000"))
+    with pytest.raises(RawIntegrityError, match=r"p/a\.json: .*sha256 [0-9a-f]{16}\.\.\. where the manifest recorded"):
+        read_verified(store, "p/a.json", [landed])

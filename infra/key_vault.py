@@ -1,4 +1,4 @@
-"""Secrets: a Key Vault with RBAC authorization, holding the platform's secrets.
+"""The Key Vault, with RBAC authorization, holding the platform's secrets.
 
 Secret values arrive as Pulumi secrets (from `pulumi config set --secret`) or are generated
 here with `pulumi_random`; they never appear in the repository or in plain stack config.

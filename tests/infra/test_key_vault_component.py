@@ -1,10 +1,10 @@
-"""The secrets component: an RBAC Key Vault whose secrets come from config or pulumi_random."""
+"""The Key Vault component: an RBAC Key Vault whose secrets come from config or pulumi_random."""
 
 from __future__ import annotations
 
 import pulumi
 
-from infra.secrets import MARKET_API_KEY_SECRET, POSTGRES_PASSWORD_SECRET, Secrets, SecretsArgs
+from infra.key_vault import MARKET_API_KEY_SECRET, POSTGRES_PASSWORD_SECRET, Secrets, SecretsArgs
 
 
 def _secrets(run_component, common, **overrides):

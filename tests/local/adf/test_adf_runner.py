@@ -17,19 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from local.adf_runner import (
-    AdfDefinitionError,
-    FunctionCall,
-    NotebookCall,
-    PipelineParameterError,
-    PipelineRunResult,
-    RunContext,
-    parse_timespan,
-    run_pipeline,
-)
+from local.adf.context import FunctionCall, NotebookCall, RunContext
+from local.adf.records import AdfDefinitionError, PipelineParameterError, PipelineRunResult
+from local.adf.runner import run_pipeline
+from local.adf.scheduler import parse_timespan
 from local.run_store import MemoryRunStore
 
-FIXTURES = Path(__file__).parent / "fixtures" / "adf"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "adf"
 
 
 class FakeNotebooks:
@@ -437,3 +431,20 @@ def test_an_interrupted_run_is_recorded_as_cancelled_and_the_interrupt_goes_on()
     (pipeline,) = store.pipelines.values()
     (activity,) = store.activities.values()
     assert (pipeline.status, activity.activity, activity.status) == ("Cancelled", "Work", "Cancelled")
+
+
+def test_a_return_value_set_without_set_system_variable_is_refused_before_the_run(tmp_path):
+    """Data Factory sets the return value only with `setSystemVariable: true`; without it the
+    name is an undeclared user variable, refused at publish, so the runner refuses to start."""
+    import shutil
+
+    from local.adf.validation import FactoryValidationError
+
+    root = tmp_path / "adf"
+    shutil.copytree(FIXTURES, root)
+    child = root / "pipeline" / "pl_child.json"
+    child.write_text(child.read_text().replace('"setSystemVariable": true,', ""))
+    notebooks = FakeNotebooks()
+    with pytest.raises(FactoryValidationError, match=r"pl_child.json, activity 'Return'.*\[system-variable\]"):
+        run_pipeline("pl_child", {"value": "hello"}, RunContext(notebook_executor=notebooks, adf_root=root))
+    assert notebooks.calls == []

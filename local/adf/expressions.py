@@ -1,0 +1,186 @@
+"""ADF expressions, evaluated by Microsoft's engine behind this one adapter.
+
+The engine is ``data-factory-testing-framework`` (a .NET assembly behind pythonnet). Its public
+entry point, ``models.DataFactoryElement(expression).evaluate(state)`` over a
+``state.PipelineRunState``, is the reference; the rest of the runner sees plain values and
+opaque states made here. Gaps of that API are bridged here, each pinned by a test in
+``tests/local/adf/test_expressions.py`` that fails when an upgrade changes it:
+
+- the public entry point compiles the grammar and re-parses the expression on every call
+  (~60 ms, most of a backfill's run time); the parse depends on the text only, so the adapter
+  keeps one of the framework's runtimes, parses each text once and evaluates the parsed form.
+  Nothing of the framework is replaced; an expression that fails this way is evaluated again
+  through the public entry point, so errors are the framework's own;
+- the engine drops a falsy ``item()`` (it serialises the item only ``if state.iteration_item``),
+  so an item 0, '', [] or {} is handed over as a truthy subclass that serialises the same;
+- ``PipelineRunState.add_activity_result`` takes no error, so ``activity('x').error`` is set on
+  the state's ``ActivityResult`` records after they are added.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from local.dotnet_runtime import ensure_dotnet
+
+
+class ExpressionError(ValueError):
+    """An expression that Microsoft's engine could not evaluate; names the expression."""
+
+
+@functools.cache
+def _framework() -> Any:
+    """The framework's public modules; importing them loads .NET, which must be configured first."""
+    ensure_dotnet()
+    import data_factory_testing_framework.models as models
+    import data_factory_testing_framework.state as state
+
+    return models, state
+
+
+class ParsedEngine:
+    """The framework's runtime, kept for the process, with every expression text parsed once.
+
+    Uses the two stages the framework's ``ExpressionRuntime.evaluate`` runs: the transformer
+    (text -> the evaluator's form; pure in the text) and the .NET evaluator (form, state -> value).
+    """
+
+    def __init__(self) -> None:
+        _framework()
+        from data_factory_testing_framework._expression_runtime.expression_runtime import ExpressionRuntime
+
+        runtime = ExpressionRuntime()
+        self._parse = runtime.dftf_expressions_transformer.transform_to_dftf_evaluator_expression
+        self._evaluate = runtime.dftf_expressions_evaluator.evaluate
+        self._parsed: dict[str, Any] = {}
+        self._lock = threading.Lock()  # the framework's parser is not thread-safe
+
+    def evaluate(self, expression: str, state: Any) -> Any:
+        with self._lock:
+            parsed = self._parsed.get(expression)
+            if parsed is None:
+                parsed = self._parsed[expression] = self._parse(expression, state)
+        return self._evaluate(parsed, state)
+
+
+@functools.cache
+def _engine() -> ParsedEngine:
+    return ParsedEngine()
+
+
+def is_expression(value: Any) -> bool:
+    """True for ``{"type": "Expression", "value": "@..."}``, the JSON form of an expression."""
+    return (
+        isinstance(value, dict)
+        and value.get("type") == "Expression"
+        and set(value) == {"type", "value"}
+        and isinstance(value["value"], str)
+    )
+
+
+def evaluate_expression(expression: str, state: Any = None) -> Any:
+    """The value of one expression over `state` (default: a state with nothing in it).
+
+    Raises:
+        ExpressionError: the framework's own error for this expression, with the expression.
+    """
+    state = state if state is not None else new_state()
+    # a failure is evaluated again below, through the public entry point, for the framework's own error
+    with contextlib.suppress(Exception):
+        return _engine().evaluate(expression, state)
+    models, _ = _framework()
+    try:
+        return models.DataFactoryElement(expression).evaluate(state)
+    except Exception as exc:
+        cause = exc.__cause__ if exc.__cause__ is not None and exc.__cause__ is not exc else exc
+        raise ExpressionError(f"cannot evaluate {expression!r}: {cause}") from None
+
+
+def evaluate(value: Any, state: Any, skip_keys: frozenset[str] = frozenset()) -> Any:
+    """A copy of `value` with every ``{"type": "Expression", "value": ...}`` evaluated."""
+    if is_expression(value):
+        return evaluate_expression(value["value"], state)
+    if isinstance(value, dict):
+        return {k: (v if k in skip_keys else evaluate(v, state)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [evaluate(v, state) for v in value]
+    return value
+
+
+def _truthy_type(base: type) -> type:
+    return type(f"Truthy{base.__name__.capitalize()}", (base,), {"__bool__": lambda self: True, "__slots__": ()})
+
+
+_TRUTHY_TYPES = {base: _truthy_type(base) for base in (int, float, str, list, dict)}
+
+
+def _kept_item(item: Any) -> Any:
+    """`item` as the engine will see it: a falsy item (not False) becomes a truthy equal copy."""
+    if item is None or item or isinstance(item, bool):
+        return item
+    for base, truthy in _TRUTHY_TYPES.items():
+        if isinstance(item, base):
+            return truthy(item)
+    return item
+
+
+def new_state(
+    parameters: list[Any] | None = None,
+    variables: list[Any] | None = None,
+    results: list[Any] | None = None,
+    item: Any = None,
+) -> Any:
+    _, state = _framework()
+    return state.PipelineRunState(list(parameters or []), variables or [], list(results or []), _kept_item(item))
+
+
+def pipeline_state(
+    parameters: Mapping[str, Any],
+    global_parameters: Mapping[str, Any],
+    system: Mapping[str, Any],
+    variables: Mapping[str, Any],
+) -> Any:
+    """The state of a pipeline run at its start: its parameters, ``pipeline()`` values, variables."""
+    _, state = _framework()
+    kind = state.RunParameterType
+    params = [state.RunParameter(kind.Pipeline, k, v) for k, v in parameters.items()]
+    params += [state.RunParameter(kind.Global, k, v) for k, v in global_parameters.items()]
+    params += [state.RunParameter(kind.System, k, v) for k, v in system.items()]
+    return new_state(params, [state.PipelineRunVariable(k, v) for k, v in variables.items()])
+
+
+def scope_state(parent: Any, item: Any = None) -> Any:
+    """Inner scope: sees the parent's results and variables; its own results stay inside it."""
+    return new_state(
+        parent.parameters,
+        parent.variables,
+        parent.activity_results,
+        item if item is not None else parent.iteration_item,
+    )
+
+
+def set_result(state: Any, name: str, status: str, output: Any, error: dict[str, Any] | None) -> None:
+    """Record an activity's outcome so that ``activity(name)`` sees its output, status and error."""
+    state.add_activity_result(name, status, output)
+    for collection in (state.activity_results, state.scoped_activity_results):
+        for result in collection:
+            if result.activity_name == name:
+                result.error = error
+
+
+def set_variable(state: Any, name: str, value: Any) -> None:
+    state.set_variable(name, value)
+
+
+def append_variable(state: Any, name: str, value: Any) -> None:
+    state.append_variable(name, value)
+
+
+def variable_values(state: Any) -> dict[str, Any]:
+    """The variables' current values, copied."""
+    return {v.name: copy.deepcopy(v.value) for v in state.variables}

@@ -1,0 +1,111 @@
+"""The expression adapter over data-factory-testing-framework, and the upstream gaps it bridges.
+
+Tests named ``test_upstream_*`` pin a behaviour of the installed framework that the adapter
+works around: when an upgrade changes it, the test fails and the workaround can go.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from local.adf import expressions
+from local.adf.expressions import ExpressionError, evaluate_expression, new_state, pipeline_state, set_result
+from local.dotnet_runtime import ensure_dotnet
+
+
+@pytest.fixture(scope="module")
+def framework():
+    ensure_dotnet()
+    import data_factory_testing_framework.exceptions as exceptions
+    import data_factory_testing_framework.models as models
+    import data_factory_testing_framework.state as state
+
+    return models, state, exceptions
+
+
+def _state():
+    state = pipeline_state(
+        {"runDate": "2024-01-05", "symbols": ["AAPL", "MSFT"], "days": 3},
+        {"env": "dev"},
+        {"RunId": "run-1", "Pipeline": "pl_x"},
+        {"chunks": [1, 2], "label": "x"},
+    )
+    set_result(state, "Load", "Succeeded", {"runOutput": {"rows": 7}}, None)
+    return expressions.scope_state(state, {"start": "2024-01-01", "n": 2})
+
+
+EXPRESSIONS = [
+    "@pipeline().parameters.runDate",
+    "@pipeline().globalParameters.env",
+    "@pipeline().RunId",
+    "@concat(pipeline().Pipeline, '-', string(pipeline().parameters.days))",
+    "@{pipeline().parameters.runDate}/@{item().start}",
+    "@length(variables('chunks'))",
+    "@activity('Load').output.runOutput.rows",
+    "@add(item().n, 1)",
+    "@formatDateTime(addDays(pipeline().parameters.runDate, 2), 'yyyy-MM-dd')",
+    "@if(greater(length(pipeline().parameters.symbols), 1), 'many', 'one')",
+    "plain text",
+]
+
+
+@pytest.mark.parametrize("expression", EXPRESSIONS)
+def test_the_parsed_engine_gives_what_the_public_entry_point_gives(framework, expression):
+    models, _, _ = framework
+    state = _state()
+    expected = models.DataFactoryElement(expression).evaluate(state)
+    assert expressions.ParsedEngine().evaluate(expression, state) == expected
+    assert evaluate_expression(expression, state) == expected
+
+
+def test_upstream_the_parse_of_an_expression_depends_on_its_text_only(framework):
+    """What lets the adapter parse each text once: the same text gives the same form in any state."""
+    from data_factory_testing_framework._expression_runtime.expression_runtime import ExpressionRuntime
+
+    transformer = ExpressionRuntime().dftf_expressions_transformer
+    other = new_state(item="other")
+    for expression in EXPRESSIONS:
+        assert transformer.transform_to_dftf_evaluator_expression(
+            expression, _state()
+        ) == transformer.transform_to_dftf_evaluator_expression(expression, other)
+
+
+def test_upstream_a_falsy_item_is_dropped_by_the_public_entry_point(framework):
+    models, state, exceptions = framework
+    with pytest.raises(exceptions.StateIterationItemNotSetError):
+        models.DataFactoryElement("@item()").evaluate(state.PipelineRunState(iteration_item=0))
+
+
+@pytest.mark.parametrize("item", [0, 0.0, "", [], {}])
+def test_a_falsy_item_reaches_expressions_as_it_is(item):
+    state = new_state(item=item)
+    assert evaluate_expression("@item()", state) == item
+    if isinstance(item, int | float):
+        assert evaluate_expression("@add(item(), 1)", state) == 1
+    else:
+        assert evaluate_expression("@empty(item())", state) is True
+    assert evaluate_expression("@item()", expressions.scope_state(state)) == item
+
+
+def test_upstream_add_activity_result_takes_no_error(framework):
+    _, state, _ = framework
+    assert "error" not in inspect.signature(state.PipelineRunState.add_activity_result).parameters
+
+
+def test_an_activity_error_is_visible_to_later_expressions():
+    state = new_state()
+    set_result(state, "Step", "Failed", None, {"errorCode": "E1", "message": "it broke"})
+    inner = expressions.scope_state(state)
+    assert evaluate_expression("@activity('Step').error.message", inner) == "it broke"
+    assert evaluate_expression("@activity('Step').status", inner) == "Failed"
+
+
+def test_a_failing_expression_raises_the_frameworks_error_naming_the_expression():
+    with pytest.raises(ExpressionError, match=r"pipeline\(\)\.parameters\.missing.*missing"):
+        evaluate_expression("@pipeline().parameters.missing", _state())
+
+
+def test_a_trigger_expression_needs_no_state():
+    assert evaluate_expression("@concat('a', 'b')") == "ab"
