@@ -42,11 +42,18 @@ bench: $(STAMP)  ## every benchmark in bench/ (setup, warm-up, N fresh-process r
 bench-quick: $(STAMP)  ## every benchmark at tiny sizes, one run each (bench/results/quick/): a smoke test
 	$(BIN)/python -m bench.harness --quick $(BENCH_ARGS)
 
+# Only the transitive pins: what requirements*.txt pin themselves is left out (names compared as
+# pip does, case and -_. folded), so the file does not repeat them.
+CONSTRAINTS_OUT ?= constraints.txt
 constraints: $(STAMP)  ## re-freeze the transitive pins after changing requirements.txt
 	@{ echo "# Transitive pins (pip freeze of a working .venv), so a fresh clone resolves the same set."; \
 	   echo "# Regenerate with: make constraints"; \
-	   $(BIN)/pip freeze --exclude-editable; } > constraints.txt.new
-	@mv constraints.txt.new constraints.txt
+	   $(BIN)/pip freeze --exclude-editable | awk ' \
+	     function norm(s) { s = tolower(s); gsub(/[-_.]+/, "-", s); return s } \
+	     FILENAME != "-" { if ($$0 ~ /^[A-Za-z0-9]/) { split($$0, a, /[=<>~!;[ ]/); pinned[norm(a[1])] = 1 }; next } \
+	     { split($$0, a, /==/); if (!(norm(a[1]) in pinned)) print }' requirements.txt requirements-dev.txt -; \
+	 } > $(CONSTRAINTS_OUT).new
+	@mv $(CONSTRAINTS_OUT).new $(CONSTRAINTS_OUT)
 
 ARTIFACTS ?= build
 package: $(STAMP)  ## every deployable, built once: $(ARTIFACTS)/functions.zip (lakehouse vendored), $(ARTIFACTS)/dist/*.whl (no local/), $(ARTIFACTS)/notebooks

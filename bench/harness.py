@@ -169,6 +169,18 @@ def _description(mod) -> str:
     return (mod.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
 
 
+@contextlib.contextmanager
+def bench_services(settings):
+    """The services a benchmark runs on, the serving database migrated: a fresh bench home has
+    no ops or mart tables, and the jobs (the DQ results, the mart loads) write into them."""
+    from local import services
+    from spark_jobs import migrations
+
+    with services.running(settings) as eps:
+        migrations.apply(eps.pg_dsn)
+        yield eps
+
+
 def run_benchmark(
     name: str, runs: int | None, overrides: dict, cases: list[str] | None, quick: bool = False,
     results_dir: Path | None = None,
@@ -199,7 +211,7 @@ def run_benchmark(
         "findings": getattr(mod, "FINDINGS", ""),
         "cases": {},
     }
-    with services.running(settings) as eps:
+    with bench_services(settings) as eps:
         env = {
             **os.environ,
             "LAKEHOUSE_HOME": str(home),

@@ -22,6 +22,7 @@ import pulumi_random as random
 from pulumi_azure_native import applicationinsights, keyvault, storage, web
 
 from infra import roles
+from infra.key_vault import vault_properties
 
 FUNCTION_KEY_NAME = "datafactory"
 # The Functions host's Key Vault secret repository names host keys `host--functionKey--<name>` and
@@ -125,22 +126,12 @@ class Ingestion(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        # Azure rejects enablePurgeProtection=false: it is either on (irreversibly) or absent.
         self.keys_vault = keyvault.Vault(
             f"{name}-keys-vault",
             vault_name=args.keys_vault_name,
             resource_group_name=args.resource_group_name,
             location=args.location,
-            properties={
-                "tenantId": args.tenant_id,
-                "sku": {"family": "A", "name": "standard"},
-                "enableRbacAuthorization": True,
-                "enableSoftDelete": True,
-                "softDeleteRetentionInDays": max(7, min(90, args.soft_delete_days)),
-                "enablePurgeProtection": True if args.purge_protection else None,
-                "publicNetworkAccess": "Enabled",
-                "networkAcls": {"bypass": "AzureServices", "defaultAction": "Allow"},
-            },
+            properties=vault_properties(args.tenant_id, args.soft_delete_days, args.purge_protection),
             tags=tags,
             opts=child,
         )

@@ -17,6 +17,21 @@ MARKET_API_KEY_SECRET = "alphavantage-api-key"  # noqa: S105 (a name, not a secr
 POSTGRES_PASSWORD_SECRET = "postgres-admin-password"  # noqa: S105 (a name, not a secret)
 
 
+
+def vault_properties(tenant_id: pulumi.Input[str], soft_delete_days: int, purge_protection: bool) -> dict:
+    """The properties every vault of the platform has: RBAC, soft delete, purge protection per stack."""
+    return {
+        "tenantId": tenant_id,
+        "sku": {"family": "A", "name": "standard"},
+        "enableRbacAuthorization": True,
+        "enableSoftDelete": True,
+        "softDeleteRetentionInDays": max(7, min(90, soft_delete_days)),
+        # Azure rejects enablePurgeProtection=false: it is either on (irreversibly) or absent.
+        "enablePurgeProtection": True if purge_protection else None,
+        "publicNetworkAccess": "Enabled",
+        "networkAcls": {"bypass": "AzureServices", "defaultAction": "Allow"},
+    }
+
 @dataclass
 class SecretsArgs:
     resource_group_name: pulumi.Input[str]
@@ -37,22 +52,12 @@ class Secrets(pulumi.ComponentResource):
     def __init__(self, name: str, args: SecretsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("lakehouse:index:Secrets", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        # Azure rejects enablePurgeProtection=false: it is either on (irreversibly) or absent.
         self.vault = keyvault.Vault(
             f"{name}-vault",
             vault_name=args.vault_name,
             resource_group_name=args.resource_group_name,
             location=args.location,
-            properties={
-                "tenantId": args.tenant_id,
-                "sku": {"family": "A", "name": "standard"},
-                "enableRbacAuthorization": True,
-                "enableSoftDelete": True,
-                "softDeleteRetentionInDays": max(7, min(90, args.soft_delete_days)),
-                "enablePurgeProtection": True if args.purge_protection else None,
-                "publicNetworkAccess": "Enabled",
-                "networkAcls": {"bypass": "AzureServices", "defaultAction": "Allow"},
-            },
+            properties=vault_properties(args.tenant_id, args.soft_delete_days, args.purge_protection),
             tags=dict(args.tags),
             opts=child,
         )

@@ -58,8 +58,8 @@ def run_tree(conn: psycopg.Connection, roots: Sequence[str]) -> list[dict[str, A
     """The runs `roots` and all their descendants, parents first (by depth, then start)."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            RUN_TREE + "SELECT run_id, parent_run_id, pipeline, status, started_at, ended_at, duration_ms, error, "
-            "depth FROM run_tree ORDER BY depth, started_at",
+            RUN_TREE + "SELECT run_id, parent_run_id, pipeline, status, parameters, trigger_name, rerun_of, "
+            "started_at, ended_at, duration_ms, error, depth FROM run_tree ORDER BY depth, started_at",
             {"roots": list(roots)},
         )
         return cur.fetchall()

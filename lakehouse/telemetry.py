@@ -39,6 +39,8 @@ from opentelemetry._logs import SeverityNumber
 from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.trace import Span
 
+from lakehouse.ops_store import TELEMETRY_EVENTS
+
 if TYPE_CHECKING:
     from lakehouse.job_summary import JobSummary
     from lakehouse.settings import Settings
@@ -505,8 +507,8 @@ def _instrument(metric: str) -> Any:
 # batch (exports run on the SDK's background threads) and never raise: a failed export is logged
 # and reported to the SDK as a failure.
 
-_INSERT = """
-INSERT INTO ops.telemetry_events
+_INSERT = f"""
+INSERT INTO {TELEMETRY_EVENTS}
     (kind, name, service, run_id, trace_id, span_id, parent_span_id, started_at, ended_at, observed_at,
      duration_ms, status, value, count, body, attributes)
 VALUES (%(kind)s, %(name)s, %(service)s, %(run_id)s, %(trace_id)s, %(span_id)s, %(parent_span_id)s,

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import decimal
 import json
-import math
 import re
 import signal
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
@@ -25,18 +22,25 @@ from rich.table import Table
 from lakehouse import inputs
 from lakehouse.settings import ConfigurationError, Settings, load_settings
 from local import services
+from local.json_output import json_text, to_jsonable
+from local.sql_console import OutputFormat as SqlFormat
 
+# Plain help (no rich panels): flags are listed without a "<bool>" type, defaults are shown, and
+# error messages are not wrapped inside boxes; -h is --help.
+PLAIN_HELP: dict[str, Any] = {"context_settings": {"help_option_names": ["-h", "--help"]}, "rich_markup_mode": None}
 app = typer.Typer(
     name="lakehouse",
     help="Market-data lakehouse: run the Azure pipelines on this machine with embedded services.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
+    **PLAIN_HELP,
 )
-services_app = typer.Typer(help="Embedded Sail (Spark Connect) and PostgreSQL servers.", no_args_is_help=True)
-adf_app = typer.Typer(help="Data Factory pipelines from adf/, executed locally.", no_args_is_help=True)
-trigger_app = typer.Typer(help="Data Factory triggers from adf/, fired locally.", no_args_is_help=True)
-infra_app = typer.Typer(help="The Pulumi program, run under mocks (no cloud).", no_args_is_help=True)
+services_app = typer.Typer(help="Embedded Sail (Spark Connect) and PostgreSQL servers.", no_args_is_help=True,
+                           **PLAIN_HELP)  # fmt: skip
+adf_app = typer.Typer(help="Data Factory pipelines from adf/, executed locally.", no_args_is_help=True, **PLAIN_HELP)
+trigger_app = typer.Typer(help="Data Factory triggers from adf/, fired locally.", no_args_is_help=True, **PLAIN_HELP)
+infra_app = typer.Typer(help="The Pulumi program, run under mocks (no cloud).", no_args_is_help=True, **PLAIN_HELP)
 app.add_typer(services_app, name="services")
 app.add_typer(adf_app, name="adf")
 app.add_typer(trigger_app, name="trigger")
@@ -45,70 +49,39 @@ app.add_typer(infra_app, name="infra")
 console = Console()
 err_console = Console(stderr=True)
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"lakehouse {version('market-lakehouse')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    show_version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Market-data lakehouse: run the Azure pipelines on this machine with embedded services."""
+
+
 EXIT_CONFIG = 2
 MAX_CHUNK_DAYS = 3660  # a chunk of ten years is already one very long run
 MAX_BACKFILL_CHUNKS = 10_000
 
 
-def _settings() -> Settings:
-    settings = load_settings()
+def _settings(settings: Settings | None = None) -> Settings:
+    """The settings, $LAKEHOUSE_HOME created if needed; a new home is announced on stderr with its
+    absolute path, so a relative LAKEHOUSE_HOME (the default ./.lakehouse) started in another
+    directory is not a silent fresh start."""
+    settings = settings or load_settings()
+    created = not settings.home_dir.exists()
     settings.ensure_home()
+    if created:
+        err_console.print(f"created LAKEHOUSE_HOME at {settings.home_dir}", highlight=False, soft_wrap=True)
     return settings
-
-
-class ExactNumber(str):
-    """A decimal's digits, written into JSON as a number exactly as they are (not through a float)."""
-
-
-def to_jsonable(value: Any) -> Any:
-    """Database and Spark values as JSON: dates ISO-8601, decimals as exact numbers, bytes as hex,
-    intervals as ISO-8601 durations, NaN and infinities as the strings "NaN", "Infinity", "-Infinity"
-    (JSON has no such numbers)."""
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return iso_duration(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
-    if isinstance(value, decimal.Decimal):
-        if not value.is_finite():
-            return "NaN" if value.is_nan() else "Infinity" if value > 0 else "-Infinity"
-        return int(value) if value == value.to_integral_value() else ExactNumber(format(value, "f"))
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, bytes | memoryview):
-        return bytes(value).hex()
-    if isinstance(value, dict):
-        return {k: to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
-    return value
-
-
-def iso_duration(value: dt.timedelta) -> str:
-    """An interval as ISO-8601, e.g. P1DT2H0M0.5S (negative parts keep their sign)."""
-    days, rest = value.days, value - dt.timedelta(days=value.days)
-    hours, rest = divmod(rest, dt.timedelta(hours=1))
-    minutes, rest = divmod(rest, dt.timedelta(minutes=1))
-    seconds = decimal.Decimal(rest.seconds) + decimal.Decimal(rest.microseconds) / 1_000_000
-    return f"P{days}DT{hours}H{minutes}M{seconds.normalize():f}S"
-
-
-def json_text(value: Any) -> str:
-    """Strict JSON (no NaN) of `value` after :func:`to_jsonable`, decimals written digit for digit."""
-    marker = f"exact-{uuid.uuid4().hex}:"
-
-    def exact(item: Any) -> Any:
-        if isinstance(item, ExactNumber):
-            return marker + item
-        if isinstance(item, dict):
-            return {k: exact(v) for k, v in item.items()}
-        if isinstance(item, list):
-            return [exact(v) for v in item]
-        return item
-
-    text = json.dumps(exact(to_jsonable(value)), indent=2, allow_nan=False)
-    return re.sub(f'"{marker}([-0-9.]+)"', r"\1", text)
 
 
 def print_rows(rows: list[dict[str, Any]], as_json: bool, title: str | None = None) -> None:
@@ -144,7 +117,11 @@ def services_down() -> None:
 
 
 @services_app.command("status")
-def services_status(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+def services_status(
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the rows as a JSON array (fields: docs/local-runtime.md).")
+    ] = False,
+) -> None:
     """Show each service: running, dead, stopped or external, with its URL or DSN."""
     print_rows(services.status(_settings()), as_json=json_out, title="services")
 
@@ -167,49 +144,49 @@ def _serving_db(settings: Settings) -> Iterator[str]:
 
 @app.command("sql")
 def sql(
-    query: Annotated[str, typer.Argument(help="SQL to run against the serving database.")],
-    json_out: Annotated[bool, typer.Option("--json", help="Print an array of row objects.")] = False,
+    query: Annotated[str, typer.Argument(help="SQL to run; of several statements, the last one's result is printed.")],
+    fmt: Annotated[
+        SqlFormat, typer.Option("--format", "-f", help="table, csv, json (an array of row objects) or vertical.")
+    ] = SqlFormat.table,
+    json_out: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
+    lake: Annotated[
+        bool,
+        typer.Option("--lake", help="Query the lake's tables by name (gold.fct_daily_prices...) through Spark."),
+    ] = False,
 ) -> None:
-    """Query the serving PostgreSQL database (embedded unless LAKEHOUSE_PG_DSN is set)."""
-    import psycopg
-    from psycopg.types.string import TextLoader
+    """Query the serving PostgreSQL database (embedded unless LAKEHOUSE_PG_DSN is set), or with --lake
+    the bronze, silver, gold and ops Delta tables of the lake. A database error exits 1."""
+    from rich.markup import escape
+
+    from local.sql_console import QueryError, render, run_lake, run_postgres
 
     settings = _settings()
-    with (
-        services.running(settings, needs=("postgres",)) as eps,
-        psycopg.connect(eps.pg_dsn) as conn,
-    ):
-        # an interval as PostgreSQL writes it: months do not fit a timedelta
-        conn.adapters.register_loader("interval", TextLoader)
-        try:
-            cur = conn.execute(query)
-        except psycopg.Error as exc:
-            raise typer.BadParameter(str(exc).strip(), param_hint="QUERY") from None
-        columns = distinct_names([c.name for c in cur.description or []])
-        rows = [dict(zip(columns, row, strict=True)) for row in cur.fetchall()] if cur.description else []
-        if cur.description is None:
-            conn.commit()
-    print_rows(rows, as_json=json_out)
+    try:
+        if lake:
+            from lakehouse.lake import Lake
+            from local.spark import connect
 
-
-def distinct_names(names: list[str]) -> list[str]:
-    """Column names made unique for row objects: a repeated name gets _2, _3... (``SELECT 1 AS a,
-    2 AS a`` gives a and a_2), so no column of the result is dropped."""
-    taken = set(names)
-    seen: set[str] = set()
-    result = []
-    for name in names:
-        candidate, n = name, 1
-        while candidate in seen or (candidate != name and candidate in taken):
-            n += 1
-            candidate = f"{name}_{n}"
-        seen.add(candidate)
-        result.append(candidate)
-    return result
+            with services.running(settings, needs=("spark",)) as eps:
+                session = connect(eps.spark_remote)
+                try:
+                    result = run_lake(session, Lake.from_settings(settings), query)
+                finally:
+                    session.stop()
+        else:
+            with _serving_db(settings) as dsn:
+                result = run_postgres(dsn, query)
+    except QueryError as exc:
+        err_console.print(f"[bold red]database error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    render(result, SqlFormat.json if json_out else fmt, console)
 
 
 @app.command("doctor")
-def doctor(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+def doctor(
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the checks as a JSON array (fields: docs/local-runtime.md).")
+    ] = False,
+) -> None:
     """Check this machine: Python, Java, .NET, free disk, service ports."""
     from local.doctor import run_checks
 
@@ -224,7 +201,9 @@ def doctor(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
 
 @app.command("demo")
 def demo(
-    symbols: Annotated[int, typer.Option(help="How many symbols of the default universe.")] = 20,
+    symbols: Annotated[
+        int, typer.Option(help="How many symbols of the universe (LAKEHOUSE_SYMBOLS), from the first.")
+    ] = 20,
     start: Annotated[str | None, typer.Option(help="First date of the backfill (YYYY-MM-DD).")] = None,
     end: Annotated[str | None, typer.Option(help="Last date of the backfill (YYYY-MM-DD).")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Start over from an empty lake.")] = False,
@@ -232,32 +211,31 @@ def demo(
     """Run the whole platform end to end on embedded services."""
     from local.demo import DemoFailed, run_demo
 
+    settings = load_settings()
+    universe = len(settings.symbols)
+    if not 1 <= symbols <= universe:
+        raise typer.BadParameter(
+            f"the universe has {universe} symbols (LAKEHOUSE_SYMBOLS), so 1..{universe}, got {symbols}; "
+            "set LAKEHOUSE_SYMBOLS to a longer comma-separated list for more",
+            param_hint="--symbols",
+        )
+    settings = _settings(settings)
     try:
-        run_demo(_settings(), console, symbols=symbols, start=start, end=end, fresh=fresh)
+        run_demo(settings, console, symbols=symbols, start=start, end=end, fresh=fresh)
     except DemoFailed as exc:
         err_console.print(f"[bold red]demo failed:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 
-def _progress(event: str, record: Any) -> None:
-    """One line per pipeline and activity start/end, indented by nesting, with durations."""
-    from local.adf.records import PipelineRunResult
+def _progress(verbose: bool = False, chunks: int | None = None) -> Any:
+    """The progress printer of a pipeline command (``local.run_progress``), with the local retry cap."""
+    import os
 
-    if isinstance(record, PipelineRunResult):
-        if event == "pipeline_started":
-            console.print(f"[bold]▶ {record.pipeline}[/] [dim]{record.run_id}[/]", highlight=False)
-        else:
-            colour = "green" if record.succeeded else "red"
-            console.print(
-                f"[{colour}]■ {record.pipeline} {record.status}[/] in {record.duration_s or 0:.1f} s",
-                highlight=False,
-            )
-    elif event == "activity_finished" and record.status != "InProgress":
-        colour = {"Succeeded": "green", "Failed": "red", "Skipped": "yellow"}.get(record.status, "white")
-        took = f" {record.duration_s:.1f} s" if record.duration_s is not None else ""
-        console.print(
-            f"  [{colour}]{record.status:<9}[/] {record.pipeline} / {record.activity}{took}", highlight=False
-        )
+    from local.run_progress import RunProgress
+    from local.runtime import DEFAULT_MAX_WAIT_SECONDS
+
+    cap = float(os.environ.get("LAKEHOUSE_ADF_MAX_WAIT_SECONDS", DEFAULT_MAX_WAIT_SECONDS))
+    return RunProgress(console, verbose=verbose, chunks=chunks, wait_cap=cap)
 
 
 def _optional_date(value: Any, name: str) -> Any:
@@ -331,18 +309,23 @@ def check_pipeline_call(pipeline: str, params: dict[str, Any], hints: dict[str, 
             )
 
 
-def _run_pipeline_command(start: Any) -> None:
-    """Run a pipeline on the local platform, print its outcome, exit 1 unless it succeeded."""
+def _run_pipeline_command(start: Any, progress: Any = None) -> None:
+    """Run a pipeline on the local platform, print its outcome and rows per layer, exit 1 unless it
+    succeeded. A closed stdout (``| head``) stops the printing, never the run."""
     from local.adf.records import AdfDefinitionError, PipelineParameterError
+    from local.run_progress import summary_table
     from local.runtime import local_platform
 
     settings = _settings()
     try:
         with local_platform(settings) as platform:
-            result = start(platform.run_context(on_event=_progress))
+            result = start(platform.run_context(on_event=progress or _progress()))
     except (AdfDefinitionError, PipelineParameterError) as exc:
         err_console.print(f"[bold red]Invalid pipeline call:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_CONFIG) from None
+    table = summary_table(result)
+    if table is not None:
+        console.print(table)
     console.print(f"run id: {result.run_id}  status: {result.status}  duration: {result.duration_s or 0:.1f} s")
     if not result.succeeded:
         message = (result.error or {}).get("message", "no error message")
@@ -360,10 +343,38 @@ def _parse_params(items: list[str] | None) -> dict[str, str]:
     return params
 
 
+VERBOSE_HELP = "Also print skipped activities (failure handlers with nothing to do) and every chunk's steps."
+
+
+@adf_app.command("list")
+def adf_list(
+    json_out: Annotated[bool, typer.Option("--json", help="Print pipelines and triggers as JSON.")] = False,
+) -> None:
+    """List the pipelines of adf/ with their parameters, and the triggers with what they start."""
+    from local.adf import catalog
+    from local.adf.factory import Factory
+
+    factory = Factory.load()
+    found = {"pipelines": catalog.pipelines(factory), "triggers": catalog.triggers(factory)}
+    if json_out:
+        sys.stdout.write(json_text(found) + "\n")
+        return
+    console.print("[bold]pipelines[/] (lakehouse adf run PIPELINE -p name=value ...)", highlight=False)
+    for entry in found["pipelines"]:
+        console.print(f"  [bold]{entry['name']}[/] "
+                      f"{catalog.signature(entry)}", highlight=False, soft_wrap=True)  # fmt: skip
+    console.print("[bold]triggers[/] (lakehouse trigger run TRIGGER [--at TIME])", highlight=False)
+    for entry in found["triggers"]:
+        params = " ".join(f"{k}={v}" for k, v in entry["parameters"].items())
+        console.print(f"  [bold]{entry['name']}[/] {entry['type']} ({entry['runtime_state']}) -> "
+                      f"{', '.join(entry['pipelines'])} {params}", highlight=False, soft_wrap=True)  # fmt: skip
+
+
 @adf_app.command("run")
 def adf_run(
-    pipeline: str,
+    pipeline: Annotated[str, typer.Argument(help="A pipeline of adf/ (lakehouse adf list).")],
     param: Annotated[list[str] | None, typer.Option("-p", "--param", help="name=value")] = None,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help=VERBOSE_HELP)] = False,
 ) -> None:
     """Execute a pipeline from adf/ locally, e.g. `adf run pl_lakehouse_daily -p runDate=2024-03-05`."""
     from local.adf.runner import run_pipeline
@@ -372,7 +383,7 @@ def adf_run(
     check_pipeline_call(pipeline, params)
     if params.get("symbols"):  # the spelling ingestion reads, so what is accepted here is accepted there
         params["symbols"] = inputs.symbols_parameter(params["symbols"], "symbols")
-    _run_pipeline_command(lambda ctx: run_pipeline(pipeline, params, ctx))
+    _run_pipeline_command(lambda ctx: run_pipeline(pipeline, params, ctx), _progress(verbose))
 
 
 @app.command("backfill")
@@ -381,9 +392,19 @@ def backfill(
     end: Annotated[str, typer.Option(help="Last date, YYYY-MM-DD.")],
     symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols (default: the universe).")] = None,
     chunk_days: Annotated[int | None, typer.Option(help="Days per chunk (default: the pipeline's).")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the chunks and what each would do (skip, run, replace).")
+    ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Rerun the last unfinished backfill of these parameters; its succeeded chunks are skipped."
+        ),
+    ] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help=VERBOSE_HELP)] = False,
 ) -> None:
     """Backfill a date range through pl_backfill (chunked, each chunk a run of the daily master)."""
-    from local.adf.runner import run_pipeline
+    from local.adf.runner import rerun_pipeline, run_pipeline
 
     params: dict[str, Any] = {"startDate": start, "endDate": end}
     if symbols is not None:  # given, so it must name symbols: "" is refused as "," is
@@ -396,7 +417,48 @@ def backfill(
     hints = {"startDate": "--start", "endDate": "--end", "symbols": "--symbols", "chunkDays": "--chunk-days"}
     check_pipeline_call("pl_backfill", params, hints)
     check_backfill_plan(inputs.date(start, "startDate"))
-    _run_pipeline_command(lambda ctx: run_pipeline("pl_backfill", params, ctx))
+    chunks, resumed = _backfill_chunks(params, resume)
+    if dry_run:
+        print_rows([{"chunk": f"{c.index}/{len(chunks)}", "window": f"{c.start}..{c.end}", "action": c.action,
+                     "why": c.reason} for c in chunks], as_json=False, title="backfill plan")  # fmt: skip
+        if resumed is not None:
+            console.print(f"resumes run {resumed['run_id']} ({resumed['status']})", highlight=False)
+        return
+    progress = _progress(verbose, chunks=len(chunks))
+    if resumed is None:
+        _run_pipeline_command(lambda ctx: run_pipeline("pl_backfill", params, ctx), progress)
+        return
+    console.print(f"resuming run {resumed['run_id']}: {sum(c.action == 'skip' for c in chunks)} of {len(chunks)} "
+                  "chunks succeeded there and are skipped", highlight=False)  # fmt: skip
+    _run_pipeline_command(lambda ctx: rerun_pipeline(resumed, resumed["activity_runs"], ctx), progress)
+
+
+def _backfill_chunks(params: dict[str, Any], resume: bool) -> tuple[list[Any], dict[str, Any] | None]:
+    """The chunks of a backfill with what each would do, and the unfinished run it resumes (if
+    `resume` and there is one), from the ops store."""
+    from local import backfill_plan
+    from local.adf.factory import Factory, bind_parameters
+    from local.adf.rerun import plan_reuse
+    from local.run_store import PostgresRunStore
+
+    doc = Factory.load().pipeline("pl_backfill")
+    bound = bind_parameters(doc, params)
+    windows = backfill_plan.chunk_windows(
+        inputs.date(bound["startDate"], "startDate"), inputs.date(bound["endDate"], "endDate"), bound["chunkDays"]
+    )
+    resumed, reuse = None, None
+    with _serving_db(_settings()) as dsn, PostgresRunStore(dsn) as store:
+        if resume:
+            latest = store.latest_run("pl_backfill", bound)
+            if latest is not None and latest["status"] in ("Failed", "Cancelled"):
+                resumed = {**latest, "activity_runs": store.activity_runs(latest["run_id"])}
+                reuse = plan_reuse(latest["run_id"], doc, resumed["activity_runs"])
+            else:
+                shown = "none" if latest is None else f"{latest['run_id']} {latest['status']}"
+                console.print(f"nothing to resume (last backfill of these parameters: {shown}); running all chunks",
+                              highlight=False)  # fmt: skip
+        masters = store.pipeline_runs(limit=100_000, pipeline="pl_lakehouse_daily", status="Succeeded")
+    return backfill_plan.plan(windows, bound.get("symbols") or "", masters, reuse), resumed
 
 
 def check_backfill_plan(start: dt.date) -> None:
@@ -419,7 +481,7 @@ def check_backfill_plan(start: dt.date) -> None:
 
 @trigger_app.command("run")
 def trigger_run(
-    trigger: str,
+    trigger: Annotated[str, typer.Argument(help="A trigger of adf/ (lakehouse adf list).")],
     at: Annotated[str | None, typer.Option(help="ISO timestamp the trigger fires at (default: now, UTC).")] = None,
 ) -> None:
     """Fire a trigger from adf/ at a given time and run its pipeline."""
@@ -439,48 +501,152 @@ def trigger_run(
     _run_pipeline_command(lambda ctx: fire_trigger(trigger, when, ctx))
 
 
+RUN_STATUSES = ("InProgress", "Succeeded", "Failed", "Cancelled")
+
+
+def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
+    """``--since``: an ISO date or time (UTC unless it says otherwise), or an age like 30m, 12h, 7d."""
+    now = now or dt.datetime.now(dt.UTC)
+    match = re.fullmatch(r"(\d+)\s*([mhd])", text.strip())
+    if match:
+        unit = {"m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+        return now - dt.timedelta(**{unit: int(match.group(1))})
+    try:
+        value = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        shown = inputs.shown(text)
+        raise ValueError(f"expected an ISO date or time, or an age like 30m, 12h, 7d; got {shown}") from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
 @app.command("runs")
 def runs(
-    run_id: Annotated[str | None, typer.Argument(help="Show this run's activities and child runs.")] = None,
+    run_id: Annotated[
+        str | None, typer.Argument(help="A run id, or a unique prefix of one: that run's tree, failed path first.")
+    ] = None,
     limit: Annotated[int, typer.Option(help="How many recent runs.")] = 20,
-    pipeline: Annotated[str | None, typer.Option(help="Only runs of this pipeline.")] = None,
-    json_out: Annotated[bool, typer.Option("--json")] = False,
+    pipeline: Annotated[
+        str | None, typer.Option(help="Only runs of this pipeline (child runs too, e.g. pl_raw_to_bronze).")
+    ] = None,
+    status: Annotated[str | None, typer.Option(help=f"Only runs with this status: {', '.join(RUN_STATUSES)}.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only runs started since a date/time, or 30m, 12h, 7d.")] = None,
+    expand_all: Annotated[
+        bool, typer.Option("--all", help="Show each run's whole tree (chunks, steps, activities).")
+    ] = False,
+    depth: Annotated[int | None, typer.Option(help="Show this many levels of each run's tree.", min=0)] = None,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Also show skipped activities.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the runs as JSON trees (docs/orchestration.md).")
+    ] = False,
 ) -> None:
-    """Pipeline runs recorded by the local ADF runner; with a run id, its activity runs and timings."""
-    from local.run_store import PostgresRunStore
+    """Pipeline runs as trees: a backfill, its chunks, their pipelines and activities, with window,
+    parameters, status, seconds and error. Without RUN_ID, the latest top-level runs."""
+    from local import run_view
+    from local.run_store import PostgresRunStore, UnknownRun
 
+    _check_run_id(run_id)
+    if status is not None and status not in RUN_STATUSES:
+        raise typer.BadParameter(f"expected one of {', '.join(RUN_STATUSES)}, got {inputs.shown(status)}",
+                                 param_hint="--status")  # fmt: skip
+    try:
+        started_since = parse_since(since) if since is not None else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from None
+    settings = _settings()
+    with _serving_db(settings) as dsn, PostgresRunStore(dsn) as store:
+        if run_id is not None:
+            try:
+                roots = [store.resolve_run_id(run_id)]
+            except UnknownRun as exc:
+                raise typer.BadParameter(str(exc), param_hint="RUN_ID") from None
+        else:
+            listed = store.pipeline_runs(limit=limit, pipeline=pipeline, status=status, since=started_since,
+                                         top_level=pipeline is None)  # fmt: skip
+            roots = [r["run_id"] for r in listed]
+        tree = store.run_trees(roots)
+        # a run listed by --pipeline may be a child: it is a root of its own tree here
+        for row in tree:
+            if row["run_id"] in roots:
+                row["parent_run_id"] = None
+        activities = store.activity_runs_of([r["run_id"] for r in tree])
+    nodes = run_view.build(tree, activities)
+    if run_id is not None:
+        nodes = run_view.failed_first(nodes)
+    if json_out:
+        sys.stdout.write(json_text(run_view.as_json(nodes)) + "\n")
+        return
+    if not nodes:
+        console.print("(no runs)")
+        return
+    levels = None if expand_all or run_id is not None else 0
+    if depth is not None:
+        levels = depth
+    if run_id is not None:
+        for line in run_view.failed_path_lines(nodes[0], console.width):
+            typer.echo(line)
+    for line in run_view.render(nodes, width=console.width, max_level=levels, verbose=verbose):
+        typer.echo(line)
+
+
+def _check_run_id(run_id: str | None) -> None:
+    """Refuse a RUN_ID that is not (a prefix of) a run id before any service starts."""
     if run_id is not None:
         try:
             inputs.run_id(run_id, "RUN_ID")
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="RUN_ID") from None
-    settings = _settings()
-    with _serving_db(settings) as dsn, PostgresRunStore(dsn) as store:
-        if run_id is None:
-            rows = store.pipeline_runs(limit=limit, pipeline=pipeline)
-            keep = ["run_id", "pipeline", "status", "started_at", "duration_ms", "parent_run_id", "trigger_name"]
-        else:
-            tree = store.run_tree(run_id)
-            if not tree:
-                raise typer.BadParameter(f"no run {run_id!r}", param_hint="RUN_ID")
-            rows = [
-                {**act, "depth": run["depth"]}
-                for run in tree
-                for act in store.activity_runs(run["run_id"])
-            ]
-            keep = ["pipeline", "activity", "activity_type", "status", "attempt", "started_at", "duration_ms"]
-    if json_out:
-        print_rows(rows, as_json=True)
-    else:
-        print_rows([{k: r.get(k) for k in keep} for r in rows], as_json=False, title="runs")
+
+
+@app.command("rerun")
+def rerun(
+    run_id: Annotated[str, typer.Argument(help="The run to rerun: a run id or a unique prefix of one.")],
+    from_failure: Annotated[
+        bool,
+        typer.Option(
+            "--from-failure", help="Start from the failed activities; those that succeeded are not run again."
+        ),
+    ] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help=VERBOSE_HELP)] = False,
+) -> None:
+    """Run a pipeline run again with the same parameters, as a new run linked to it (rerun_of);
+    with --from-failure, as Data Factory's "rerun from failed activity"."""
+    from local.adf.rerun import Reuse
+    from local.adf.runner import rerun_pipeline, run_pipeline
+    from local.run_store import PostgresRunStore, UnknownRun
+
+    _check_run_id(run_id)
+    with _serving_db(_settings()) as dsn, PostgresRunStore(dsn) as store:
+        try:
+            full = store.resolve_run_id(run_id)
+        except UnknownRun as exc:
+            raise typer.BadParameter(str(exc), param_hint="RUN_ID") from None
+        original = store.pipeline_run(full)
+        activity_rows = store.activity_runs(full)
+    assert original is not None
+    if original["status"] == "InProgress":
+        raise typer.BadParameter(f"run {full} is still in progress", param_hint="RUN_ID")
+    if from_failure and original["status"] == "Succeeded":
+        raise typer.BadParameter(f"run {full} succeeded: nothing failed to rerun from (drop --from-failure to run it "
+                                 "again)", param_hint="--from-failure")  # fmt: skip
+    console.print(f"rerun of {full} ({original['pipeline']}, {original['status']})", highlight=False)
+
+    def start(ctx: Any) -> Any:
+        if from_failure:
+            return rerun_pipeline(original, activity_rows, ctx)
+        return run_pipeline(original["pipeline"], original["parameters"] or {}, ctx, reuse=Reuse(rerun_of=full))
+
+    _run_pipeline_command(start, _progress(verbose))
 
 
 @app.command("status")
 def status(
-    json_out: Annotated[bool, typer.Option("--json")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the status as a JSON object (fields: docs/observability.md).")
+    ] = False,
     now: Annotated[str | None, typer.Option("--now", help="Judge freshness at this ISO-8601 time (UTC).")] = None,
 ) -> None:
-    """Last run per pipeline, freshness per gold and mart table, DQ summary, quarantine counts."""
+    """Last run per pipeline, freshness per gold and mart table, DQ summary, quarantine counts; exit 1
+    unless healthy (a failed pipeline, a stale or empty table, a failed data-quality rule)."""
     from local import ops_status
     from local.alerts import parse_now
 
@@ -495,11 +661,14 @@ def status(
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
         console.print(ops_status.format_text(report), highlight=False, soft_wrap=True)
+    raise typer.Exit(ops_status.exit_code(report))
 
 
 @app.command("alerts")
 def alerts(
-    json_out: Annotated[bool, typer.Option("--json")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one object per rule as a JSON array (fields: docs/observability.md).")
+    ] = False,
     now: Annotated[str | None, typer.Option("--now", help="Evaluate at this ISO-8601 time (UTC).")] = None,
 ) -> None:
     """Evaluate the alert rules against the local ops store; exit 1 when any fires."""
@@ -521,7 +690,7 @@ def alerts(
 
 @app.command("report")
 def report(
-    out: Annotated[str, typer.Option("--out")] = "report.html",
+    out: Annotated[str, typer.Option("--out", help="Where to write the HTML file.")] = "report.html",
     symbols: Annotated[str | None, typer.Option("--symbols", help="Price chart symbols, e.g. AAPL,MSFT.")] = None,
 ) -> None:
     """Write a self-contained HTML run report."""
@@ -541,10 +710,21 @@ def report(
     console.print(f"report written to {path}")
 
 
+@app.command("docs")
+def docs(
+    out: Annotated[str, typer.Option("--out", help="The HTML file to write.")] = "data-dictionary.html",
+) -> None:
+    """Write the data dictionary and lineage page: every table, column, type and definition, the
+    data-quality rules applied, and which job writes each table from what (self-contained HTML)."""
+    from local.data_dictionary import write_docs
+
+    console.print(f"data dictionary written to {write_docs(out)}")
+
+
 @infra_app.command("preview")
 def infra_preview(
     stack: Annotated[str, typer.Option(help="dev or prod")] = "dev",
-    json_out: Annotated[bool, typer.Option("--json")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the resource tree as JSON.")] = False,
 ) -> None:
     """Run the Pulumi program under mocks and print the resource tree."""
     from infra import preview
@@ -567,7 +747,7 @@ def reconcile_window(
     json_out: Annotated[bool, typer.Option("--json", help="Print the counts as a JSON object.")] = False,
 ) -> None:
     """Count an ingestion window in RAW, bronze, silver, quarantine, gold and the mart; exit 1 on a lost
-    or duplicated row."""
+    or duplicated row, or when nothing was ingested in the window."""
     from pyspark.errors import PySparkException
 
     from local.spark import connect
@@ -600,6 +780,14 @@ def reconcile_window(
         print_rows([{"count": k, "value": v} for k, v in {**counts.as_dict(), **counts.details}.items()],
                    as_json=False, title=f"reconcile {dataset} {start}..{end}")  # fmt: skip
     if not counts.ok:
+        raise typer.Exit(1)
+    if not any(counts.as_dict().values()):
+        err_console.print(
+            f"[bold red]nothing to reconcile:[/] no file was ingested on {start}..{end}. --start/--end are "
+            "ingestion dates (the days the data was fetched, a run's runDate); --trade-start/--trade-end "
+            "narrow gold and the mart to trade dates",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
         raise typer.Exit(1)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from lakehouse.settings import Settings
 from local import services
+from local.reachability import Unreachable, check_postgres, check_spark
 
 MIN_FREE_GB = 5.0
 
@@ -52,18 +53,32 @@ def run_checks(settings: Settings) -> list[dict[str, str]]:
     checks.append(_dotnet())
     home = settings.home_dir
     free_gb = shutil.disk_usage(home).free / 1e9
-    checks.append(
-        _check("disk", "ok" if free_gb >= MIN_FREE_GB else "warn", f"{free_gb:.1f} GB free at {home}")
-    )
+    checks.append(_check("disk", "ok" if free_gb >= MIN_FREE_GB else "warn", f"{free_gb:.1f} GB free at {home}"))
     try:
         rows = services.status(settings)
     except services.RegistryUnreadable as exc:
         checks.append(_check("services", "fail", str(exc)))
         rows = []
     for row in rows:
+        if row["state"] == "external":
+            checks.append(_external_service(settings, row))
+            continue
         state = row["state"]
-        status = "ok" if state in {"running", "external"} else "warn" if state == "stopped" else "fail"
+        status = "ok" if state == "running" else "warn" if state == "stopped" else "fail"
         where = row["url"] or "not started (lakehouse services up)"
         port = f" port {row['port']}" if row["port"] else ""
         checks.append(_check(f"service {row['name']}", status, f"{state}{port}: {where}"))
     return checks
+
+
+def _external_service(settings: Settings, row: dict) -> dict[str, str]:
+    """A configured service is ok only when a connection to it answers a query."""
+    name = f"service {row['name']}"
+    try:
+        if row["name"] == "postgres":
+            detail = check_postgres(settings.pg_dsn.get_secret_value())
+        else:
+            detail = check_spark(settings.spark_remote or "")
+    except Unreachable as exc:
+        return _check(name, "fail", f"external {row['url']}: {exc}")
+    return _check(name, "ok", f"external {row['url']}: {detail}")

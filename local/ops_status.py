@@ -27,6 +27,7 @@ from lakehouse import trading_calendar
 from lakehouse.lake import Lake
 from lakehouse.ops_store import DQ_RESULTS, PIPELINE_RUNS, table_exists
 from lakehouse.settings import Settings
+from spark_jobs.contracts import all_contracts
 from spark_jobs.tables import arrow_schema, local_tables, read_arrow
 
 Grain = Literal["session", "month"]
@@ -106,12 +107,38 @@ def status(
         "freshness": freshness,
         "dq": dq,
         "quarantine": quarantine,
-        "healthy": {
-            "failed_pipelines": sorted(p["pipeline"] for p in pipelines if p["status"] == "Failed"),
-            "stale_tables": [f["table"] for f in freshness if not f["fresh"]],
-            "dq_failures": sum(1 for r in dq.get("failures", []) if r["severity"] == "fail"),
-        },
+        "healthy": verdict(pipelines, freshness, dq),
     }
+
+
+def verdict(pipelines: list[dict[str, Any]], freshness: list[dict[str, Any]], dq: dict[str, Any]) -> dict[str, Any]:
+    """What is wrong, if anything: failed pipelines, tables not fresh, failed ``fail`` rules; ``ok``
+    only when there is none of them, and ``summary`` says it in one line."""
+    failed = sorted(p["pipeline"] for p in pipelines if p["status"] == "Failed")
+    stale = [f["table"] for f in freshness if f["state"] == "stale"]
+    empty = [f["table"] for f in freshness if f["state"] == "empty"]
+    dq_failures = sum(1 for r in dq.get("failures", []) if r["severity"] == "fail")
+    problems = []
+    if failed:
+        problems.append(f"{len(failed)} failed pipeline{'s' * (len(failed) > 1)} ({', '.join(failed)})")
+    if stale:
+        problems.append(f"{len(stale)} stale table{'s' * (len(stale) > 1)}")
+    if empty:
+        problems.append(f"{len(empty)} empty or missing table{'s' * (len(empty) > 1)}")
+    if dq_failures:
+        problems.append(f"{dq_failures} failed data-quality rule{'s' * (dq_failures > 1)}")
+    return {
+        "ok": not problems,
+        "summary": "healthy" if not problems else "unhealthy: " + ", ".join(problems),
+        "failed_pipelines": failed,
+        "stale_tables": stale + empty,
+        "dq_failures": dq_failures,
+    }
+
+
+def exit_code(report: dict[str, Any]) -> int:
+    """0 when the status is healthy, 1 otherwise (a failed pipeline, a table not fresh, a failed rule)."""
+    return 0 if report["healthy"]["ok"] else 1
 
 
 def last_runs(conn: psycopg.Connection, now: dt.datetime) -> list[dict[str, Any]]:
@@ -200,23 +227,34 @@ def mart_freshness(conn: psycopg.Connection, expected: dt.date) -> list[dict[str
             col=sql.Identifier(column.name), tbl=sql.Identifier("mart", table)
         )
         latest = _as_date(conn.execute(query).fetchone()["latest"])
-        out.append(freshness_entry("mart", table, column, latest, expected))
+        out.append({**freshness_entry("mart", table, column, latest, expected), "missing": False})
     return out
 
 
 def gold_freshness(lake: Lake, expected: dt.date) -> list[dict[str, Any]]:
-    """Freshness of every gold Delta table that has a date column (local lakes only)."""
+    """Freshness of every gold Delta table that has a date column (local lakes only). A table of the
+    gold contracts that is not in the lake yet (a fresh install) is reported empty and missing."""
     import pyarrow.compute as pc
 
+    if not lake.is_local:
+        return []
+    present = set(local_tables(lake, "gold"))
+    contracted = {c.table: c for c in all_contracts().values() if c.layer == "gold"}
     out = []
-    for name in local_tables(lake, "gold"):
+    for name in sorted(present | set(contracted)):
+        if name not in present:
+            column = _date_column(set(contracted[name].column_names))
+            entry = freshness_entry("gold", name, column, None, expected)
+            if entry is not None:
+                out.append({**entry, "missing": True})
+            continue
         location = lake.local_path("gold", name)
         column = _date_column(set(arrow_schema(location).names))
         if column is None:
             continue
         data = read_arrow(location, [column.name])
         latest = _as_date(pc.max(data[column.name]).as_py()) if data.num_rows else None
-        out.append(freshness_entry("gold", name, column, latest, expected))
+        out.append({**freshness_entry("gold", name, column, latest, expected), "missing": False})
     return out
 
 
@@ -276,19 +314,29 @@ def quarantine_counts(lake: Lake, run_id: str | None) -> dict[str, Any]:
 
 def format_text(report: dict[str, Any]) -> str:
     """The status as plain text for a terminal (the CLI may render tables instead)."""
-    lines = [f"status at {report['generated_at']} (latest XNYS session {report['latest_session']})", "", "pipelines:"]
+    lines = [
+        report["healthy"]["summary"],
+        f"status at {report['generated_at']} (latest XNYS session {report['latest_session']})",
+        "",
+        "pipelines:",
+    ]
     for p in report["pipelines"] or [{"pipeline": "(no runs recorded)"}]:
         if "status" not in p:
             lines.append(f"  {p['pipeline']}")
             continue
         duration = "running" if p["duration_s"] is None else f"{p['duration_s']:.1f}s"
         lines.append(f"  {p['pipeline']:<28} {p['status']:<10} {duration:>9}  {p['started_at']}  {p['run_id']}")
+        if p.get("error"):
+            lines.append(f"    error: {p['error']}")
     lines += ["", "freshness:"]
     for f in report["freshness"] or [{"table": "(no tables yet)"}]:
         if "state" not in f:
             lines.append(f"  {f['table']}")
             continue
         lag = "" if not f["lag"] else f"  ({f['lag']} {f['lag_unit']} behind)"
+        if f.get("missing"):
+            lines.append(f"  {f['table']:<36} {f['state']:<6} (table not created yet) expected {f['expected']}")
+            continue
         lines.append(f"  {f['table']:<36} {f['state']:<6} latest {f['latest']} expected {f['expected']}{lag}")
     dq = report["dq"]
     lines += ["", "data quality:"]

@@ -2,8 +2,9 @@
 
 The page needs no network: its data is embedded as JSON and drawn as inline SVG by a small script
 written here (no CDN, no library). It shows a Gantt timeline of the last pipeline run's activities
-(child pipelines included), rows written per layer over recent runs, data-quality pass/fail per
-rule, table freshness, and close prices with their moving averages for chosen symbols.
+(child pipelines included), the error messages of failed activities of recent runs, rows written
+per layer over recent runs, the alert rules' verdicts, data-quality pass/fail per rule, table
+freshness, and close prices with their moving averages for chosen symbols.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from local.ops_status import connect, table_exists, utc_now
 LAYERS = ("bronze", "silver", "gold", "mart")
 RECENT_RUNS = 10
 MAX_TIMELINE_ROWS = 60
+MAX_FAILURES = 20
 PRICE_SESSIONS = 260  # about a year, enough to show the 200-session average
 DEFAULT_SYMBOL_COUNT = 3
 
@@ -78,12 +80,15 @@ def collect(
         layers = layer_counts(conn, runs)
         dq = dq_rules(conn, state["dq"].get("run_id"))
         prices = price_series(conn, symbols, now)
+        failures = failed_activities(conn, runs)
     return {
         "generated_at": now.isoformat(),
         "latest_session": state["latest_session"],
         "pipelines": state["pipelines"],
         "timeline": timeline,
+        "failures": failures,
         "layers": layers,
+        "alerts": alert_results(dsn, now),
         "dq": {"run_id": state["dq"].get("run_id"), "rules": dq},
         "freshness": state["freshness"],
         "quarantine": state["quarantine"],
@@ -106,6 +111,49 @@ def _tree(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
     return ops_store.run_tree(conn, [run_id])
 
 
+def error_message(error: Any) -> str | None:
+    """The message of an activity's recorded error (ADF's ``{"message": ..., "errorCode": ...}``)."""
+    if not error:
+        return None
+    if isinstance(error, dict):
+        return str(error.get("message") or error.get("errorCode") or json.dumps(error))
+    return str(error)
+
+
+def failed_activities(
+    conn: psycopg.Connection, runs: list[dict[str, Any]], limit: int = MAX_FAILURES
+) -> list[dict[str, Any]]:
+    """Failed activity attempts of the recent runs' trees, newest first, with their error messages."""
+    ids = {r["run_id"]: run["run_id"] for run in runs for r in _tree(conn, run["run_id"])}
+    if not ids:
+        return []
+    rows = conn.execute(
+        "SELECT pipeline_run_id, pipeline, activity, attempt, started_at, error FROM ops.activity_runs "
+        "WHERE pipeline_run_id = ANY(%s) AND status = 'Failed' ORDER BY started_at DESC, attempt DESC LIMIT %s",
+        (list(ids), limit),
+    ).fetchall()
+    return [
+        {
+            "run_id": ids[r["pipeline_run_id"]],
+            "pipeline_run_id": r["pipeline_run_id"],
+            "pipeline": r["pipeline"],
+            "activity": r["activity"],
+            "attempt": r["attempt"],
+            "started_at": r["started_at"].isoformat(),
+            "message": error_message(r["error"]) or "no error message recorded",
+        }
+        for r in rows
+    ]
+
+
+def alert_results(dsn: str, now: dt.datetime) -> list[dict[str, Any]]:
+    """The alert rules evaluated at ``now`` (as `lakehouse alerts` does), without their evidence rows."""
+    from local.alerts import evaluate_alerts
+
+    keep = ("name", "severity", "state", "fires", "reason")
+    return [{k: r.get(k) for k in keep} for r in evaluate_alerts(dsn, now=now)]
+
+
 def run_timeline(conn: psycopg.Connection, run_id: str, max_rows: int = MAX_TIMELINE_ROWS) -> dict[str, Any]:
     """The activities of a run and of its child pipeline runs, in start order.
 
@@ -117,7 +165,7 @@ def run_timeline(conn: psycopg.Connection, run_id: str, max_rows: int = MAX_TIME
     ).fetchone()
     depth = {r["run_id"]: r["depth"] for r in _tree(conn, run_id)}
     all_rows = conn.execute(
-        "SELECT pipeline_run_id, pipeline, activity, activity_type, status, attempt, started_at, ended_at "
+        "SELECT pipeline_run_id, pipeline, activity, activity_type, status, attempt, started_at, ended_at, error "
         "FROM ops.activity_runs WHERE pipeline_run_id = ANY(%s) ORDER BY started_at, attempt",
         (list(depth),),
     ).fetchall()
@@ -144,6 +192,7 @@ def run_timeline(conn: psycopg.Connection, run_id: str, max_rows: int = MAX_TIME
                 "attempt": r["attempt"],
                 "start": r["started_at"].isoformat(),
                 "end": (r["ended_at"] or r["started_at"]).isoformat(),
+                "error": error_message(r["error"]) if r["status"] == "Failed" else None,
             }
             for r in rows
         ],
@@ -274,7 +323,9 @@ _PAGE = """<!DOCTYPE html>
 <noscript><p class="warn">The charts are drawn by the page's own script; enable JavaScript to see them.</p></noscript>
 <div id="errors" class="warn" hidden></div>
 <section><h2>Last pipeline run</h2><div id="gantt" class="chart"></div></section>
+<section><h2>Failed activities, recent runs</h2><div id="failures"></div></section>
 <section><h2>Rows written per layer, recent runs</h2><div id="layers" class="chart"></div></section>
+<section><h2>Alerts</h2><div id="alerts"></div></section>
 <section><h2>Data quality, last run</h2><div id="dq" class="chart"></div></section>
 <section class="two">
   <div><h2>Freshness</h2><div id="freshness"></div></div>
@@ -301,7 +352,10 @@ table { border-collapse: collapse; } td, th { padding: 2px 14px 2px 0; text-alig
 .fresh { background: #2f9e44; } .stale { background: #e03131; } .empty-state { background: #868e96; }
 .legend span { margin-right: 14px; font-size: 12px; }
 .swatch { display: inline-block; width: 10px; height: 10px; margin-right: 4px; }
-svg text { font-size: 11px; fill: #3e4c59; }
+svg text { font-size: 11px; fill: #3e4c59; } svg text.axis-title { font-size: 12px; fill: #1f2933; font-weight: 600; }
+svg text.group-label { font-weight: 600; }
+td { vertical-align: top; }
+#failures td:last-child, #alerts td:last-child { white-space: normal; max-width: 560px; }
 """
 
 # The page's renderer: reads the embedded JSON and builds SVG with DOM calls (text via textContent,
@@ -341,6 +395,24 @@ _SCRIPT = r"""
     var p = Math.pow(10, Math.floor(Math.log10(v)));
     return Math.ceil(v / p) * p;
   }
+  // A time axis step people read: 1, 2 or 5 times a power of ten below a minute, then whole
+  // minutes and hours (1, 2, 5, 10, 15, 30 of them).
+  function timeStep(seconds, ticks) {
+    var raw = seconds / ticks, steps = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800,
+                                        21600, 43200, 86400];
+    if (raw < 1) {
+      var p = Math.pow(10, Math.floor(Math.log10(raw))), m = raw / p;
+      return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
+    }
+    for (var i = 0; i < steps.length; i++) { if (steps[i] >= raw) return steps[i]; }
+    return Math.ceil(raw / 86400) * 86400;
+  }
+  function duration(v, step) {
+    if (step < 1) return v.toFixed(Math.max(0, -Math.floor(Math.log10(step)))) + " s";
+    if (step < 60) return Math.round(v) + " s";
+    var h = Math.floor(v / 3600), m = Math.round((v - h * 3600) / 60);
+    return h ? h + " h" + (m ? " " + m + " min" : "") : m + " min";
+  }
   function legend(container, colors) {
     var box = html("div", {"class": "legend"}, container);
     Object.keys(colors).forEach(function (k) {
@@ -354,15 +426,17 @@ _SCRIPT = r"""
     if (!t || !t.activities.length) { empty(box, "No pipeline run recorded yet."); return; }
     var t0 = Date.parse(t.start), t1 = Math.max(Date.parse(t.end), t0 + 1000);
     var rowH = 22, left = 330, width = 960, plot = width - left - 20, top = 24;
-    var height = top + t.activities.length * rowH + 30;
+    var height = top + t.activities.length * rowH + 48;
     var s = root(box, "gantt", width, height);
     svg("text", {x: 0, y: 14}, s, t.pipeline + "  " + t.run_id + "  " + t.status);
-    var seconds = (t1 - t0) / 1000, step = niceMax(seconds / 6);
-    for (var v = 0; v <= seconds; v += step) {
-      var gx = left + plot * v / seconds;
-      svg("line", {x1: gx, x2: gx, y1: top, y2: height - 24, stroke: "#e4e7eb"}, s);
-      svg("text", {x: gx, y: height - 8, "text-anchor": "middle"}, s, v.toFixed(0) + "s");
+    var seconds = (t1 - t0) / 1000, step = timeStep(seconds, 6);
+    for (var k = 0; k * step <= seconds + 1e-9; k++) {
+      var v = k * step, gx = left + plot * v / seconds;
+      svg("line", {x1: gx, x2: gx, y1: top, y2: height - 42, stroke: "#e4e7eb"}, s);
+      svg("text", {"class": "tick", x: gx, y: height - 28, "text-anchor": "middle"}, s, duration(v, step));
     }
+    svg("text", {"class": "axis-title", x: left + plot / 2, y: height - 6, "text-anchor": "middle"}, s,
+        "time since the run started (run took " + duration(seconds, seconds < 60 ? 0.1 : 60) + ")");
     t.activities.forEach(function (a, i) {
       var y = top + i * rowH, x = left + plot * (Date.parse(a.start) - t0) / (t1 - t0);
       var w = Math.max(2, plot * (Date.parse(a.end) - Date.parse(a.start)) / (t1 - t0));
@@ -373,7 +447,7 @@ _SCRIPT = r"""
       var bar = svg("rect", {"class": "bar", "data-activity": a.activity, "data-status": a.status, x: x, y: y + 3,
                              width: w, height: rowH - 6, rx: 3, fill: STATUS[a.status] || "#495057"}, s);
       svg("title", {}, bar, a.activity + " (" + a.type + "): " + a.status + ", " +
-          ((Date.parse(a.end) - Date.parse(a.start)) / 1000).toFixed(1) + "s");
+          ((Date.parse(a.end) - Date.parse(a.start)) / 1000).toFixed(1) + " s" + (a.error ? ": " + a.error : ""));
     });
     legend(box, STATUS);
     if (t.hidden) {
@@ -384,7 +458,7 @@ _SCRIPT = r"""
   function layers() {
     var box = document.getElementById("layers"), runs = data.layers;
     if (!runs.length) { empty(box, "No runs recorded yet."); return; }
-    var keys = Object.keys(LAYER), width = 960, height = 260, left = 60, bottom = 40, top = 10;
+    var keys = Object.keys(LAYER), width = 960, height = 300, left = 80, bottom = 72, top = 10;
     var plotW = width - left - 10, plotH = height - top - bottom;
     var max = niceMax(Math.max.apply(null, runs.map(function (r) {
       return Math.max.apply(null, keys.map(function (k) { return r.rows[k]; }));
@@ -393,8 +467,12 @@ _SCRIPT = r"""
     for (var i = 0; i <= 4; i++) {
       var gy = top + plotH - plotH * i / 4;
       svg("line", {x1: left, x2: width - 10, y1: gy, y2: gy, stroke: "#e4e7eb"}, s);
-      svg("text", {x: left - 6, y: gy + 4, "text-anchor": "end"}, s, fmt(max * i / 4));
+      svg("text", {"class": "tick", x: left - 6, y: gy + 4, "text-anchor": "end"}, s, fmt(max * i / 4));
     }
+    svg("text", {"class": "axis-title", x: 14, y: top + plotH / 2, "text-anchor": "middle",
+                 transform: "rotate(-90 14 " + (top + plotH / 2) + ")"}, s, "rows written");
+    svg("text", {"class": "axis-title", x: left + plotW / 2, y: height - 4, "text-anchor": "middle"}, s,
+        "run (pipeline, start time UTC, status); bars: " + keys.join(", "));
     var groupW = plotW / runs.length, barW = Math.min(28, (groupW - 12) / keys.length);
     runs.forEach(function (r, g) {
       var gx = left + g * groupW + (groupW - barW * keys.length) / 2;
@@ -404,10 +482,14 @@ _SCRIPT = r"""
                                x: gx + j * barW, y: top + plotH - h, width: barW - 2, height: h, fill: LAYER[k]}, s);
         svg("title", {}, bar, r.run_id + " " + k + ": " + r.rows[k] + " rows");
       });
-      svg("text", {x: left + g * groupW + groupW / 2, y: height - 22, "text-anchor": "middle"}, s,
-          r.started_at.slice(0, 10));
-      svg("text", {x: left + g * groupW + groupW / 2, y: height - 8, "text-anchor": "middle",
-                   fill: STATUS[r.status] || "#495057"}, s, r.status);
+      var cx = left + g * groupW + groupW / 2, total = keys.reduce(function (n, k) { return n + r.rows[k]; }, 0);
+      svg("line", {x1: left + g * groupW, x2: left + g * groupW, y1: top, y2: top + plotH, stroke: "#f0f4f8"}, s);
+      svg("text", {"class": "group-label", "data-run": r.run_id, x: cx, y: height - 58, "text-anchor": "middle"}, s,
+          r.pipeline.replace(/^pl_/, ""));
+      svg("text", {x: cx, y: height - 45, "text-anchor": "middle"}, s,
+          r.started_at.slice(5, 10) + " " + r.started_at.slice(11, 16));
+      svg("text", {x: cx, y: height - 32, "text-anchor": "middle", fill: STATUS[r.status] || "#495057"}, s,
+          r.status + (total ? "" : ", no rows"));
     });
     legend(box, LAYER);
   }
@@ -443,6 +525,30 @@ _SCRIPT = r"""
       });
     });
     return t;
+  }
+
+  function failures() {
+    var box = document.getElementById("failures");
+    if (!data.failures.length) { empty(box, "No failed activity in the recent runs."); return; }
+    tableOf(box, ["run", "pipeline / activity", "attempt", "started (UTC)", "error"], data.failures.map(function (f) {
+      return [f.run_id, f.pipeline + " / " + f.activity, f.attempt, f.started_at.slice(0, 19).replace("T", " "),
+              f.message];
+    })).setAttribute("data-table", "failures");
+  }
+
+  function alerts() {
+    var box = document.getElementById("alerts");
+    if (!data.alerts.length) { empty(box, "No alert rules."); return; }
+    var fired = data.alerts.filter(function (a) { return a.fires; });
+    html("p", {}, box, fired.length ? fired.length + " alert(s) firing: " +
+         fired.map(function (a) { return a.name; }).join(", ") : "No alert firing.");
+    tableOf(box, ["state", "rule", "severity", "reason"], data.alerts.map(function (a) {
+      var chip = document.createElement("span");
+      chip.className = "chip " + (a.state === "firing" || a.state === "error" ? "stale" : a.state === "ok" ? "fresh"
+                                  : "empty-state");
+      chip.textContent = a.state;
+      return [chip, a.name, a.severity, a.reason];
+    })).setAttribute("data-table", "alerts");
   }
 
   function freshness() {
@@ -504,7 +610,7 @@ _SCRIPT = r"""
   }
 
   var errors = [];
-  [gantt, layers, dq, freshness, prices].forEach(function (draw) {
+  [gantt, failures, layers, alerts, dq, freshness, prices].forEach(function (draw) {
     try { draw(); } catch (e) { errors.push(draw.name + ": " + e.message); }
   });
   document.getElementById("subtitle").textContent = "Latest XNYS session " + data.latest_session +

@@ -3,7 +3,7 @@
 The local counterpart of ADF monitoring. The runner calls the recorder when a run starts
 (status ``InProgress``) and when it ends; each call is an upsert committed at once, so a run
 that is still going, or that died with the process, is visible. Tables come from the migration
-``spark_jobs/sql/010_ops_runs.sql`` (applied by ``spark_jobs.migrations.apply``).
+``spark_jobs/sql/010_ops_runs.sql`` and ``040_ops_run_reruns.sql`` (applied by ``spark_jobs.migrations.apply``).
 
 A run left ``InProgress`` by a process that died (killed, machine lost) would stay so forever and
 look like a run still going. While a run is in progress, the store's session holds a PostgreSQL
@@ -18,6 +18,7 @@ it) to every process that records into the same database, with advisory locks to
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import logging
 import time
@@ -53,9 +54,10 @@ def _json(value: Any) -> Jsonb | None:
 
 _UPSERT_PIPELINE = f"""
 INSERT INTO {PIPELINE_RUNS}
-    (run_id, parent_run_id, pipeline, status, parameters, trigger_name, started_at, ended_at, output, error)
+    (run_id, parent_run_id, pipeline, status, parameters, trigger_name, started_at, ended_at, output, error,
+     rerun_of)
 VALUES (%(run_id)s, %(parent_run_id)s, %(pipeline)s, %(status)s, %(parameters)s, %(trigger_name)s,
-        %(started_at)s, %(ended_at)s, %(output)s, %(error)s)
+        %(started_at)s, %(ended_at)s, %(output)s, %(error)s, %(rerun_of)s)
 ON CONFLICT (run_id) DO UPDATE SET
     status = EXCLUDED.status, ended_at = EXCLUDED.ended_at, output = EXCLUDED.output, error = EXCLUDED.error
 """
@@ -63,9 +65,9 @@ ON CONFLICT (run_id) DO UPDATE SET
 _UPSERT_ACTIVITY = f"""
 INSERT INTO {ACTIVITY_RUNS}
     (activity_run_id, pipeline_run_id, pipeline, activity, activity_type, status, attempt,
-     started_at, ended_at, input, output, error)
+     started_at, ended_at, input, output, error, reused_from)
 VALUES (%(activity_run_id)s, %(pipeline_run_id)s, %(pipeline)s, %(activity)s, %(activity_type)s, %(status)s,
-        %(attempt)s, %(started_at)s, %(ended_at)s, %(input)s, %(output)s, %(error)s)
+        %(attempt)s, %(started_at)s, %(ended_at)s, %(input)s, %(output)s, %(error)s, %(reused_from)s)
 ON CONFLICT (activity_run_id) DO UPDATE SET
     status = EXCLUDED.status, ended_at = EXCLUDED.ended_at, input = EXCLUDED.input,
     output = EXCLUDED.output, error = EXCLUDED.error
@@ -121,6 +123,7 @@ class PostgresRunStore:
                 "ended_at": run.end,
                 "output": _json(run.output or None),
                 "error": _json(run.error),
+                "rerun_of": run.rerun_of,
             },
         )
 
@@ -140,35 +143,101 @@ class PostgresRunStore:
                 "input": _json(run.input),
                 "output": _json(run.output),
                 "error": _json(run.error),
+                "reused_from": run.reused_from,
             },
         )
 
-    def pipeline_runs(self, limit: int = 50, pipeline: str | None = None) -> list[dict[str, Any]]:
-        """Most recent pipeline runs first."""
+    def pipeline_runs(
+        self,
+        limit: int = 50,
+        pipeline: str | None = None,
+        *,
+        status: str | None = None,
+        since: dt.datetime | None = None,
+        top_level: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Most recent pipeline runs first, optionally of one pipeline, with one status, started at
+        or after `since`, and only runs no other run started (`top_level`)."""
         with self._connection().cursor(row_factory=dict_row) as cur:
             cur.execute(
-                "SELECT run_id, parent_run_id, pipeline, status, parameters, trigger_name, started_at, "
-                f"ended_at, duration_ms, output, error FROM {PIPELINE_RUNS} "
-                "WHERE %(pipeline)s::text IS NULL OR pipeline = %(pipeline)s "
+                f"SELECT {_RUN_COLUMNS} FROM {PIPELINE_RUNS} "
+                "WHERE (%(pipeline)s::text IS NULL OR pipeline = %(pipeline)s) "
+                "AND (%(status)s::text IS NULL OR status = %(status)s) "
+                "AND (%(since)s::timestamptz IS NULL OR started_at >= %(since)s) "
+                "AND (NOT %(top)s OR parent_run_id IS NULL) "
                 "ORDER BY started_at DESC LIMIT %(limit)s",
-                {"pipeline": pipeline, "limit": limit},
+                {"pipeline": pipeline, "status": status, "since": since, "top": top_level, "limit": limit},
             )
             return cur.fetchall()
 
+    def pipeline_run(self, run_id: str) -> dict[str, Any] | None:
+        """One pipeline run, or None."""
+        with self._connection().cursor(row_factory=dict_row) as cur:
+            cur.execute(f"SELECT {_RUN_COLUMNS} FROM {PIPELINE_RUNS} WHERE run_id = %s", (run_id,))
+            return cur.fetchone()
+
+    def latest_run(self, pipeline: str, parameters: dict[str, Any]) -> dict[str, Any] | None:
+        """The latest top-level run of `pipeline` with exactly these (bound) parameters, or None."""
+        with self._connection().cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                f"SELECT {_RUN_COLUMNS} FROM {PIPELINE_RUNS} WHERE pipeline = %s AND parameters = %s "
+                "AND parent_run_id IS NULL ORDER BY started_at DESC LIMIT 1",
+                (pipeline, _json(parameters)),
+            )
+            return cur.fetchone()
+
+    def resolve_run_id(self, prefix: str) -> str:
+        """The run id that starts with `prefix` (a full id, or a unique prefix of one).
+
+        Raises:
+            UnknownRun: no run id starts with it, or several do (named in the message).
+        """
+        with self._connection().cursor() as cur:
+            cur.execute(
+                f"SELECT run_id FROM {PIPELINE_RUNS} WHERE run_id = %(p)s OR starts_with(run_id, %(p)s) "
+                "ORDER BY run_id = %(p)s DESC, started_at DESC LIMIT 6",
+                {"p": prefix},
+            )
+            found = [row[0] for row in cur.fetchall()]
+        if not found:
+            raise UnknownRun(f"no run id starts with {prefix!r}")
+        if found[0] == prefix or len(found) == 1:
+            return found[0]
+        shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+        raise UnknownRun(f"run id prefix {prefix!r} is ambiguous: {shown}")
+
     def activity_runs(self, pipeline_run_id: str) -> list[dict[str, Any]]:
         """Activity runs of one pipeline run, in start order."""
+        return self.activity_runs_of([pipeline_run_id])
+
+    def activity_runs_of(self, pipeline_run_ids: list[str]) -> list[dict[str, Any]]:
+        """Activity runs of several pipeline runs, in start order."""
         with self._connection().cursor(row_factory=dict_row) as cur:
             cur.execute(
                 "SELECT activity_run_id, pipeline_run_id, pipeline, activity, activity_type, status, attempt, "
-                f"started_at, ended_at, duration_ms, input, output, error FROM {ACTIVITY_RUNS} "
-                "WHERE pipeline_run_id = %s ORDER BY started_at, attempt",
-                (pipeline_run_id,),
+                f"started_at, ended_at, duration_ms, input, output, error, reused_from FROM {ACTIVITY_RUNS} "
+                "WHERE pipeline_run_id = ANY(%s) ORDER BY started_at, attempt",
+                (pipeline_run_ids,),
             )
             return cur.fetchall()
 
     def run_tree(self, run_id: str) -> list[dict[str, Any]]:
         """A pipeline run and all its descendants (Execute Pipeline children), parents first."""
         return ops_store.run_tree(self._connection(), [run_id])
+
+    def run_trees(self, run_ids: list[str]) -> list[dict[str, Any]]:
+        """Several runs and all their descendants, parents first."""
+        return ops_store.run_tree(self._connection(), run_ids)
+
+
+_RUN_COLUMNS = (
+    "run_id, parent_run_id, pipeline, status, parameters, trigger_name, rerun_of, started_at, ended_at, "
+    "duration_ms, output, error"
+)
+
+
+class UnknownRun(LookupError):
+    """A run id (or prefix) that names no run, or more than one."""
 
 
 def recover_abandoned_runs(dsn: str) -> list[str]:
@@ -264,4 +333,3 @@ class MemoryRunStore:
     def record_activity_run(self, run: ActivityRun) -> None:
         self.activities[run.activity_run_id] = run
         self.events.append(("activity", run.activity, run.status))
-

@@ -264,14 +264,36 @@ def _write_json(path: Path, value: Any) -> None:
     tmp.replace(path)
 
 
-class SailService:
+class _OwnedService:
+    """What every embedded service does with a registry entry: find its process only when it is
+    proven ours (the start token, serving this home's directory), and only then check or stop it."""
+
+    served: Path  # the directory the process serves (Sail's working dir, PostgreSQL's data dir)
+
+    def process(self, info: ServiceInfo) -> psutil.Process | None:
+        return proven_ours(info.pid, info.token, self.served)
+
+    def healthy(self, info: ServiceInfo) -> bool:
+        proc = self.process(info)
+        return proc is not None and _listens_on(proc, info.port)
+
+    def stop(self, info: ServiceInfo) -> None:
+        proc = self.process(info)
+        if proc is not None:
+            self.stop_process(proc)
+
+    def stop_process(self, proc: psutil.Process) -> None:
+        raise NotImplementedError
+
+
+class SailService(_OwnedService):
     """Sail (pysail) serving Spark Connect; one process, `python -m pysail spark server`."""
 
     name: ServiceName = "spark"
 
     def __init__(self, home: Path):
         self.home = home
-        self.workdir = home / "spark"
+        self.workdir = self.served = home / "spark"
 
     def start(self, scoped: bool) -> ServiceInfo:
         port = free_port()
@@ -296,18 +318,6 @@ class SailService:
         return ServiceInfo(self.name, proc.pid, port, f"sc://127.0.0.1:{port}", str(log), time.time(),
                            home=str(self.home), token=token, scoped=scoped)  # fmt: skip
 
-    def process(self, info: ServiceInfo) -> psutil.Process | None:
-        return proven_ours(info.pid, info.token, self.workdir)
-
-    def healthy(self, info: ServiceInfo) -> bool:
-        proc = self.process(info)
-        return proc is not None and _listens_on(proc, info.port)
-
-    def stop(self, info: ServiceInfo) -> None:
-        proc = self.process(info)
-        if proc is not None:
-            self.stop_process(proc)
-
     def stop_process(self, proc: psutil.Process) -> None:
         _terminate(proc)
 
@@ -323,14 +333,14 @@ class SailService:
         return found
 
 
-class PostgresService:
+class PostgresService(_OwnedService):
     """PostgreSQL from the `pgserver` wheel, data under $LAKEHOUSE_HOME/postgres, TCP on loopback."""
 
     name: ServiceName = "postgres"
 
     def __init__(self, home: Path):
         self.home = home
-        self.pgdata = home / "postgres" / "data"
+        self.pgdata = self.served = home / "postgres" / "data"
 
     def _run_as(self) -> dict:
         """Keyword arguments that make pg binaries run as an unprivileged user when we are root."""
@@ -404,18 +414,6 @@ class PostgresService:
             self.stop(info)
             raise
         return info
-
-    def process(self, info: ServiceInfo) -> psutil.Process | None:
-        return proven_ours(info.pid, info.token, self.pgdata)
-
-    def healthy(self, info: ServiceInfo) -> bool:
-        proc = self.process(info)
-        return proc is not None and _listens_on(proc, info.port)
-
-    def stop(self, info: ServiceInfo) -> None:
-        proc = self.process(info)
-        if proc is not None:
-            self.stop_process(proc)
 
     def stop_process(self, proc: psutil.Process) -> None:
         from pgserver import _commands as pg
@@ -591,9 +589,11 @@ def status(settings: Settings) -> list[dict]:
 
 
 def _masked(url: str) -> str:
-    """A DSN without its password, for display."""
+    """A DSN without its password, or a Spark Connect URL without its token, for display."""
     if url.startswith("sc://"):
-        return url
+        from local.reachability import mask_spark_remote
+
+        return mask_spark_remote(url)
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     try:
@@ -614,6 +614,13 @@ def running(settings: Settings, needs: tuple[ServiceName, ...] = ("spark", "post
     uses them). Services from `lakehouse services up` are left running. An endpoint not in
     `needs` is reported as an empty string.
     """
+    from local.reachability import Unreachable, require_external
+
+    external = _external(settings)
+    try:
+        require_external(*(external[n].url if n in external and n in needs else None for n in ("spark", "postgres")))
+    except Unreachable as exc:
+        raise ServiceError(str(exc)) from None
     lease = uuid.uuid4().hex
     endpoints, _ = up(settings, needs, scoped=True, lease=lease)
     try:

@@ -23,8 +23,9 @@ from typing import Literal, get_args
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lakehouse import telemetry
+from lakehouse import ops_store, telemetry
 from lakehouse.job_summary import DqOutcome, FailedRule
+from lakehouse.ops_store import DQ_RESULTS
 
 Severity = Literal["warn", "quarantine", "fail"]
 # A payload whose last bar of a symbol is more sessions than this before its ingestion date is stale:
@@ -209,11 +210,10 @@ def record(dsn: str | None, run_id: str, results: list[RuleResult], at: dt.datet
 
     at = at or dt.datetime.now(dt.UTC)
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
-        exists = cur.execute("SELECT to_regclass('ops.dq_results')").fetchone()
-        if exists is None or exists[0] is None:
-            raise RuntimeError("table ops.dq_results does not exist: apply spark_jobs.migrations first")
+        if not ops_store.table_exists(conn, DQ_RESULTS):
+            raise RuntimeError(f"table {DQ_RESULTS} does not exist: apply spark_jobs.migrations first")
         cur.executemany(
-            "INSERT INTO ops.dq_results (run_id, table_name, rule, severity, passed, failed_count, "
+            f"INSERT INTO {DQ_RESULTS} (run_id, table_name, rule, severity, passed, failed_count, "
             "sample_keys, evaluated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
             [(run_id, r.table_name, r.rule, r.severity, r.passed, r.failed_count, Jsonb(r.sample_keys), at)
              for r in results],

@@ -57,10 +57,12 @@ from typing import Literal, get_args
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lakehouse import ops_store
 from lakehouse.contracts import alpha_vantage as av
 from lakehouse.contracts import raw_layout
 from lakehouse.contracts.manifest import read_manifests
 from lakehouse.lake import Lake
+from lakehouse.ops_store import LOAD_AUDIT
 from lakehouse.raw_store import RawIntegrityError, RawStore, cluster_raw_store, read_verified
 from lakehouse.settings import Settings
 from spark_jobs import raw, serving, silver
@@ -428,18 +430,20 @@ def _gold_and_mart(tables: Tables, settings: Settings, symbols: list[str], span:
     mart_table = serving.MART_TABLES["daily_prices"]
     gold_prices = in_scope(tables.read(contract("gold", "fct_daily_prices")))
     with psycopg.connect(dsn) as conn:
-        exists = conn.execute("SELECT to_regclass('mart.daily_prices'), to_regclass('ops.load_audit')").fetchone()
+        exists = (ops_store.table_exists(conn, mart_table.qualified), ops_store.table_exists(conn, LOAD_AUDIT))
         found: list[tuple] = []
         served: list[tuple] = []
         columns = [c for c, _ in serving.mart_columns(conn, mart_table)
                    if c in gold_prices.columns and c not in MART_LINEAGE]  # fmt: skip
         if all(exists):  # a database never loaded has no mart yet: nothing served, nothing expected
-            query = sql.SQL("SELECT {} FROM mart.daily_prices WHERE symbol = ANY(%s) AND trade_date BETWEEN %s AND %s")
-            found = conn.execute(query.format(sql.SQL(", ").join(map(sql.Identifier, columns))), (symbols, lo, hi))
+            query = sql.SQL("SELECT {} FROM {} WHERE symbol = ANY(%s) AND trade_date BETWEEN %s AND %s")
+            names = sql.SQL(", ").join(map(sql.Identifier, columns))
+            target = sql.Identifier(*mart_table.qualified.split("."))
+            found = conn.execute(query.format(names, target), (symbols, lo, hi))
             found = found.fetchall()
             served = conn.execute(
-                "SELECT window_start, window_end FROM ops.load_audit WHERE table_name = 'mart.daily_prices' "
-                "AND status = 'succeeded'"
+                f"SELECT window_start, window_end FROM {LOAD_AUDIT} WHERE table_name = %s AND status = 'succeeded'",
+                (mart_table.qualified,),
             ).fetchall()
     whole = any(start is None for start, _ in served)  # a full refresh serves every date
 

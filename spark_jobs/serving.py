@@ -49,10 +49,11 @@ from psycopg import sql
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse import failpoints, telemetry
+from lakehouse import failpoints, ops_store, telemetry
 from lakehouse.alert_rules import MART_FRESHNESS_EVENT, MART_FRESHNESS_TABLE
 from lakehouse.job_summary import JobSummary, TableSummary
 from lakehouse.lake import Lake
+from lakehouse.ops_store import LOAD_AUDIT
 from lakehouse.settings import Settings
 from spark_jobs import contracts, copy_binary, migrations, pg
 from spark_jobs.job_params import DateWindow, parse_flag
@@ -451,11 +452,11 @@ def _open_audit(conn: psycopg.Connection, item: _Staged, load_id: str, full_refr
     lo, hi = item.bounds if item.bounds else (None, None)
     with conn.transaction():
         audit_id = conn.execute(
-            "INSERT INTO ops.load_audit (load_id, table_name, window_start, window_end, full_refresh, "
+            f"INSERT INTO {LOAD_AUDIT} (load_id, table_name, window_start, window_end, full_refresh, "
             "attempt, status) VALUES (%s, %s, %s, %s, %s, %s, 'running') RETURNING audit_id",
             (load_id, item.table.qualified, lo, hi, item.bounds is None, attempt),
         ).fetchone()[0]
-        conn.execute("SELECT pg_advisory_lock(%s, %s)", (AUDIT_LOCK_CLASS, _lock_key(audit_id)))
+        ops_store.lock(conn, AUDIT_LOCK_CLASS, _lock_key(audit_id))
     item.result = TableLoad(
         item.table.name,
         "running",
@@ -555,7 +556,7 @@ def _swap(conn: psycopg.Connection, staged: list[_Staged]) -> None:
                     f"{len(item.ranges)} symbol ranges; rows were lost or changed on the way, the load is rolled back"
                 )
             conn.execute(
-                "UPDATE ops.load_audit SET status = 'succeeded', rows_deleted = %s, rows_loaded = %s, "
+                f"UPDATE {LOAD_AUDIT} SET status = 'succeeded', rows_deleted = %s, rows_loaded = %s, "
                 "checksum = %s, finished_at = clock_timestamp() WHERE audit_id = %s",
                 (deleted, inserted, digest, item.audit_id),
             )
@@ -633,7 +634,7 @@ def _record_failure(conn: psycopg.Connection, info: str, staged: list[_Staged], 
     if not ids:
         return
     update = (
-        "UPDATE ops.load_audit SET status = 'failed', error = %s, finished_at = clock_timestamp() "
+        f"UPDATE {LOAD_AUDIT} SET status = 'failed', error = %s, finished_at = clock_timestamp() "
         "WHERE audit_id = ANY(%s) AND status = 'running'"
     )
     try:
@@ -669,27 +670,21 @@ def recover_abandoned(conn: psycopg.Connection) -> list[int]:
     """
     marked = []
     running = conn.execute(
-        "SELECT audit_id, table_name FROM ops.load_audit WHERE status = 'running' ORDER BY audit_id"
+        f"SELECT audit_id, table_name FROM {LOAD_AUDIT} WHERE status = 'running' ORDER BY audit_id"
     ).fetchall()
-    for audit_id, table_name in running:
-        key = (AUDIT_LOCK_CLASS, _lock_key(audit_id))
-        if not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", key).fetchone()[0]:
-            continue  # its loader is alive
-        try:
-            updated = conn.execute(
-                "UPDATE ops.load_audit SET status = 'failed', finished_at = clock_timestamp(), "
-                "error = 'abandoned: the loading session ended before the load finished "
-                "(process killed or connection lost)' WHERE audit_id = %s AND status = 'running'",
-                (audit_id,),
-            ).rowcount
-            name = table_name.split(".", 1)[-1]
-            conn.execute(
-                sql.SQL("DROP TABLE IF EXISTS {}.{}").format(
-                    sql.Identifier(STAGING_SCHEMA), sql.Identifier(f"{name}__{audit_id}")
-                )
+    for audit_id, table_name in ops_store.abandoned(conn, AUDIT_LOCK_CLASS, running, lambda r: _lock_key(r[0])):
+        updated = conn.execute(
+            f"UPDATE {LOAD_AUDIT} SET status = 'failed', finished_at = clock_timestamp(), "
+            "error = 'abandoned: the loading session ended before the load finished "
+            "(process killed or connection lost)' WHERE audit_id = %s AND status = 'running'",
+            (audit_id,),
+        ).rowcount
+        name = table_name.split(".", 1)[-1]
+        conn.execute(
+            sql.SQL("DROP TABLE IF EXISTS {}.{}").format(
+                sql.Identifier(STAGING_SCHEMA), sql.Identifier(f"{name}__{audit_id}")
             )
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s, %s)", key)
+        )
         if updated:
             marked.append(audit_id)
             log.warning("load audit %s (%s) was abandoned by its loader; marked failed", audit_id, table_name)

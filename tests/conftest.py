@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,9 +15,17 @@ from local import services
 
 
 @pytest.fixture(scope="session")
-def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """LAKEHOUSE_HOME of the embedded services shared by the whole run."""
-    return tmp_path_factory.mktemp("lakehouse-home")
+def session_home() -> Iterator[Path]:
+    """LAKEHOUSE_HOME of the embedded services shared by the whole run.
+
+    Not under pytest's temporary root: every pytest process started on the machine resets that
+    root to mode 0700, and the embedded PostgreSQL, which runs as its own user, then loses access
+    to its data directory mid-run.
+    """
+    home = Path(tempfile.mkdtemp(prefix="lakehouse-test-home-"))
+    home.chmod(0o755)
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

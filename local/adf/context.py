@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from local.adf.factory import ADF_ROOT, Factory
-from local.adf.records import ActivityRun, PipelineRunResult, label
+from local.adf.records import ActivityRun, PipelineRunResult, RetryNotice, label
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,9 @@ class RunRecorder(Protocol):
     def record_activity_run(self, run: ActivityRun) -> None: ...
 
 
-RunEvent = Literal["pipeline_started", "pipeline_finished", "activity_started", "activity_finished"]
+RunEvent = Literal[
+    "pipeline_started", "pipeline_finished", "activity_started", "activity_finished", "activity_retrying"
+]
 
 
 @dataclass
@@ -100,7 +102,8 @@ class RunContext:
         global_parameters: values of ``pipeline().globalParameters``.
         adf_root: the folder in ADF git layout to read pipelines from.
         sleep: how retry intervals and Wait activities pass time (injectable for tests).
-        on_event: progress callback, called with the event name and the run record.
+        on_event: progress callback, called with the event name and the run record (a
+            :class:`RetryNotice` for ``activity_retrying``).
         concurrency: where runs of a pipeline with a ``concurrency`` limit wait for a slot;
             default: this process only (``local.run_store.PostgresConcurrencyGate`` spans processes).
     """
@@ -114,6 +117,7 @@ class RunContext:
     on_event: Callable[[RunEvent, Any], None] | None = None
     concurrency: ConcurrencyGate = field(default_factory=ProcessGate)
     _factory: Factory | None = field(default=None, repr=False)
+    _reader_gone: bool = field(default=False, repr=False)
 
     @property
     def factory(self) -> Factory:
@@ -121,10 +125,14 @@ class RunContext:
             self._factory = Factory.load(self.adf_root)
         return self._factory
 
-    def emit(self, event: RunEvent, record: Any) -> None:
+    def emit(self, event: RunEvent, record: ActivityRun | PipelineRunResult | RetryNotice) -> None:
         """Record and report a run; a failing recorder or callback is logged, never fails the run
-        (as ADF's monitoring never fails a pipeline)."""
-        if self.recorder is not None:
+        (as ADF's monitoring never fails a pipeline).
+
+        A callback whose reader went away (a closed pipe: ``BrokenPipeError``, or the
+        ``SystemExit`` rich raises for it) is not called again, and the run goes on.
+        """
+        if self.recorder is not None and not isinstance(record, RetryNotice):
             try:
                 if isinstance(record, PipelineRunResult):
                     self.recorder.record_pipeline_run(record)
@@ -132,8 +140,11 @@ class RunContext:
                     self.recorder.record_activity_run(record)
             except Exception as exc:
                 log.warning("could not record %s of %s: %s", event, label(record), exc)
-        if self.on_event is not None:
+        if self.on_event is not None and not self._reader_gone:
             try:
                 self.on_event(event, record)
+            except (BrokenPipeError, SystemExit):
+                self._reader_gone = True
+                log.info("the progress output was closed; the run goes on without it")
             except Exception as exc:
                 log.warning("progress callback failed on %s of %s: %s", event, label(record), exc)

@@ -55,6 +55,7 @@ class ActivityRun:
     output: Any = None
     error: dict[str, Any] | None = None
     attempt: int = 1
+    reused_from: str | None = None  # in a rerun: the activity run whose output was reused, not executed
 
     @property
     def duration_s(self) -> float | None:
@@ -76,6 +77,7 @@ class PipelineRunResult:
     variables: dict[str, Any] = field(default_factory=dict)  # final values of the pipeline variables
     parent_run_id: str | None = None
     trigger_name: str | None = None
+    rerun_of: str | None = None  # the failed run this run reruns (``lakehouse rerun``)
     activity_runs: list[ActivityRun] = field(default_factory=list)
     child_runs: list[PipelineRunResult] = field(default_factory=list)
 
@@ -105,8 +107,20 @@ class PipelineRunResult:
         return found
 
 
-def label(record: ActivityRun | PipelineRunResult) -> str:
+@dataclass(frozen=True)
+class RetryNotice:
+    """An activity attempt failed and the next one starts after `interval_s` (``policy.retry``)."""
+
+    run: ActivityRun
+    next_attempt: int
+    attempts: int
+    interval_s: float
+
+
+def label(record: ActivityRun | PipelineRunResult | RetryNotice) -> str:
     """How a run is named in log messages."""
+    if isinstance(record, RetryNotice):
+        record = record.run
     if isinstance(record, PipelineRunResult):
         return f"pipeline {record.pipeline} ({record.run_id})"
     return f"activity {record.activity} of {record.pipeline} ({record.pipeline_run_id})"

@@ -19,6 +19,7 @@ from local.adf.context import FunctionCall, ProcessGate, RunContext, RunEvent
 from local.adf.expressions import variable_values
 from local.adf.factory import ADF_ROOT, bind_parameters
 from local.adf.records import ActivityFailure, AdfDefinitionError, PipelineRunResult, error, now
+from local.adf.rerun import Reuse, plan_reuse
 from local.adf.scheduler import Execution
 from local.dotnet_runtime import ensure_dotnet
 from local.notebook_runner import SparkNotebookExecutor
@@ -35,6 +36,7 @@ def run_pipeline(
     parent_run_id: str | None = None,
     parent_pipeline: str | None = None,
     trigger: dict[str, Any] | None = None,
+    reuse: Reuse | None = None,
 ) -> PipelineRunResult:
     """Run pipeline `name` from the context's ADF folder and return the finished run.
 
@@ -46,6 +48,7 @@ def run_pipeline(
         parent_run_id: run id of the pipeline that executes this one (Execute Pipeline).
         parent_pipeline: name of that pipeline.
         trigger: ``{"name", "type", "scheduledTime", "startTime"}`` when a trigger fires it.
+        reuse: when this run reruns a failed one, what it takes from it (see :func:`rerun_pipeline`).
 
     Returns:
         The run, with status ``Succeeded`` or ``Failed``; a failed activity does not raise.
@@ -60,13 +63,35 @@ def run_pipeline(
     ensure_dotnet()
     limit = doc.get("properties", {}).get("concurrency")
     if limit is None:
-        return _run_pipeline(ctx, name, doc, bound, parent_run_id, parent_pipeline, trigger)
+        return _run_pipeline(ctx, name, doc, bound, parent_run_id, parent_pipeline, trigger, reuse)
     if not isinstance(limit, int) or limit < 1:
         raise AdfDefinitionError(f"pipeline {name}: concurrency must be a positive integer, got {limit!r}")
     # ADF queues a run beyond the pipeline's concurrency until an earlier one ends; here the run
     # waits for a slot before it starts (ops.pipeline_runs has no 'Queued' status).
     with ctx.concurrency.hold(name, limit):
-        return _run_pipeline(ctx, name, doc, bound, parent_run_id, parent_pipeline, trigger)
+        return _run_pipeline(ctx, name, doc, bound, parent_run_id, parent_pipeline, trigger, reuse)
+
+
+def rerun_pipeline(
+    original: dict[str, Any], activity_runs: list[dict[str, Any]], context: RunContext | None = None
+) -> PipelineRunResult:
+    """Rerun a failed run from its failed activities, as Data Factory's "rerun from failed activity".
+
+    A new run of the same pipeline with the same parameters, linked to the failed one
+    (``rerun_of``); activities that succeeded are not executed again, their recorded outputs are
+    reused (``local.adf.rerun`` says which).
+
+    Args:
+        original: the failed run's ``ops.pipeline_runs`` row (``run_id``, ``pipeline``, ``parameters``,
+            ``trigger_name``).
+        activity_runs: its ``ops.activity_runs`` rows.
+        context: as for :func:`run_pipeline`.
+    """
+    ctx = context or RunContext()
+    doc = ctx.factory.pipeline(original["pipeline"])
+    reuse = plan_reuse(original["run_id"], doc, activity_runs)
+    trigger = {"name": original.get("trigger_name")} if original.get("trigger_name") else None
+    return run_pipeline(original["pipeline"], original.get("parameters") or {}, ctx, trigger=trigger, reuse=reuse)
 
 
 def _run_pipeline(
@@ -77,6 +102,7 @@ def _run_pipeline(
     parent_run_id: str | None,
     parent_pipeline: str | None,
     trigger: dict[str, Any] | None,
+    reuse: Reuse | None = None,
 ) -> PipelineRunResult:
     run = PipelineRunResult(
         run_id=str(uuid.uuid4()),
@@ -86,6 +112,7 @@ def _run_pipeline(
         start=now(),
         parent_run_id=parent_run_id,
         trigger_name=(trigger or {}).get("name"),
+        rerun_of=reuse.rerun_of if reuse else None,
     )
     trigger_time = (trigger or {}).get("startTime") or run.start.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     system = {
@@ -101,7 +128,7 @@ def _run_pipeline(
         "TriggeredByPipelineName": parent_pipeline,
         "TriggeredByPipelineRunId": parent_run_id,
     }
-    execution = Execution(ctx, doc, run, system, HANDLERS, _run_child)
+    execution = Execution(ctx, doc, run, system, HANDLERS, _run_child, reuse)
     ctx.emit("pipeline_started", run)
     try:
         outcome = execution.run_scope(doc.get("properties", {}).get("activities", []), execution.state)

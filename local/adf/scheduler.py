@@ -35,10 +35,12 @@ from local.adf.records import (
     ActivityRun,
     AdfDefinitionError,
     PipelineRunResult,
+    RetryNotice,
     Status,
     error,
     now,
 )
+from local.adf.rerun import Reuse
 
 DEFAULT_TIMEOUT = "0.12:00:00"  # ADF's default activity timeout
 DEFAULT_RETRY_INTERVAL = 30  # seconds, ADF's default
@@ -123,6 +125,7 @@ class Execution:
         system: values of ``pipeline().RunId`` and the other system variables.
         handlers: the function doing each activity type's work.
         run_child: runs another pipeline for an Execute Pipeline activity.
+        reuse: in a rerun from failure, the activities of the failed run not to execute again.
     """
 
     def __init__(
@@ -133,8 +136,10 @@ class Execution:
         system: dict[str, Any],
         handlers: Mapping[str, Handler],
         run_child: ChildRunner,
+        reuse: Reuse | None = None,
     ):
         self.ctx = ctx
+        self.reuse = reuse
         self.doc = doc
         self.run = run
         self._handlers = handlers
@@ -180,13 +185,40 @@ class Execution:
             pending.remove(activity)
             name = activity["name"]
             if all(dependency_met(statuses[d["activity"]], d["dependencyConditions"]) for d in deps):
-                status, output, err = self.run_activity(activity, state)
+                reused = self._reusable(activity, state)
+                if reused is not None:
+                    status, output, err = self._record_reuse(activity, reused)
+                else:
+                    status, output, err = self.run_activity(activity, state)
             else:
                 status, output, err = "Skipped", None, None
                 self._record_skip(activity)
             statuses[name], errors[name] = status, err
             expressions.set_result(state, name, status, output, err)
         return scope_outcome(activities, statuses, errors)
+
+    def _reusable(self, activity: dict[str, Any], state: Any) -> Any:
+        """The failed run's activity run this rerun reuses in place of executing `activity`, if any."""
+        if self.reuse is None or (activity.get("policy") or {}).get("secureOutput"):
+            return None  # a secure output was not recorded: nothing to reuse
+        name = activity["name"]
+        if state is self.state:  # the pipeline's own scope
+            return self.reuse.at_top(name)
+        if name not in self.reuse.inner:
+            return None
+        try:
+            evaluated = evaluate(activity.get("typeProperties", {}) or {}, state)
+        except ExpressionError:
+            return None  # executed, and fails there with the error recorded as usual
+        return self.reuse.inside(name, evaluated)
+
+    def _record_reuse(self, activity: dict[str, Any], reused: Any) -> ActivityResult:
+        at = now()
+        run = self._new_activity_run(activity, "Succeeded", at)
+        run.end, run.input, run.output, run.reused_from = at, reused.input, reused.output, reused.activity_run_id
+        self._append(run)
+        self.ctx.emit("activity_finished", run)
+        return "Succeeded", reused.output, None
 
     def _record_skip(self, activity: dict[str, Any]) -> None:
         at = now()
@@ -265,6 +297,7 @@ class Execution:
             failpoints.failpoint(f"after_activity:{self.run.pipeline}/{activity['name']}", status=status)
             if status == "Succeeded" or attempt > retries:
                 return status, output, err
+            self.ctx.emit("activity_retrying", RetryNotice(run, attempt + 1, retries + 1, interval))
             self.ctx.sleep(interval)
 
     def _with_timeout(

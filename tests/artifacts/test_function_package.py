@@ -55,14 +55,14 @@ def unpacked(tmp_path):
 
 
 def test_the_function_package_alone_registers_every_function(app_venv, tmp_path):
-    import function_app  # the development tree's app (pytest's pythonpath has functions/)
+    from local.function_host import functions  # the development tree's app, indexed once per process
 
     app = unpacked(tmp_path)
     assert not (app / "local.settings.json").exists() and (app / "lakehouse" / "settings.py").is_file()
     result = index(app_venv, app)
     assert result.returncode == 0, result.stderr[-3000:]
     indexed = json.loads(result.stdout.strip().splitlines()[-1])
-    expected = {f.get_function_name() for f in function_app.app.get_functions()}
+    expected = set(functions())  # get_functions() may be called only once per app
     called_by_adf = {a["typeProperties"]["functionName"]
                      for a in json.loads((REPO_ROOT / "adf" / "pipeline" / "pl_ingest_market_data.json").read_text())
                      ["properties"]["activities"] if a.get("type") == "AzureFunctionActivity"}  # fmt: skip

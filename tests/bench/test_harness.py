@@ -89,3 +89,19 @@ def test_runs_come_from_the_command_line_else_the_module_else_five() -> None:
 
 def test_quick_mode_uses_the_modules_tiny_sizes_one_run_and_no_warm_up() -> None:
     assert plan(Module, None, {}, quick=True) == ({"symbols": 3, "years": 5}, 1, 0)
+
+
+def test_a_fresh_bench_home_gets_a_migrated_serving_database(tmp_path, endpoints, monkeypatch) -> None:
+    """`python -m bench.harness scaling` on a fresh home failed: ops.dq_results did not exist."""
+    import psycopg
+
+    from bench.harness import bench_services
+    from lakehouse.settings import load_settings
+    from tests.databases import fresh_database
+
+    with fresh_database(endpoints.pg_dsn, "bench") as dsn:
+        monkeypatch.setenv("LAKEHOUSE_PG_DSN", dsn)
+        monkeypatch.setenv("LAKEHOUSE_SPARK_REMOTE", endpoints.spark_remote)
+        with bench_services(load_settings(home=tmp_path / "bench")) as eps, psycopg.connect(eps.pg_dsn) as conn:
+            found = conn.execute("SELECT to_regclass('ops.dq_results'), to_regclass('mart.daily_prices')").fetchone()
+    assert found == ("ops.dq_results", "mart.daily_prices")

@@ -51,3 +51,11 @@ def test_reconcile_refuses_a_bad_date_naming_it(lakehouse_env: Path) -> None:
     out = run("reconcile", "--start", "2024-02-31", "--end", DAY)
     assert out.returncode == 2
     assert "start_date must be YYYY-MM-DD" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_window_of_trade_dates_with_no_ingestion_is_not_a_silent_success(loaded: Tables) -> None:
+    """--start/--end are ingestion dates: the trade dates of the loaded bars ingested nothing."""
+    out = run("reconcile", "--start", DAYS[0].isoformat(), "--end", DAYS[-1].isoformat(), "--json")
+    assert out.returncode == 1
+    assert json.loads(out.stdout)["raw_records"] == 0
+    assert "ingestion dates" in out.stderr and "--trade-start" in out.stderr

@@ -90,6 +90,7 @@ def test_mart_tables_are_fresh_when_they_hold_the_latest_session_and_stale_after
     assert fresh == {
         "layer": "mart", "table": "mart.daily_prices", "column": "trade_date", "latest": "2024-03-05",
         "expected": "2024-03-05", "lag": 0, "lag_unit": "sessions", "state": "fresh", "fresh": True,
+        "missing": False,
     }  # fmt: skip
     later = status(ops_dsn, now=seed.at("2024-03-07 23:00"))
     stale = {f["table"]: f for f in later["freshness"]}["mart.daily_prices"]
@@ -107,6 +108,7 @@ def test_gold_freshness_per_table_from_the_delta_tables(ops_dsn: str, lake: Lake
     seed_gold(lake)
     gold = [f for f in status(ops_dsn, now=NOW, lake=lake)["freshness"] if f["layer"] == "gold"]
     assert [(f["table"], f["column"], f["latest"], f["state"], f["lag"]) for f in gold] == [
+        ("gold.dim_date", "trade_date", None, "empty", None),  # in the contracts, not written yet
         ("gold.fct_daily_prices", "trade_date", "2024-03-04", "stale", 1),
         ("gold.fct_monthly_performance", "month", "2024-03-01", "fresh", 0),
         ("gold.latest_quotes", "latest_trading_day", "2024-03-05", "fresh", 0),
@@ -153,6 +155,20 @@ def test_a_fresh_install_reports_empty_state_and_renders_as_text(ops_dsn: str, l
     assert {f["state"] for f in report["freshness"]} <= {"empty"}
     text = format_text(report)
     assert "(no runs recorded)" in text and "no results recorded" in text
+    gold = {f["table"] for f in report["freshness"] if f["layer"] == "gold" and f["missing"]}
+    assert {"gold.fct_daily_prices", "gold.fct_monthly_performance", "gold.latest_quotes"} <= gold
+    assert "gold.fct_daily_prices" in text and "table not created yet" in text
+    assert report["healthy"]["ok"] is False
+    assert text.splitlines()[0].startswith("unhealthy: ") and "empty or missing table" in text.splitlines()[0]
+
+
+def test_the_text_starts_with_a_verdict_and_shows_failed_runs_errors(ops_dsn: str, lake: Lake) -> None:
+    seed.pipeline_run(ops_dsn, "obs-e1", "pl_lakehouse_daily", "Failed", "2024-03-05 22:00", "2024-03-05 22:03",
+                      error="Notebook nb_silver failed: contract mismatch")  # fmt: skip
+    report = status(ops_dsn, now=NOW, lake=lake)
+    text = format_text(report)
+    assert text.splitlines()[0].startswith("unhealthy: 1 failed pipeline (pl_lakehouse_daily)")
+    assert "error: Notebook nb_silver failed: contract mismatch" in text
 
 
 def test_settings_supply_the_dsn_and_the_lake(ops_dsn: str, tmp_path: Path) -> None:
@@ -174,6 +190,7 @@ def test_a_table_whose_first_commit_was_killed_is_reported_missing(ops_dsn: str,
         (location / "_delta_log").mkdir(parents=True, exist_ok=True)
         (location / "part-00000-orphan.parquet").write_bytes(b"written by a killed engine")
     report = status(ops_dsn, now=NOW, lake=lake)
-    gold = [f["table"] for f in report["freshness"] if f["layer"] == "gold"]
-    assert gold == ["gold.fct_monthly_performance", "gold.latest_quotes"]
+    gold = {f["table"]: f["missing"] for f in report["freshness"] if f["layer"] == "gold"}
+    assert gold == {"gold.dim_date": True, "gold.fct_daily_prices": True,
+                    "gold.fct_monthly_performance": False, "gold.latest_quotes": False}  # fmt: skip
     assert report["quarantine"] == {"tables": [], "available": False, "total": 0}

@@ -1,6 +1,6 @@
 """`lakehouse report`: a self-contained page whose charts are drawn in the browser.
 
-The page is opened in headless Chromium (Debian's ``chromium``; installed here when absent) and the
+The page is opened in headless Chromium (Debian's ``chromium``, see tests/local/chromium.py) and the
 DOM is read back *after* its script ran: the HTML file itself holds no SVG, so every chart element
 found proves the page rendered it. Expected marks are computed from the seeded rows.
 """
@@ -8,58 +8,37 @@ found proves the page rendered it. Expected marks are computed from the seeded r
 from __future__ import annotations
 
 import datetime as dt
-import os
-import shutil
-import subprocess
+import json
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from lakehouse import trading_calendar
+from lakehouse.alert_rules import ALERT_RULES
 from local.ops_status import connect
 from local.report import collect, run_timeline, write_report
 from tests.databases import migrated_database
 from tests.local import ops_seed as seed
+from tests.local.chromium import png_pixels, require_chromium, screenshot
+from tests.local.chromium import rendered_dom as chromium_dom
 from tests.local.ops_store_db import reset
 
 NOW = seed.at("2024-03-05 23:30")
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    """Debian's chromium, installed with apt-get when missing; skip when that is impossible."""
-    if not Path(CHROMIUM).exists():
-        if shutil.which("apt-get") is None or os.geteuid() != 0:
-            pytest.skip("chromium is not installed and apt-get cannot run here (needs root)")
-        for command in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]):
-            done = subprocess.run(
-                command,
-                capture_output=True,
-                text=True,
-                timeout=900,
-                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-            )
-            if done.returncode != 0:
-                pytest.skip(f"chromium could not be installed ({' '.join(command)}: {done.stderr.strip()[-300:]})")
-    return CHROMIUM
+    return require_chromium()
 
 
 def rendered_dom(chromium: str, page: Path, profile: Path) -> str:
     """The DOM after the page's scripts ran."""
-    done = subprocess.run(
-        [
-            chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-            "--virtual-time-budget=5000", "--dump-dom", page.as_uri(),
-        ],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
+    return chromium_dom(page, profile)
 
 
 class Marks(HTMLParser):
@@ -218,3 +197,60 @@ def test_a_malformed_symbol_is_refused_before_anything_is_written(tmp_path: Path
     with pytest.raises(ValueError, match=r"invalid symbols for the price chart: \['aapl;drop'\]"):
         write_report("dbname=unused", tmp_path / "r.html", symbols=["AAPL", "aapl;drop"])
     assert not (tmp_path / "r.html").exists()
+
+
+def gantt_ticks(dom: str) -> list[str]:
+    chart = re.search(r'<svg data-chart="gantt".*?</svg>', dom, re.S)
+    assert chart, "the gantt chart was drawn"
+    return re.findall(r'<text class="tick"[^>]*>([^<]*)</text>', chart.group(0))
+
+
+def test_a_short_failed_run_reads_in_nice_steps_with_its_error_and_the_alerts(
+    module_dsn: str, chromium: str, tmp_path: Path
+) -> None:
+    dsn = module_dsn
+    reset(dsn)
+    seed.pipeline_run(dsn, "short-1", "pl_raw_to_bronze", "Failed", "2024-03-05 22:00:00", "2024-03-05 22:00:01.4")
+    seed.activity_run(dsn, "short-1", "pl_raw_to_bronze", "raw_to_bronze", "DatabricksNotebook", "Succeeded",
+                      "2024-03-05 22:00:00", "2024-03-05 22:00:00.6",
+                      notebook_output({"bronze.daily_bars": {"rows_read": 12, "rows_written": 12}}))  # fmt: skip
+    seed.activity_run(dsn, "short-1", "pl_raw_to_bronze", "Return summary", "SetVariable", "Failed",
+                      "2024-03-05 22:00:00.7", "2024-03-05 22:00:01.4")  # fmt: skip
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE ops.activity_runs SET error = %s WHERE activity = 'Return summary'",
+            (json.dumps({"message": "bronze.daily_bars: <b>file AAPL.json</b> unreadable", "errorCode": "2011"}),),
+        )
+
+    data = collect(dsn, now=NOW)
+    assert [(f["activity"], f["message"]) for f in data["failures"]] == [
+        ("Return summary", "bronze.daily_bars: <b>file AAPL.json</b> unreadable")
+    ]
+    assert {a["name"] for a in data["alerts"]} == {r.name for r in ALERT_RULES}
+
+    page = write_report(dsn, tmp_path / "short.html", now=NOW)
+    dom = rendered_dom(chromium, page, tmp_path / "profile")
+    assert 'data-rendered="ok"' in dom
+    assert gantt_ticks(dom) == ["0.0 s", "0.5 s", "1.0 s"], "a 1.4 s run is not labelled 0s 1s 1s"
+    assert "time since the run started" in dom and "rows written" in dom
+    assert re.search(r'class="group-label" data-run="short-1"[^>]*>raw_to_bronze<', dom)
+    assert "bronze.daily_bars: &lt;b&gt;file AAPL.json&lt;/b&gt; unreadable" in dom, "shown as text, not markup"
+    alerts = re.search(r'<table data-table="alerts">.*?</table>', dom, re.S)
+    assert alerts and all(f">{r.name}<" in alerts.group(0) for r in ALERT_RULES)
+
+
+def test_a_long_run_is_labelled_in_minutes(module_dsn: str, chromium: str, tmp_path: Path) -> None:
+    reset(module_dsn)
+    seed.pipeline_run(module_dsn, "long-1", "pl_lakehouse_daily", "Succeeded", "2024-03-05 21:00", "2024-03-05 21:47")
+    seed.activity_run(module_dsn, "long-1", "pl_lakehouse_daily", "raw_to_bronze", "DatabricksNotebook", "Succeeded",
+                      "2024-03-05 21:00", "2024-03-05 21:47")  # fmt: skip
+    dom = rendered_dom(chromium, write_report(module_dsn, tmp_path / "long.html", now=NOW), tmp_path / "profile")
+    assert gantt_ticks(dom) == ["0 min", "10 min", "20 min", "30 min", "40 min"]
+
+
+def test_a_screenshot_of_the_report_is_a_drawn_page(seeded: dict, chromium: str, tmp_path: Path) -> None:
+    page = write_report(seeded["dsn"], tmp_path / "report.html", symbols=["AAPL"], now=NOW)
+    png = screenshot(page, tmp_path / "report.png", tmp_path / "profile", width=1000, height=1400)
+    width, height, colours = png_pixels(png)
+    assert (width, height) == (1000, 1400)
+    assert len(colours) > 20, "the screenshot is not a blank page"

@@ -456,7 +456,7 @@ def test_sql_json_keeps_every_column_and_value_exact(endpoints, tmp_path):
 
     [row] = json.loads(out.stdout, parse_constant=refuse, parse_float=Decimal)
     assert row == {
-        "a": 1, "a_2": 2, "span": "1 mon 2 days 03:04:05.5", "hours": "26:00:00", "nan": "NaN",
+        "a": 1, "a_2": 2, "span": "P1M2DT3H4M5.5S", "hours": "PT26H", "nan": "NaN",
         "neg": "-Infinity", "big": Decimal("123456789012345678.91"), "whole": 12345678901234567890,
         "tenth": Decimal("0.1"),
     }  # fmt: skip

@@ -1,4 +1,4 @@
-"""The serving database describes mart.daily_prices' columns exactly as the gold contract defines them."""
+"""The serving database describes every mart table's columns exactly as its gold contract defines them."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import psycopg
 import pytest
 
 from spark_jobs import migrations
+from spark_jobs.serving import MART_TABLES
 from tests.spark_jobs.serving_data import fresh_database
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def migrated_db(pg_dsn: str):
     with fresh_database(pg_dsn) as dsn:
         migrations.apply(dsn)
@@ -24,15 +25,24 @@ def contract_descriptions(layer: str, table: str) -> dict[str, str]:
     return {c["name"]: c.get("description") for c in doc["columns"]}
 
 
-def test_daily_prices_column_comments_equal_the_contract_descriptions(migrated_db):
-    wanted = contract_descriptions("gold", "fct_daily_prices")
-    assert all(wanted.values()), "every column of gold.fct_daily_prices needs a description"
-    with psycopg.connect(migrated_db) as conn:
-        got = dict(
+def column_comments(dsn: str, table: str) -> dict[str, str | None]:
+    with psycopg.connect(dsn) as conn:
+        return dict(
             conn.execute(
                 "SELECT a.attname, col_description(a.attrelid, a.attnum) FROM pg_attribute a "
-                "WHERE a.attrelid = 'mart.daily_prices'::regclass AND a.attnum > 0 AND NOT a.attisdropped"
+                "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+                (table,),
             ).fetchall()
         )
-    assert got == wanted
+
+
+@pytest.mark.parametrize("mart", sorted(MART_TABLES))
+def test_mart_column_comments_equal_the_contract_descriptions(migrated_db, mart: str):
+    wanted = contract_descriptions("gold", MART_TABLES[mart].gold)
+    assert all(wanted.values()), f"every column of gold.{MART_TABLES[mart].gold} needs a description"
+    assert column_comments(migrated_db, f"mart.{mart}") == wanted
+
+
+def test_daily_prices_comments_say_which_frame_the_metrics_are_in(migrated_db):
+    got = column_comments(migrated_db, "mart.daily_prices")
     assert "adjusted high" in got["high_52w"] and "annualized" in got["volatility_20d"]
