@@ -556,11 +556,21 @@ def _service(resource: Any) -> str:
     return str(getattr(resource, "attributes", {}).get("service.name", SCOPE))
 
 
-class _OpsStoreSpanExporter:
-    """Spans as rows (kind ``span``); an error's description goes to ``body``."""
+class _OpsStoreExporter:
+    """Writes a batch as ops-store rows; nothing is buffered, so shutdown and flush have nothing to do."""
 
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+class _OpsStoreSpanExporter(_OpsStoreExporter):
+    """Spans as rows (kind ``span``); an error's description goes to ``body``."""
 
     def export(self, spans: Sequence[Any]):
         from opentelemetry.sdk.trace.export import SpanExportResult
@@ -588,18 +598,9 @@ class _OpsStoreSpanExporter:
             )
         return SpanExportResult.SUCCESS if _insert(self._dsn, rows) else SpanExportResult.FAILURE
 
-    def shutdown(self) -> None:
-        return None
 
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return True
-
-
-class _OpsStoreLogExporter:
+class _OpsStoreLogExporter(_OpsStoreExporter):
     """Log records (events) as rows (kind ``log``), named by their ``event`` attribute."""
-
-    def __init__(self, dsn: str) -> None:
-        self._dsn = dsn
 
     def export(self, batch: Sequence[Any]):
         from opentelemetry.sdk._logs.export import LogRecordExportResult
@@ -622,12 +623,6 @@ class _OpsStoreLogExporter:
                 )
             )
         return LogRecordExportResult.SUCCESS if _insert(self._dsn, rows) else LogRecordExportResult.FAILURE
-
-    def shutdown(self) -> None:
-        return None
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return True
 
 
 class _OpsStoreMetricExporter(MetricExporter):

@@ -123,18 +123,22 @@ def _load(tables: Tables, table: str, batches, window: DateWindow) -> tuple[Tabl
     return counts, landed
 
 
+def _begin(job: str, start_date, end_date, run_id: str, full_refresh) -> tuple[DateWindow, bool, JobSummary]:
+    """A job's window and flag as the notebook's widgets give them, and its summary, still empty."""
+    window, refresh = DateWindow.parse(start_date, end_date), parse_flag(full_refresh)
+    summary = JobSummary(job=job, run_id=run_id, start_date=window.start, end_date=window.end, full_refresh=refresh)
+    return window, refresh, summary
+
+
 @telemetry.job("raw_to_bronze")
 def run_raw_to_bronze(
     spark: SparkSession, settings: Settings, start_date, end_date, run_id: str, full_refresh=False
 ) -> JobSummary:
     """Load the RAW files of the window that bronze has not seen (all of them with full_refresh)."""
-    window, full_refresh = DateWindow.parse(start_date, end_date), parse_flag(full_refresh)
+    window, full_refresh, summary = _begin("raw_to_bronze", start_date, end_date, run_id, full_refresh)
     tables, lake = _context(spark, settings)
     store = cluster_raw_store(lake)
     started = time.monotonic()
-    summary = JobSummary(
-        job="raw_to_bronze", run_id=run_id, start_date=window.start, end_date=window.end, full_refresh=full_refresh
-    )
     for dataset, table in BRONZE_DATASETS.items():
         if full_refresh:
             scope = f" AND {BRONZE_SCOPES[dataset]}" if dataset in BRONZE_SCOPES else ""
@@ -459,7 +463,7 @@ def run_bronze_to_silver(
     Rules are evaluated for every table first and recorded (PostgreSQL ``ops.dq_results`` when a
     DSN is configured); a failed `fail` rule stops the job before anything is written.
     """
-    window, full_refresh = DateWindow.parse(start_date, end_date), parse_flag(full_refresh)
+    window, full_refresh, summary = _begin(SILVER_JOB, start_date, end_date, run_id, full_refresh)
     tables, _ = _context(spark, settings)
     started, now = time.monotonic(), _now()
     current = {t.name: tables.read(t.contract) for t in SILVER_TABLES}
@@ -478,9 +482,6 @@ def run_bronze_to_silver(
     recorded = quality.record(_dsn(settings), run_id, results)
     quality.raise_on_fail(results)
 
-    summary = JobSummary(
-        job=SILVER_JOB, run_id=run_id, start_date=window.start, end_date=window.end, full_refresh=full_refresh
-    )
     q_contract = contract("silver", "quarantine")
     quarantine_parts = []
     for r in routed:
@@ -527,12 +528,9 @@ def run_silver_to_gold(
     spark: SparkSession, settings: Settings, start_date, end_date, run_id: str, full_refresh=False
 ) -> JobSummary:
     """Recompute the gold rows affected by silver changes since the last run (plus the window with full_refresh)."""
-    window, full_refresh = DateWindow.parse(start_date, end_date), parse_flag(full_refresh)
+    window, full_refresh, summary = _begin(GOLD_JOB, start_date, end_date, run_id, full_refresh)
     tables, _ = _context(spark, settings)
     started, now = time.monotonic(), _now()
-    summary = JobSummary(
-        job=GOLD_JOB, run_id=run_id, start_date=window.start, end_date=window.end, full_refresh=full_refresh
-    )
     marks: dict[str, object] = {}
 
     bars = tables.read(contract("silver", "daily_bars"))
