@@ -80,7 +80,7 @@ def _base(rule: AlertRule, now: dt.datetime) -> dict[str, Any]:
         "severity": rule.severity,
         "description": rule.description,
         "evaluated_at": now.isoformat(),
-        "window": None if rule.local is None else str(rule.local.window),
+        "window_seconds": None if rule.local is None else rule.local.window.total_seconds(),
         "fires": False,
         "evidence": [],
     }

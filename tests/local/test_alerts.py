@@ -247,3 +247,14 @@ def test_a_real_pipeline_run_with_a_failing_notebook_is_named_by_the_alert(
     (last,) = [p for p in status(ops_dsn)["pipelines"] if p["pipeline"] == "pl_silver_to_gold"]
     assert (last["run_id"], last["status"]) == (result.run_id, "Failed")
     assert "silver_to_gold" in last["error"]
+
+
+def test_the_json_look_back_is_in_seconds_like_every_json_duration() -> None:
+    """One unit across every --json output: durations in seconds, never Python's timedelta text."""
+    from lakehouse.alert_rules import by_name
+    from local.alerts import _base
+
+    rule = by_name("daily-load-stale")
+    doc = _base(rule, dt.datetime(2024, 3, 5, 23, tzinfo=dt.UTC))
+    assert doc["window_seconds"] == rule.local.window.total_seconds() > 0
+    assert "window" not in doc
