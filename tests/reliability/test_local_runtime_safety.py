@@ -364,7 +364,7 @@ def recorded_backfill(monkeypatch):
         calls.append(dict(params))
 
     monkeypatch.setattr("local.adf.runner.run_pipeline", run_pipeline)
-    monkeypatch.setattr(cli, "_run_pipeline_command", lambda start: start(None))
+    monkeypatch.setattr(cli, "_run_pipeline_command", lambda start, progress=None: start(None))
     return calls
 
 

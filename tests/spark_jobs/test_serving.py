@@ -437,4 +437,4 @@ def test_lakehouse_sql_returns_the_loaded_count(spark, lake, db, tmp_path, monke
     monkeypatch.setenv("LAKEHOUSE_SPARK_REMOTE", endpoints.spark_remote)
     out = CliRunner().invoke(app, ["sql", "select count(*) from mart.daily_prices", "--json"])
     assert out.exit_code == 0, out.output
-    assert json.loads(out.output) == [{"count": results["daily_prices"].rows_loaded}]
+    assert json.loads(out.stdout) == [{"count": results["daily_prices"].rows_loaded}]
