@@ -22,8 +22,10 @@ is in [reliability.json](reliability.json)). `make test` runs the fast subset (t
 `reliability`) without rewriting this page.
 
 Reconciliation, checked after every case that moves data: RAW records = BRONZE rows; BRONZE rows
-in the window = SILVER rows + QUARANTINE rows; mart rows = GOLD rows for the window. `lost_rows`
-and `duplicate_rows` must be zero, or the case fails.
+in the window = SILVER rows + QUARANTINE rows; mart rows = GOLD rows for the window, compared by
+content. `lost_rows`, `duplicate_rows`, `stale_rows` (a mart value that differs from gold's) and
+`extra_rows` (a mart row without a gold row, a gold row without a silver row) must be zero, or the
+case fails.
 
 How the counts are taken (`spark_jobs/reconcile.py`; the same on a real lake with
 `lakehouse reconcile --start D --end D [--json]`): RAW records are counted from the RAW bytes,
@@ -61,6 +63,8 @@ def render(cases: list[Case], exitstatus: int = 0, when: str | None = None) -> s
     by_category = Counter(c.category for c in cases)
     lost = sum(int(c.figures.get("lost_rows", 0) or 0) for c in cases)
     duplicated = sum(int(c.figures.get("duplicate_rows", 0) or 0) for c in cases)
+    stale = sum(int(c.figures.get("stale_rows", 0) or 0) for c in cases)
+    extra = sum(int(c.figures.get("extra_rows", 0) or 0) for c in cases)
     reconciled = sum(1 for c in cases if "lost_rows" in c.figures)
     crash_points = sorted({c.crash_point for c in cases if c.crash_point})
     lines = [INTRO, "## Summary", ""]
@@ -70,7 +74,7 @@ def render(cases: list[Case], exitstatus: int = 0, when: str | None = None) -> s
         f"- Cases: **{len(cases)}** ({', '.join(f'{by_category[k]} {k}' for k in CATEGORIES if by_category[k])}); "
         f"passed {by_outcome['passed']}, failed {by_outcome['failed']}, skipped {by_outcome['skipped']}.",
         f"- Lost rows over all reconciled cases: **{lost}** ({reconciled} cases reconciled); "
-        f"duplicate rows: **{duplicated}**.",
+        f"duplicate rows: **{duplicated}**; stale rows: **{stale}**; rows without a source: **{extra}**.",
         f"- Crash points exercised: **{len(crash_points)}**"
         + (f": {', '.join(crash_points)}." if crash_points else "."),
         "",
