@@ -27,6 +27,7 @@ import numpy as np
 from lakehouse.contracts import alpha_vantage as av
 from lakehouse.contracts.manifest import Manifest, ManifestFile
 from lakehouse.contracts.raw_layout import ManifestLocation, PayloadLocation
+from lakehouse.job_summary import JobSummary
 from lakehouse.raw_store import DirectoryRawStore
 
 END = dt.date(2025, 12, 31)
@@ -94,7 +95,7 @@ def settings_for(home: Path):
     return load_settings(home=home, lake_root=None)
 
 
-def run_layer(spark, settings, layer: str, run_id: str) -> tuple[float, dict]:
+def run_layer(spark, settings, layer: str, run_id: str) -> tuple[float, JobSummary]:
     """One layer job over the benchmark's ingestion date, as the notebook calls it; (seconds, summary)."""
     from spark_jobs import jobs
 
@@ -126,7 +127,7 @@ def build_template(root: Path, n_symbols: int, years: int) -> dict:
     try:
         for layer in LAYERS:
             seconds, summary = run_layer(spark, settings, layer, f"template-{layer}")
-            info[layer] = {"seconds": round(seconds, 3), "rows_written": summary.get("rows_written")}
+            info[layer] = {"seconds": round(seconds, 3), "rows_written": summary.rows_written}
     finally:
         spark.stop()
     (root / "template.json").write_text(json.dumps(info, indent=2))
