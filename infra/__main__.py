@@ -14,7 +14,7 @@ from infra.compute import NOTEBOOK_ROOT, Compute, ComputeArgs, wheel_uri
 from infra.databricks_runtime import SPARK_VERSION_KEY
 from infra.eventing import Eventing, EventingArgs
 from infra.ingestion import Ingestion, IngestionArgs
-from infra.key_vault import Secrets, SecretsArgs
+from infra.key_vault import Secrets, SecretsArgs, VaultPolicy
 from infra.lake import Lake, LakeArgs
 from infra.monitoring import DiagnosticTarget, LogWorkspace, LogWorkspaceArgs, Monitoring, MonitoringArgs
 from infra.orchestration import Orchestration, OrchestrationArgs
@@ -28,19 +28,18 @@ def main() -> None:
 
     group = resources.ResourceGroup(base, resource_group_name=f"{base}-rg", location=loc, tags=tags)
     rg = group.name
+    vault_policy = VaultPolicy(tenant_id, cfg.soft_delete_days, cfg.key_vault_purge_protection)
 
-    logs = LogWorkspace(f"{base}-logs", LogWorkspaceArgs(rg, loc, f"{base}-logs", tags, cfg.log_retention_days))
+    logs = LogWorkspace(f"{base}-logs", LogWorkspaceArgs(rg, loc, tags, f"{base}-logs", cfg.log_retention_days))
     lake = Lake(
         f"{base}-lake",
-        LakeArgs(rg, loc, names.lake_account, tags, cfg.storage_sku, cfg.raw_cool_after_days, cfg.soft_delete_days),
+        LakeArgs(rg, loc, tags, names.lake_account, cfg.storage_sku, cfg.raw_cool_after_days, cfg.soft_delete_days),
     )
     secrets = Secrets(
         f"{base}-secrets",
         SecretsArgs(
-            rg, loc, names.key_vault, tenant_id, tags,
+            rg, loc, tags, names.key_vault, vault_policy,
             market_api_key=cfg.market_api_key,
-            purge_protection=cfg.key_vault_purge_protection,
-            soft_delete_days=cfg.soft_delete_days,
             store_postgres_password=cfg.postgres_password_auth,
             postgres_admin_password=cfg.postgres_admin_password,
         ),
@@ -48,7 +47,7 @@ def main() -> None:
     eventing = Eventing(
         f"{base}-events",
         EventingArgs(
-            rg, loc, names.event_hubs_namespace, tags,
+            rg, loc, tags, names.event_hubs_namespace,
             lake_account_id=lake.account_id,
             raw_container_name="raw",
             raw_container_id=lake.containers["raw"].id,
@@ -61,7 +60,7 @@ def main() -> None:
     ingestion = Ingestion(
         f"{base}-ingest",
         IngestionArgs(
-            rg, loc, names.function_app, names.function_storage_account, tags,
+            rg, loc, tags, names.function_app, names.function_storage_account,
             log_workspace_id=logs.workspace_id,
             environment=cfg.environment,
             lake_account_name=lake.account_name,
@@ -76,9 +75,7 @@ def main() -> None:
             ingest_daily_schedule=cfg.ingest_daily_schedule,
             poll_quotes_schedule=cfg.poll_quotes_schedule,
             keys_vault_name=names.function_keys_vault,
-            tenant_id=tenant_id,
-            purge_protection=cfg.key_vault_purge_protection,
-            soft_delete_days=cfg.soft_delete_days,
+            vault_policy=vault_policy,
             plan_sku=cfg.function_plan_sku,
         ),
     )  # fmt: skip
@@ -88,7 +85,7 @@ def main() -> None:
     compute = Compute(
         f"{base}-compute",
         ComputeArgs(
-            rg, loc, names.databricks_workspace, tags, lake.account_id,
+            rg, loc, tags, names.databricks_workspace, lake.account_id,
             pg_dsn=dsn(serving_name, ADMIN_LOGIN, secrets.postgres_admin_password)
             if cfg.postgres_password_auth else dsn(serving_name, connector_name),
             lake_account_name=lake.account_name,
@@ -125,7 +122,7 @@ def main() -> None:
     orchestration = Orchestration(
         f"{base}-adf",
         OrchestrationArgs(
-            rg, loc, names.factory, tags,
+            rg, loc, tags, names.factory,
             deployment_values=deployment_values,
             jobs_identity_id=compute.jobs_identity_id,
             vault_id=secrets.vault_id,
@@ -136,7 +133,7 @@ def main() -> None:
     serving = Serving(
         f"{base}-serving",
         ServingArgs(
-            rg, loc, serving_name, tenant_id, tags,
+            rg, loc, tags, serving_name, tenant_id,
             sku_name=cfg.postgres_sku_name,
             sku_tier=cfg.postgres_sku_tier,
             storage_gb=cfg.postgres_storage_gb,
@@ -153,7 +150,7 @@ def main() -> None:
     Monitoring(
         f"{base}-monitoring",
         MonitoringArgs(
-            rg, loc, base, tags,
+            rg, loc, tags, base,
             workspace_id=logs.workspace_id,
             alert_emails=cfg.alert_emails,
             diagnostic_targets=(

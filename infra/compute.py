@@ -24,7 +24,7 @@ Application Insights connection string the clusters' telemetry exports to
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from pulumi_azure_native import databricks as adb
 
 from infra import roles
 from infra.artifacts import wheel_name
+from infra.component import Component, ComponentArgs
 from lakehouse.lake import CONTAINERS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -72,11 +73,8 @@ def resource_suffix(rel_path: str) -> str:
 
 
 @dataclass
-class ComputeArgs:
-    resource_group_name: pulumi.Input[str]
-    location: str
+class ComputeArgs(ComponentArgs):
     workspace_name: str
-    tags: Mapping[str, str]
     lake_account_id: pulumi.Input[str]
     pg_dsn: pulumi.Input[str]
     lake_account_name: pulumi.Input[str]
@@ -87,44 +85,36 @@ class ComputeArgs:
     repo_root: Path = field(default_factory=lambda: REPO_ROOT)
 
 
-class Compute(pulumi.ComponentResource):
+class Compute(Component):
     """Premium Databricks workspace bound to Unity Catalog, the lake reached through an Access
     Connector, the jobs identity and its grants, the notebooks and wheel, and the secret scope."""
 
     def __init__(self, name: str, args: ComputeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("lakehouse:index:Compute", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        tags = dict(args.tags)
+        super().__init__(name, opts)
         client = authorization.get_client_config_output()
         self.access_connector = adb.AccessConnector(
             f"{name}-access-connector",
             connector_name=f"{args.workspace_name}-connector",  # Entra principal name on PostgreSQL
-            resource_group_name=args.resource_group_name,
-            location=args.location,
             identity={"type": "SystemAssigned"},
-            tags=tags,
-            opts=child,
+            **args.placement,
+            opts=self.child,
         )
         self.lake_grant = roles.grant(
             f"{name}-lake-contributor",
             role=roles.STORAGE_BLOB_DATA_CONTRIBUTOR,
-            principal_id=self.access_connector.identity.apply(lambda i: i.principal_id),
+            principal_id=roles.principal_of(self.access_connector),
             scope=args.lake_account_id,
             parent=self,
         )
         self.jobs_identity = managedidentity.UserAssignedIdentity(
             f"{name}-jobs-identity",
             resource_name_=f"{args.workspace_name}-jobs",
-            resource_group_name=args.resource_group_name,
-            location=args.location,
-            tags=tags,
-            opts=child,
+            **args.placement,
+            opts=self.child,
         )
         self.workspace = adb.Workspace(
             f"{name}-workspace",
             workspace_name=args.workspace_name,
-            resource_group_name=args.resource_group_name,
-            location=args.location,
             sku={"name": "premium"},
             managed_resource_group_id=client.subscription_id.apply(
                 lambda sub: f"/subscriptions/{sub}/resourceGroups/{args.workspace_name}-managed"
@@ -134,8 +124,8 @@ class Compute(pulumi.ComponentResource):
             required_nsg_rules="AllRules",
             access_connector={"id": self.access_connector.id, "identityType": "SystemAssigned"},
             default_catalog={"initialType": "UnityCatalog", "initialName": args.catalog_name},
-            tags=tags,
-            opts=child,
+            **args.placement,
+            opts=self.child,
         )
         # The jobs identity drives the workspace (Data Factory submits the runs as it).
         self.jobs_workspace_grant = roles.grant(
@@ -145,13 +135,14 @@ class Compute(pulumi.ComponentResource):
             scope=self.workspace.id,
             parent=self,
         )
+        self.workspace_url = self.workspace.workspace_url.apply(lambda u: f"https://{u}")
         self.provider = databricks.Provider(
             f"{name}-databricks",
-            host=self.workspace.workspace_url.apply(lambda u: f"https://{u}"),
+            host=self.workspace_url,
             azure_workspace_resource_id=self.workspace.id,
-            opts=child,
+            opts=self.child,
         )
-        on_workspace = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        on_workspace = self.child_with(provider=self.provider)
         self.jobs_principal = databricks.ServicePrincipal(
             f"{name}-jobs-principal",
             application_id=self.jobs_identity.client_id,
@@ -159,6 +150,15 @@ class Compute(pulumi.ComponentResource):
             opts=on_workspace,
         )
         jobs = self.jobs_principal.application_id
+        after_workspace = self.child_with(provider=self.provider, depends_on=[self.workspace])
+
+        def grant_jobs(
+            suffix: str, privileges: Sequence[str], opts: pulumi.ResourceOptions = on_workspace, **securable: object
+        ) -> databricks.Grants:
+            """The jobs' privileges on one Unity Catalog securable (the only principal granted here)."""
+            return databricks.Grants(
+                f"{name}-{suffix}", grants=[{"principal": jobs, "privileges": list(privileges)}], opts=opts, **securable
+            )
 
         # Unity Catalog: credential -> external locations -> volume, each granted to the jobs.
         self.storage_credential = databricks.StorageCredential(
@@ -166,7 +166,7 @@ class Compute(pulumi.ComponentResource):
             name=f"{args.workspace_name}-lake",
             azure_managed_identity={"access_connector_id": self.access_connector.id},
             comment="The Access Connector's identity: Storage Blob Data Contributor on the lake.",
-            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[self.lake_grant]),
+            opts=self.child_with(provider=self.provider, depends_on=[self.lake_grant]),
         )
         self.external_locations = {
             container: databricks.ExternalLocation(
@@ -180,23 +180,19 @@ class Compute(pulumi.ComponentResource):
             for container in args.containers
         }
         self.location_grants = [
-            databricks.Grants(
-                f"{name}-location-{container}-grants",
+            grant_jobs(
+                f"location-{container}-grants",
+                RAW_LOCATION_PRIVILEGES if container == "raw" else LOCATION_PRIVILEGES,
                 external_location=location.name,
-                grants=[{
-                    "principal": jobs,
-                    "privileges": list(RAW_LOCATION_PRIVILEGES if container == "raw" else LOCATION_PRIVILEGES),
-                }],
-                opts=on_workspace,
             )
             for container, location in self.external_locations.items()
-        ]  # fmt: skip
+        ]
         self.raw_schema = databricks.Schema(
             f"{name}-schema-{RAW_SCHEMA}",
             catalog_name=args.catalog_name,
             name=RAW_SCHEMA,
             comment="Landing data exposed to the jobs as volumes.",
-            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[self.workspace]),
+            opts=after_workspace,
         )
         self.raw_volume = databricks.Volume(
             f"{name}-volume-{RAW_VOLUME}",
@@ -209,20 +205,10 @@ class Compute(pulumi.ComponentResource):
             opts=on_workspace,
         )
         self.catalog_grants = [
-            databricks.Grants(
-                f"{name}-catalog-grants", catalog=args.catalog_name,
-                grants=[{"principal": jobs, "privileges": ["USE_CATALOG"]}],
-                opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[self.workspace]),
-            ),
-            databricks.Grants(
-                f"{name}-schema-grants", schema=self.raw_schema.id,
-                grants=[{"principal": jobs, "privileges": ["USE_SCHEMA"]}], opts=on_workspace,
-            ),
-            databricks.Grants(
-                f"{name}-volume-grants", volume=self.raw_volume.id,
-                grants=[{"principal": jobs, "privileges": ["READ_VOLUME"]}], opts=on_workspace,
-            ),
-        ]  # fmt: skip
+            grant_jobs("catalog-grants", ["USE_CATALOG"], catalog=args.catalog_name, opts=after_workspace),
+            grant_jobs("schema-grants", ["USE_SCHEMA"], schema=self.raw_schema.id),
+            grant_jobs("volume-grants", ["READ_VOLUME"], volume=self.raw_volume.id),
+        ]
         self.service_credential = databricks.Credential(
             f"{name}-service-credential",
             name=f"{args.workspace_name}-serving",
@@ -231,11 +217,8 @@ class Compute(pulumi.ComponentResource):
             comment="Microsoft Entra tokens of the Access Connector's identity, for PostgreSQL.",
             opts=on_workspace,
         )
-        self.service_credential_grants = databricks.Grants(
-            f"{name}-service-credential-grants",
-            credential=self.service_credential.name,
-            grants=[{"principal": jobs, "privileges": ["ACCESS"]}],
-            opts=on_workspace,
+        self.service_credential_grants = grant_jobs(
+            "service-credential-grants", ["ACCESS"], credential=self.service_credential.name
         )
 
         self.notebooks = {
@@ -255,23 +238,15 @@ class Compute(pulumi.ComponentResource):
             source=str(wheel),
             opts=on_workspace,
         )
-        self.secret_scope = databricks.SecretScope(
-            f"{name}-secret-scope", name=SECRET_SCOPE, opts=on_workspace
-        )
-        self.pg_dsn = databricks.Secret(
-            f"{name}-{PG_DSN_SECRET}",
-            scope=self.secret_scope.name,
-            key=PG_DSN_SECRET,
-            string_value=pulumi.Output.secret(args.pg_dsn),
-            opts=on_workspace,
-        )
-        self.insights_secret = databricks.Secret(
-            f"{name}-{INSIGHTS_SECRET}",
-            scope=self.secret_scope.name,
-            key=INSIGHTS_SECRET,
-            string_value=pulumi.Output.secret(args.insights_connection_string or ""),
-            opts=on_workspace,
-        )
+        self.secret_scope = databricks.SecretScope(f"{name}-secret-scope", name=SECRET_SCOPE, opts=on_workspace)
+        # What the clusters read from the scope: the serving DSN and their telemetry target.
+        self.scope_secrets = {
+            key: databricks.Secret(
+                f"{name}-{key}", scope=self.secret_scope.name, key=key,
+                string_value=pulumi.Output.secret(value), opts=on_workspace,
+            )
+            for key, value in ((PG_DSN_SECRET, args.pg_dsn), (INSIGHTS_SECRET, args.insights_connection_string or ""))
+        }  # fmt: skip
         self.secret_scope_acl = databricks.SecretAcl(
             f"{name}-secret-scope-jobs-read",
             scope=self.secret_scope.name,
@@ -281,9 +256,8 @@ class Compute(pulumi.ComponentResource):
         )
 
         self.workspace_id = self.workspace.id
-        self.workspace_url = self.workspace.workspace_url.apply(lambda u: f"https://{u}")
         self.access_connector_id = self.access_connector.id
-        self.access_connector_principal_id = self.access_connector.identity.apply(lambda i: i.principal_id)
+        self.access_connector_principal_id = roles.principal_of(self.access_connector)
         self.jobs_identity_id = self.jobs_identity.id
         self.jobs_identity_principal_id = self.jobs_identity.principal_id
         self.raw_volume_path = f"/Volumes/{args.catalog_name}/{RAW_SCHEMA}/{RAW_VOLUME}"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
 from pulumi_azure_native import eventhub
 
 from infra import roles
+from infra.component import Component, ComponentArgs
 
 QUOTES_HUB = "market-quotes"
 DATABRICKS_CONSUMER_GROUP = "databricks"
@@ -19,11 +19,8 @@ DEFAULT_ARCHIVE_NAME_FORMAT = "{Namespace}/{EventHub}/{PartitionId}/{Year}/{Mont
 
 
 @dataclass
-class EventingArgs:
-    resource_group_name: pulumi.Input[str]
-    location: str
+class EventingArgs(ComponentArgs):
     namespace_name: str
-    tags: Mapping[str, str]
     lake_account_id: pulumi.Input[str]
     raw_container_name: str
     raw_container_id: pulumi.Input[str]
@@ -34,7 +31,7 @@ class EventingArgs:
     capture_size_limit_bytes: int = 314_572_800
 
 
-class Eventing(pulumi.ComponentResource):
+class Eventing(Component):
     """Event Hubs (Standard, local auth off, TLS 1.2) with Capture to RAW in Avro.
 
     Capture writes with the namespace's managed identity, which holds Storage Blob Data
@@ -42,25 +39,22 @@ class Eventing(pulumi.ComponentResource):
     """
 
     def __init__(self, name: str, args: EventingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("lakehouse:index:Eventing", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        super().__init__(name, opts)
         self.namespace = eventhub.Namespace(
             f"{name}-namespace",
             namespace_name=args.namespace_name,
-            resource_group_name=args.resource_group_name,
-            location=args.location,
             sku={"name": "Standard", "tier": "Standard", "capacity": args.capacity},
             disable_local_auth=True,
             minimum_tls_version="1.2",
             public_network_access="Enabled",
             identity={"type": "SystemAssigned"},
-            tags=dict(args.tags),
-            opts=child,
+            **args.placement,
+            opts=self.child,
         )
         self.capture_grant = roles.grant(
             f"{name}-capture-raw",
             role=roles.STORAGE_BLOB_DATA_CONTRIBUTOR,
-            principal_id=self.namespace.identity.apply(lambda i: i.principal_id),
+            principal_id=roles.principal_of(self.namespace),
             scope=args.raw_container_id,
             parent=self,
         )
@@ -85,7 +79,7 @@ class Eventing(pulumi.ComponentResource):
                     "identity": {"type": "SystemAssigned"},
                 },
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.capture_grant]),
+            opts=self.child_with(depends_on=[self.capture_grant]),
         )
         self.consumer_group = eventhub.ConsumerGroup(
             f"{name}-{DATABRICKS_CONSUMER_GROUP}",
@@ -94,7 +88,7 @@ class Eventing(pulumi.ComponentResource):
             namespace_name=self.namespace.name,
             resource_group_name=args.resource_group_name,
             user_metadata="Databricks readers of market quotes",
-            opts=child,
+            opts=self.child,
         )
         self.namespace_id = self.namespace.id
         self.hub_id = self.hub.id

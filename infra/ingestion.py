@@ -14,15 +14,17 @@ Data Factory reads the same secret from that vault.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_random as random
-from pulumi_azure_native import applicationinsights, keyvault, storage, web
+from pulumi_azure_native import applicationinsights, web
 
 from infra import roles
-from infra.key_vault import vault_properties
+from infra.component import Component, ComponentArgs
+from infra.key_vault import VaultPolicy, vault, vault_secret
+from infra.lake import storage_account
 
 FUNCTION_KEY_NAME = "datafactory"
 # The Functions host's Key Vault secret repository names host keys `host--functionKey--<name>` and
@@ -38,12 +40,9 @@ def key_vault_reference(secret_uri: str) -> str:
 
 
 @dataclass
-class IngestionArgs:
-    resource_group_name: pulumi.Input[str]
-    location: str
+class IngestionArgs(ComponentArgs):
     app_name: str
     storage_account_name: str
-    tags: Mapping[str, str]
     log_workspace_id: pulumi.Input[str]
     environment: str
     lake_account_name: pulumi.Input[str]
@@ -58,13 +57,11 @@ class IngestionArgs:
     ingest_daily_schedule: str
     poll_quotes_schedule: str
     keys_vault_name: str
-    tenant_id: pulumi.Input[str]
-    purge_protection: bool = True
-    soft_delete_days: int = 7
+    vault_policy: VaultPolicy
     plan_sku: str = "B1"
 
 
-class Ingestion(pulumi.ComponentResource):
+class Ingestion(Component):
     """Function app + its plan, storage and workspace-based Application Insights, with role grants.
 
     Grants: Storage Blob Data Contributor on the raw container only, Azure Event Hubs Data Sender
@@ -74,81 +71,35 @@ class Ingestion(pulumi.ComponentResource):
     """
 
     def __init__(self, name: str, args: IngestionArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("lakehouse:index:Ingestion", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        tags = dict(args.tags)
-        self.storage = storage.StorageAccount(
-            f"{name}-storage",
-            account_name=args.storage_account_name,
-            resource_group_name=args.resource_group_name,
-            location=args.location,
-            kind="StorageV2",
-            sku={"name": "Standard_LRS"},
-            is_hns_enabled=False,
-            minimum_tls_version="TLS1_2",
-            enable_https_traffic_only=True,
-            allow_blob_public_access=False,
-            allow_shared_key_access=False,
-            default_to_o_auth_authentication=True,
-            tags=tags,
-            opts=child,
-        )
-        self.blob_service = storage.BlobServiceProperties(
-            f"{name}-storage-blob-service",
-            account_name=self.storage.name,
-            resource_group_name=args.resource_group_name,
-            blob_services_name="default",
-            delete_retention_policy={"enabled": True, "days": 7},
-            container_delete_retention_policy={"enabled": True, "days": 7},
-            is_versioning_enabled=True,
-            opts=child,
-        )
+        super().__init__(name, opts)
+        self.storage, self.blob_service = storage_account(
+            f"{name}-storage", f"{name}-storage-blob-service", args.storage_account_name, args,
+            sku="Standard_LRS", hierarchical_namespace=False, soft_delete_days=7, parent=self,
+        )  # fmt: skip
         self.insights = applicationinsights.Component(
             f"{name}-insights",
             resource_name_=f"{args.app_name}-ai",
-            resource_group_name=args.resource_group_name,
-            location=args.location,
             kind="web",
             application_type="web",
             workspace_resource_id=args.log_workspace_id,
             ingestion_mode="LogAnalytics",
-            tags=tags,
-            opts=child,
+            **args.placement,
+            opts=self.child,
         )
         self.plan = web.AppServicePlan(
             f"{name}-plan",
             name=f"{args.app_name}-plan",
-            resource_group_name=args.resource_group_name,
-            location=args.location,
             kind="linux",
             reserved=True,
             sku={"name": args.plan_sku},
-            tags=tags,
-            opts=child,
+            **args.placement,
+            opts=self.child,
         )
-        self.keys_vault = keyvault.Vault(
-            f"{name}-keys-vault",
-            vault_name=args.keys_vault_name,
-            resource_group_name=args.resource_group_name,
-            location=args.location,
-            properties=vault_properties(args.tenant_id, args.soft_delete_days, args.purge_protection),
-            tags=tags,
-            opts=child,
-        )
-        self.host_keys = {
-            secret: keyvault.Secret(
-                f"{name}-{secret}",
-                secret_name=secret,
-                vault_name=self.keys_vault.name,
-                resource_group_name=args.resource_group_name,
-                properties={"value": pulumi.Output.secret(random.RandomPassword(
-                    f"{name}-{secret}-value", length=56, special=False, opts=child
-                ).result)},
-                tags=tags,
-                opts=child,
-            )
-            for secret in (MASTER_KEY_SECRET, FUNCTION_KEY_SECRET)
-        }  # fmt: skip
+        self.keys_vault = vault(f"{name}-keys-vault", args.keys_vault_name, args.vault_policy, args, self)
+        self.host_keys = {}
+        for secret in (MASTER_KEY_SECRET, FUNCTION_KEY_SECRET):
+            value = random.RandomPassword(f"{name}-{secret}-value", length=56, special=False, opts=self.child)
+            self.host_keys[secret] = vault_secret(name, secret, value.result, self.keys_vault, args, self)
         keys_vault_uri = self.keys_vault.properties.apply(lambda p: p.vault_uri)
         lake_root = pulumi.Output.concat("abfss://{container}@", args.lake_account_name, ".dfs.core.windows.net")
         settings = {
@@ -172,8 +123,6 @@ class Ingestion(pulumi.ComponentResource):
         self.app = web.WebApp(
             f"{name}-app",
             name=args.app_name,
-            resource_group_name=args.resource_group_name,
-            location=args.location,
             kind="functionapp,linux",
             server_farm_id=self.plan.id,
             https_only=True,
@@ -188,38 +137,29 @@ class Ingestion(pulumi.ComponentResource):
                 "alwaysOn": True,
                 "appSettings": [{"name": k, "value": v} for k, v in settings.items()],
             },
-            tags=tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.host_keys.values())),
+            **args.placement,
+            opts=self.child_with(depends_on=list(self.host_keys.values())),
         )
         # Basic-auth publishing (FTP and SCM user/password) off: deployments use Entra ID.
         self.ftp_basic_auth = web.WebAppFtpAllowed(
             f"{name}-ftp-basic-auth", name=self.app.name, resource_group_name=args.resource_group_name,
-            allow=False, opts=child,
+            allow=False, opts=self.child,
         )  # fmt: skip
         self.scm_basic_auth = web.WebAppScmAllowed(
             f"{name}-scm-basic-auth", name=self.app.name, resource_group_name=args.resource_group_name,
-            allow=False, opts=child,
+            allow=False, opts=self.child,
         )  # fmt: skip
 
-        principal = self.app.identity.apply(lambda i: i.principal_id)
-        self.grants = [
-            roles.grant(f"{name}-raw-writer", role=roles.STORAGE_BLOB_DATA_CONTRIBUTOR,
-                        principal_id=principal, scope=args.raw_container_id, parent=self),
-            roles.grant(f"{name}-quotes-sender", role=roles.EVENT_HUBS_DATA_SENDER,
-                        principal_id=principal, scope=args.event_hub_id, parent=self),
-            roles.grant(f"{name}-secrets-user", role=roles.KEY_VAULT_SECRETS_USER,
-                        principal_id=principal, scope=args.vault_id, parent=self),
-            roles.grant(f"{name}-host-keys-officer", role=roles.KEY_VAULT_SECRETS_OFFICER,
-                        principal_id=principal, scope=self.keys_vault.id, parent=self),
-        ]  # fmt: skip
-        self.grants += [
-            roles.grant(f"{name}-host-{suffix}", role=role, principal_id=principal, scope=self.storage.id, parent=self)
-            for suffix, role in (
-                ("blob", roles.STORAGE_BLOB_DATA_OWNER),
-                ("queue", roles.STORAGE_QUEUE_DATA_CONTRIBUTOR),
-                ("table", roles.STORAGE_TABLE_DATA_CONTRIBUTOR),
-            )
-        ]
+        self.grants = roles.grant_each(name, roles.principal_of(self.app), (
+            ("raw-writer", roles.STORAGE_BLOB_DATA_CONTRIBUTOR, args.raw_container_id),
+            ("quotes-sender", roles.EVENT_HUBS_DATA_SENDER, args.event_hub_id),
+            ("secrets-user", roles.KEY_VAULT_SECRETS_USER, args.vault_id),
+            ("host-keys-officer", roles.KEY_VAULT_SECRETS_OFFICER, self.keys_vault.id),
+            # The data roles the Functions host needs on its own storage account.
+            ("host-blob", roles.STORAGE_BLOB_DATA_OWNER, self.storage.id),
+            ("host-queue", roles.STORAGE_QUEUE_DATA_CONTRIBUTOR, self.storage.id),
+            ("host-table", roles.STORAGE_TABLE_DATA_CONTRIBUTOR, self.storage.id),
+        ), parent=self)  # fmt: skip
         self.app_id = self.app.id
         self.app_name = self.app.name
         self.app_url = self.app.default_host_name.apply(lambda h: f"https://{h}")

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 from pulumi_azure_native import storage
 
+from infra.component import Component, ComponentArgs
 from lakehouse.lake import CONTAINERS
+
+# What every storage account of the platform has, the Function host's own one included:
+# TLS 1.2, HTTPS only, no public blob access, no shared keys (Entra ID by default).
+ACCOUNT_BASELINE = {
+    "kind": "StorageV2",
+    "minimum_tls_version": "TLS1_2",
+    "enable_https_traffic_only": True,
+    "allow_blob_public_access": False,
+    "allow_shared_key_access": False,
+    "default_to_o_auth_authentication": True,
+}
 
 
 def supports_blob_versioning(hierarchical_namespace: bool) -> bool:
@@ -16,20 +29,55 @@ def supports_blob_versioning(hierarchical_namespace: bool) -> bool:
     return not hierarchical_namespace
 
 
+def storage_account(
+    resource_name: str,
+    blob_service_resource_name: str,
+    account_name: str,
+    args: ComponentArgs,
+    *,
+    sku: str,
+    hierarchical_namespace: bool,
+    soft_delete_days: int,
+    parent: Component,
+    **properties: Any,
+) -> tuple[storage.StorageAccount, storage.BlobServiceProperties]:
+    """A storage account with the :data:`ACCOUNT_BASELINE` and its blob service, whose deleted blobs and
+    containers are kept for ``soft_delete_days`` and which keeps versions where the account allows."""
+    account = storage.StorageAccount(
+        resource_name,
+        account_name=account_name,
+        sku={"name": sku},
+        is_hns_enabled=hierarchical_namespace,
+        **ACCOUNT_BASELINE,
+        **properties,
+        **args.placement,
+        opts=parent.child,
+    )
+    blob_service = storage.BlobServiceProperties(
+        blob_service_resource_name,
+        account_name=account.name,
+        resource_group_name=args.resource_group_name,
+        blob_services_name="default",
+        delete_retention_policy={"enabled": True, "days": soft_delete_days},
+        container_delete_retention_policy={"enabled": True, "days": soft_delete_days},
+        is_versioning_enabled=supports_blob_versioning(hierarchical_namespace),
+        opts=parent.child,
+    )
+    return account, blob_service
+
+
 @dataclass
-class LakeArgs:
-    resource_group_name: pulumi.Input[str]
-    location: str
+class LakeArgs(ComponentArgs):
     account_name: str
-    tags: Mapping[str, str]
     sku: str = "Standard_LRS"
     raw_cool_after_days: int = 30
     soft_delete_days: int = 7
     containers: Sequence[str] = field(default_factory=lambda: tuple(CONTAINERS))
 
 
-class Lake(pulumi.ComponentResource):
-    """StorageAccount with HNS, TLS 1.2, HTTPS only, no public blob access and no shared keys.
+class Lake(Component):
+    """StorageAccount with HNS and the :data:`ACCOUNT_BASELINE` (TLS 1.2, HTTPS only, no public blob
+    access, no shared keys).
 
     RAW is moved to the cool tier after a configurable number of days; deleted blobs and
     containers are kept for ``soft_delete_days``.
@@ -39,36 +87,12 @@ class Lake(pulumi.ComponentResource):
     containers: dict[str, storage.BlobContainer]
 
     def __init__(self, name: str, args: LakeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("lakehouse:index:Lake", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        hns = True
-        self.account = storage.StorageAccount(
-            f"{name}-account",
-            account_name=args.account_name,
-            resource_group_name=args.resource_group_name,
-            location=args.location,
-            kind="StorageV2",
-            sku={"name": args.sku},
-            is_hns_enabled=hns,
-            minimum_tls_version="TLS1_2",
-            enable_https_traffic_only=True,
-            allow_blob_public_access=False,
-            allow_shared_key_access=False,
-            default_to_o_auth_authentication=True,
+        super().__init__(name, opts)
+        self.account, self.blob_service = storage_account(
+            f"{name}-account", f"{name}-blob-service", args.account_name, args,
+            sku=args.sku, hierarchical_namespace=True, soft_delete_days=args.soft_delete_days, parent=self,
             access_tier="Hot",
-            tags=dict(args.tags),
-            opts=child,
-        )
-        self.blob_service = storage.BlobServiceProperties(
-            f"{name}-blob-service",
-            account_name=self.account.name,
-            resource_group_name=args.resource_group_name,
-            blob_services_name="default",
-            delete_retention_policy={"enabled": True, "days": args.soft_delete_days},
-            container_delete_retention_policy={"enabled": True, "days": args.soft_delete_days},
-            is_versioning_enabled=supports_blob_versioning(hns),
-            opts=child,
-        )
+        )  # fmt: skip
         self.containers = {
             container: storage.BlobContainer(
                 f"{name}-{container}",
@@ -76,7 +100,7 @@ class Lake(pulumi.ComponentResource):
                 account_name=self.account.name,
                 resource_group_name=args.resource_group_name,
                 public_access="None",
-                opts=child,
+                opts=self.child,
             )
             for container in args.containers
         }
@@ -102,7 +126,7 @@ class Lake(pulumi.ComponentResource):
                     }
                 ]
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.containers["raw"]]),
+            opts=self.child_with(depends_on=[self.containers["raw"]]),
         )
         self.account_id = self.account.id
         self.account_name = self.account.name

@@ -17,6 +17,7 @@ from pathlib import Path
 import pulumi
 from pulumi_azure_native import applicationinsights, monitor, operationalinsights
 
+from infra.component import Component, ComponentArgs
 from lakehouse.alert_rules import ALERT_RULES, AlertRule, LogCondition, MetricCondition
 
 WORKBOOK_DIR = Path(__file__).resolve().parent / "workbooks"
@@ -57,28 +58,23 @@ def iso_duration(delta: timedelta) -> str:
 
 
 @dataclass
-class LogWorkspaceArgs:
-    resource_group_name: pulumi.Input[str]
-    location: str
+class LogWorkspaceArgs(ComponentArgs):
     workspace_name: str
-    tags: Mapping[str, str]
     retention_days: int = 30
 
 
-class LogWorkspace(pulumi.ComponentResource):
+class LogWorkspace(Component):
     """The Log Analytics workspace every diagnostic setting and Application Insights writes to."""
 
     def __init__(self, name: str, args: LogWorkspaceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("lakehouse:index:LogWorkspace", name, None, opts)
+        super().__init__(name, opts)
         self.workspace = operationalinsights.Workspace(
             f"{name}-workspace",
             workspace_name=args.workspace_name,
-            resource_group_name=args.resource_group_name,
-            location=args.location,
             sku={"name": "PerGB2018"},
             retention_in_days=args.retention_days,
-            tags=dict(args.tags),
-            opts=pulumi.ResourceOptions(parent=self),
+            **args.placement,
+            opts=self.child,
         )
         self.workspace_id = self.workspace.id
         self.register_outputs({"workspace_id": self.workspace_id})
@@ -94,11 +90,8 @@ class DiagnosticTarget:
 
 
 @dataclass
-class MonitoringArgs:
-    resource_group_name: pulumi.Input[str]
-    location: str
+class MonitoringArgs(ComponentArgs):
     name_stem: str
-    tags: Mapping[str, str]
     workspace_id: pulumi.Input[str]
     alert_emails: Sequence[str]
     diagnostic_targets: Sequence[DiagnosticTarget]
@@ -107,15 +100,13 @@ class MonitoringArgs:
     workbook_files: Sequence[Path] = field(default_factory=lambda: sorted(WORKBOOK_DIR.glob("*.json")))
 
 
-class Monitoring(pulumi.ComponentResource):
+class Monitoring(Component):
     """Diagnostic settings for every watched resource, an e-mail action group, the alert rules of
     :mod:`lakehouse.alert_rules`, and the workbooks found in `infra/workbooks/` (a workbook is
     deployed by adding its JSON there)."""
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("lakehouse:index:Monitoring", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        tags = dict(args.tags)
+        super().__init__(name, opts)
         unknown = sorted({t.kind for t in args.diagnostic_targets} - set(DIAGNOSTIC_KINDS))
         if unknown:
             raise ValueError(f"Monitoring: no diagnostic spec for resource kinds {unknown}")
@@ -136,7 +127,7 @@ class Monitoring(pulumi.ComponentResource):
                 log_analytics_destination_type="Dedicated" if spec.dedicated_tables else None,
                 logs=[{"categoryGroup": "allLogs", "enabled": True}] if spec.logs else [],
                 metrics=[{"category": m, "enabled": True} for m in spec.metrics],
-                opts=child,
+                opts=self.child,
             )
 
         self.action_group = monitor.ActionGroup(
@@ -150,23 +141,21 @@ class Monitoring(pulumi.ComponentResource):
                 {"name": f"email-{i}", "emailAddress": email, "useCommonAlertSchema": True}
                 for i, email in enumerate(args.alert_emails)
             ],
-            tags=tags,
-            opts=child,
+            tags=dict(args.tags),
+            opts=self.child,
         )
-        self.alerts = {rule.name: self._alert(name, rule, args, tags) for rule in args.alert_rules}
+        self.alerts = {rule.name: self._alert(name, rule, args) for rule in args.alert_rules}
         self.workbooks = [
             applicationinsights.Workbook(
                 f"{name}-workbook-{path.stem}",
                 resource_name_=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{args.name_stem}/{path.name}")),
-                resource_group_name=args.resource_group_name,
-                location=args.location,
                 kind="shared",
                 category="workbook",
                 display_name=path.name.removesuffix(".workbook.json").replace("_", " "),
                 serialized_data=path.read_text(encoding="utf-8"),
                 source_id=args.workspace_id,
-                tags=tags,
-                opts=child,
+                **args.placement,
+                opts=self.child,
             )
             for path in args.workbook_files
         ]
@@ -178,21 +167,24 @@ class Monitoring(pulumi.ComponentResource):
             }
         )
 
-    def _alert(self, name: str, rule: AlertRule, args: MonitoringArgs, tags: dict[str, str]) -> pulumi.Resource:
-        child = pulumi.ResourceOptions(parent=self)
+    def _alert(self, name: str, rule: AlertRule, args: MonitoringArgs) -> pulumi.Resource:
         cond = rule.azure
+        common = {
+            "rule_name": f"{args.name_stem}-{rule.name}",
+            "resource_group_name": args.resource_group_name,
+            "description": rule.description,
+            "severity": rule.severity,
+            "enabled": True,
+            "evaluation_frequency": iso_duration(cond.frequency),
+            "window_size": iso_duration(cond.window),
+            "tags": dict(args.tags),
+            "opts": self.child,
+        }
         if isinstance(cond, MetricCondition):
             return monitor.MetricAlert(
                 f"{name}-alert-{rule.name}",
-                rule_name=f"{args.name_stem}-{rule.name}",
-                resource_group_name=args.resource_group_name,
                 location="global",
-                description=rule.description,
-                severity=rule.severity,
-                enabled=True,
                 scopes=[args.metric_scopes[cond.target]],
-                evaluation_frequency=iso_duration(cond.frequency),
-                window_size=iso_duration(cond.window),
                 criteria={
                     "odataType": "Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria",
                     "allOf": [
@@ -209,22 +201,14 @@ class Monitoring(pulumi.ComponentResource):
                 },
                 actions=[{"actionGroupId": self.action_group.id}],
                 auto_mitigate=True,
-                tags=tags,
-                opts=child,
+                **common,
             )
         assert isinstance(cond, LogCondition)
         return monitor.ScheduledQueryRule(
             f"{name}-alert-{rule.name}",
-            rule_name=f"{args.name_stem}-{rule.name}",
-            resource_group_name=args.resource_group_name,
             location=args.location,
             kind="LogAlert",
-            description=rule.description,
-            severity=rule.severity,
-            enabled=True,
             scopes=[args.workspace_id],
-            evaluation_frequency=iso_duration(cond.frequency),
-            window_size=iso_duration(cond.window),
             criteria={
                 "allOf": [
                     {
@@ -238,6 +222,5 @@ class Monitoring(pulumi.ComponentResource):
             },
             actions={"actionGroups": [self.action_group.id]},
             auto_mitigate=False,
-            tags=tags,
-            opts=child,
+            **common,
         )

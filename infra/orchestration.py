@@ -33,6 +33,7 @@ import pulumi
 from pulumi_azure_native import datafactory
 
 from infra import roles
+from infra.component import Component, ComponentArgs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ADF_ROOT = REPO_ROOT / "adf"
@@ -165,11 +166,8 @@ def referenced(value: Any, reference_type: str) -> set[str]:
 
 
 @dataclass
-class OrchestrationArgs:
-    resource_group_name: pulumi.Input[str]
-    location: str
+class OrchestrationArgs(ComponentArgs):
     factory_name: str
-    tags: Mapping[str, str]
     deployment_values: Mapping[str, pulumi.Input[str]]
     jobs_identity_id: pulumi.Input[str]
     vault_id: pulumi.Input[str]
@@ -178,7 +176,7 @@ class OrchestrationArgs:
     adf_root: Path = field(default_factory=lambda: ADF_ROOT)
 
 
-class Orchestration(pulumi.ComponentResource):
+class Orchestration(Component):
     """Data Factory with the linked services, datasets, pipelines and triggers of `adf/`.
 
     The factory's system-assigned identity holds Key Vault Secrets User (on the platform's vault
@@ -188,7 +186,7 @@ class Orchestration(pulumi.ComponentResource):
     credential :data:`JOBS_CREDENTIAL`, with which the Databricks linked service signs in."""
 
     def __init__(self, name: str, args: OrchestrationArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("lakehouse:index:Orchestration", name, None, opts)
+        super().__init__(name, opts)
         documents = load_documents(args.adf_root)
         trigger_names = {d.name for d in documents["trigger"]}
         unknown = sorted(set(args.start_triggers) - trigger_names)
@@ -214,30 +212,26 @@ class Orchestration(pulumi.ComponentResource):
         self.factory = datafactory.Factory(
             f"{name}-factory",
             factory_name=args.factory_name,
-            resource_group_name=args.resource_group_name,
-            location=args.location,
             identity=pulumi.Output.from_input(args.jobs_identity_id).apply(
                 lambda jobs: {"type": "SystemAssigned,UserAssigned", "userAssignedIdentities": {jobs: {}}}
             ),
             public_network_access="Enabled",
             global_parameters=globals_,
-            tags=dict(args.tags),
-            opts=pulumi.ResourceOptions(parent=self),
+            **args.placement,
+            opts=self.child,
         )
-        principal = self.factory.identity.apply(lambda i: i.principal_id)
-        self.grants = [
-            roles.grant(f"{name}-secrets-user", role=roles.KEY_VAULT_SECRETS_USER,
-                        principal_id=principal, scope=args.vault_id, parent=self),
-            roles.grant(f"{name}-function-keys-user", role=roles.KEY_VAULT_SECRETS_USER,
-                        principal_id=principal, scope=args.function_keys_vault_id, parent=self),
-        ]  # fmt: skip
+        principal = roles.principal_of(self.factory)
+        self.grants = roles.grant_each(name, principal, (
+            ("secrets-user", roles.KEY_VAULT_SECRETS_USER, args.vault_id),
+            ("function-keys-user", roles.KEY_VAULT_SECRETS_USER, args.function_keys_vault_id),
+        ), parent=self)  # fmt: skip
         self.jobs_credential = datafactory.CredentialOperation(
             f"{name}-{JOBS_CREDENTIAL}",
             credential_name=JOBS_CREDENTIAL,
             factory_name=self.factory.name,
             resource_group_name=args.resource_group_name,
             properties={"type": "ManagedIdentity", "resourceId": args.jobs_identity_id},
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.child,
         )
 
         def body(doc: AdfDocument) -> pulumi.Output[dict[str, Any]]:
@@ -247,14 +241,14 @@ class Orchestration(pulumi.ComponentResource):
         self.linked_services = {
             d.name: datafactory.LinkedService(
                 f"{name}-{d.name}", linked_service_name=d.name, properties=body(d), **common,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[*self.grants, self.jobs_credential]),
+                opts=self.child_with(depends_on=[*self.grants, self.jobs_credential]),
             )
             for d in documents["linkedService"]
         }  # fmt: skip
         self.datasets = {
             d.name: datafactory.Dataset(
                 f"{name}-{d.name}", dataset_name=d.name, properties=body(d), **common,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.linked_services.values())),
+                opts=self.child_with(depends_on=list(self.linked_services.values())),
             )
             for d in documents["dataset"]
         }  # fmt: skip
@@ -270,16 +264,12 @@ class Orchestration(pulumi.ComponentResource):
                 pipeline_name=doc.name,
                 **common,
                 **{PIPELINE_PROPERTIES[k]: flat.apply(lambda p, k=k: p[k]) for k in doc.properties},
-                opts=pulumi.ResourceOptions(
-                    parent=self,
-                    depends_on=[*self.linked_services.values(), *self.datasets.values(), *children],
-                ),
+                opts=self.child_with(depends_on=[*self.linked_services.values(), *self.datasets.values(), *children]),
             )
         self.triggers = {
             d.name: datafactory.Trigger(
                 f"{name}-{d.name}", trigger_name=d.name, properties=body(d), **common,
-                opts=pulumi.ResourceOptions(
-                    parent=self,
+                opts=self.child_with(
                     depends_on=[self.pipelines[p] for p in sorted(referenced(d.properties, "PipelineReference"))
                                 if p in self.pipelines],
                 ),

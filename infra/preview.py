@@ -50,26 +50,35 @@ _ARM_TYPES = {
     "monitor:MetricAlert": ("Microsoft.Insights/metricAlerts", "ruleName"),
     "monitor:ScheduledQueryRule": ("Microsoft.Insights/scheduledQueryRules", "ruleName"),
 }
-# Child resources: (parent type, parent name input, child path segment, child name input).
+# Child resources by parent type (whose name input is in _ARM_TYPES): (child path segment, child name input).
+_ARM_CHILDREN_OF = {
+    "storage:StorageAccount": {
+        "storage:BlobContainer": ("blobServices/default/containers", "containerName"),
+        "storage:BlobServiceProperties": ("blobServices", "blobServicesName"),
+        "storage:ManagementPolicy": ("managementPolicies", "managementPolicyName"),
+    },
+    "datafactory:Factory": {
+        "datafactory:LinkedService": ("linkedservices", "linkedServiceName"),
+        "datafactory:Dataset": ("datasets", "datasetName"),
+        "datafactory:Pipeline": ("pipelines", "pipelineName"),
+        "datafactory:Trigger": ("triggers", "triggerName"),
+    },
+    "eventhub:Namespace": {
+        "eventhub:EventHub": ("eventhubs", "eventHubName"),
+        "eventhub:ConsumerGroup": ("eventhubs", "consumerGroupName"),
+    },
+    "keyvault:Vault": {"keyvault:Secret": ("secrets", "secretName")},
+    "dbforpostgresql:Server": {
+        "dbforpostgresql:Database": ("databases", "databaseName"),
+        "dbforpostgresql:FirewallRule": ("firewallRules", "firewallRuleName"),
+        "dbforpostgresql:Configuration": ("configurations", "configurationName"),
+        "dbforpostgresql:AdministratorsMicrosoftEntra": ("administrators", "objectId"),
+    },
+}
 _ARM_CHILDREN = {
-    "storage:BlobContainer": (
-        "storage:StorageAccount", "accountName", "blobServices/default/containers", "containerName"
-    ),
-    "storage:BlobServiceProperties": ("storage:StorageAccount", "accountName", "blobServices", "blobServicesName"),
-    "storage:ManagementPolicy": ("storage:StorageAccount", "accountName", "managementPolicies", "managementPolicyName"),
-    "keyvault:Secret": ("keyvault:Vault", "vaultName", "secrets", "secretName"),
-    "eventhub:EventHub": ("eventhub:Namespace", "namespaceName", "eventhubs", "eventHubName"),
-    "eventhub:ConsumerGroup": ("eventhub:Namespace", "namespaceName", "eventhubs", "consumerGroupName"),
-    "datafactory:LinkedService": ("datafactory:Factory", "factoryName", "linkedservices", "linkedServiceName"),
-    "datafactory:Dataset": ("datafactory:Factory", "factoryName", "datasets", "datasetName"),
-    "datafactory:Pipeline": ("datafactory:Factory", "factoryName", "pipelines", "pipelineName"),
-    "datafactory:Trigger": ("datafactory:Factory", "factoryName", "triggers", "triggerName"),
-    "dbforpostgresql:Database": ("dbforpostgresql:Server", "serverName", "databases", "databaseName"),
-    "dbforpostgresql:FirewallRule": ("dbforpostgresql:Server", "serverName", "firewallRules", "firewallRuleName"),
-    "dbforpostgresql:Configuration": ("dbforpostgresql:Server", "serverName", "configurations", "configurationName"),
-    "dbforpostgresql:AdministratorsMicrosoftEntra": (
-        "dbforpostgresql:Server", "serverName", "administrators", "objectId"
-    ),
+    child: (parent, _ARM_TYPES[parent][1], *path)
+    for parent, children in _ARM_CHILDREN_OF.items()
+    for child, path in children.items()
 }
 
 

@@ -6,6 +6,8 @@ that works: a container rather than the account, a hub rather than the namespace
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pulumi
 from pulumi_azure_native import authorization
 
@@ -62,3 +64,21 @@ def grant(
         description=f"{ROLE_NAMES[role]} for {name}",
         opts=pulumi.ResourceOptions(parent=parent, depends_on=depends_on or []),
     )
+
+
+def grant_each(
+    stem: str,
+    principal_id: pulumi.Input[str],
+    grants: Iterable[tuple[str, str, pulumi.Input[str]]],
+    parent: pulumi.Resource,
+) -> list[authorization.RoleAssignment]:
+    """All of one identity's grants, from ``(name suffix, role, scope)`` rows, named ``<stem>-<suffix>``."""
+    return [
+        grant(f"{stem}-{suffix}", role=role, principal_id=principal_id, scope=scope, parent=parent)
+        for suffix, role, scope in grants
+    ]
+
+
+def principal_of(resource: pulumi.CustomResource) -> pulumi.Output[str]:
+    """The principal id of a resource's system-assigned identity, the one its grants go to."""
+    return resource.identity.apply(lambda i: i.principal_id)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
 import pulumi
 from pulumi_azure_native import dbforpostgresql as pg
 
+from infra.component import Component, ComponentArgs
 from infra.stack_config import FirewallRule, check_firewall_rule
 
 DATABASE = "lakehouse"
@@ -46,12 +47,9 @@ class EntraPrincipal:
 
 
 @dataclass
-class ServingArgs:
-    resource_group_name: pulumi.Input[str]
-    location: str
+class ServingArgs(ComponentArgs):
     server_name: str
     tenant_id: pulumi.Input[str]
-    tags: Mapping[str, str]
     sku_name: str = "Standard_B1ms"
     sku_tier: str = "Burstable"
     storage_gb: int = 32
@@ -64,7 +62,7 @@ class ServingArgs:
     entra_admins: Sequence[EntraPrincipal] = field(default_factory=tuple)
 
 
-class Serving(pulumi.ComponentResource):
+class Serving(Component):
     """PostgreSQL 16 with Entra ID authentication, TLS required, and a firewall that only opens
     named ranges (never 0.0.0.0-255.255.255.255). Password authentication and Azure's
     "allow Azure services" rule (any Azure tenant's address) are stack switches, off by default.
@@ -73,8 +71,7 @@ class Serving(pulumi.ComponentResource):
     aliases the preview `Administrator` type so an existing stack keeps its administrators."""
 
     def __init__(self, name: str, args: ServingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("lakehouse:index:Serving", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        super().__init__(name, opts)
         if args.password_auth and args.admin_password is None:
             raise ValueError("Serving: password_auth needs admin_password")
         rules = [check_firewall_rule(r) for r in args.firewall_rules]
@@ -91,8 +88,6 @@ class Serving(pulumi.ComponentResource):
         self.server = pg.Server(
             f"{name}-server",
             server_name=args.server_name,
-            resource_group_name=args.resource_group_name,
-            location=args.location,
             version=POSTGRES_VERSION,
             sku={"name": args.sku_name, "tier": args.sku_tier},
             storage={"storageSizeGB": args.storage_gb, "autoGrow": "Enabled"},
@@ -109,8 +104,8 @@ class Serving(pulumi.ComponentResource):
             administrator_login=ADMIN_LOGIN if args.password_auth else None,
             administrator_login_password=args.admin_password if args.password_auth else None,
             network={"publicNetworkAccess": "Enabled"},
-            tags=dict(args.tags),
-            opts=child,
+            **args.placement,
+            opts=self.child,
         )
         server = {"server_name": self.server.name, "resource_group_name": args.resource_group_name}
         self.secure_transport = pg.Configuration(
@@ -119,16 +114,16 @@ class Serving(pulumi.ComponentResource):
             value="on",
             source="user-override",
             **server,
-            opts=child,
+            opts=self.child,
         )
         self.database = pg.Database(
             f"{name}-{DATABASE}", database_name=DATABASE, charset="UTF8", collation="en_US.utf8",
-            **server, opts=child,
+            **server, opts=self.child,
         )  # fmt: skip
         self.firewall_rules = [
             pg.FirewallRule(
                 f"{name}-fw-{rule.name.lower()}", firewall_rule_name=rule.name,
-                start_ip_address=rule.start_ip, end_ip_address=rule.end_ip, **server, opts=child,
+                start_ip_address=rule.start_ip, end_ip_address=rule.end_ip, **server, opts=self.child,
             )
             for rule in rules
         ]  # fmt: skip
@@ -143,7 +138,7 @@ class Serving(pulumi.ComponentResource):
                 principal_type="ServicePrincipal",
                 tenant_id=args.tenant_id,
                 **server,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=previous),
+                opts=self.child_with(depends_on=previous),
             )
             self.entra_admins.append(resource)
             previous = [resource]

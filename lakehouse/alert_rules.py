@@ -109,211 +109,158 @@ class AlertRule:
 
 _NO_LOCAL_METRIC = "platform metric of the Azure service; nothing equivalent runs locally"
 
+# Azure Monitor's metric namespace of each target: the target names the service, so a rule need not.
+METRIC_NAMESPACES: dict[MetricTarget, str] = {
+    "data_factory": "Microsoft.DataFactory/factories",
+    "function_app": "Microsoft.Web/sites",
+    "app_insights": "microsoft.insights/components",
+    "event_hubs": "Microsoft.EventHub/namespaces",
+    "postgres": "Microsoft.DBforPostgreSQL/flexibleServers",
+}
+
+
+def _in_window(column: str) -> str:
+    """The evidence bound of the local contract: after ``now - window`` and not after ``now``."""
+    return f"{column} > %(now)s - %(window)s AND {column} <= %(now)s"
+
+
+def _metric_rule(
+    name: str,
+    description: str,
+    severity: Severity,
+    target: MetricTarget,
+    metric: str,
+    aggregation: Literal["Average", "Count", "Maximum", "Minimum", "Total"],
+    threshold: float = 0,
+    local: LocalCheck | None = None,
+    **timing: timedelta,
+) -> AlertRule:
+    """A metric rule that fires above ``threshold``; without a local check it says why (``_NO_LOCAL_METRIC``).
+
+    ``timing`` takes the condition's ``window`` and ``frequency`` where they differ from the defaults.
+    """
+    azure = MetricCondition(target, METRIC_NAMESPACES[target], metric, aggregation, "GreaterThan", threshold, **timing)
+    note = "" if local else _NO_LOCAL_METRIC
+    return AlertRule(name, description, severity, "metric", azure, local, note)
+
+
+def _log_rule(
+    name: str,
+    description: str,
+    severity: Severity,
+    query: str,
+    local: LocalCheck,
+    *,
+    window: timedelta,
+    frequency: timedelta,
+    local_note: str = "",
+) -> AlertRule:
+    """A log rule that fires when the KQL query returns any row (as the local check does)."""
+    azure = LogCondition(query, "GreaterThan", 0, window, frequency)
+    return AlertRule(name, description, severity, "log", azure, local, local_note)
+
+
+_HOUR = timedelta(hours=1)
+_QUARTER_HOUR = timedelta(minutes=15)
+
 ALERT_RULES: tuple[AlertRule, ...] = (
-    AlertRule(
-        name="adf-pipeline-failed",
-        description="A Data Factory pipeline run failed.",
-        severity=1,
-        kind="metric",
-        azure=MetricCondition(
-            target="data_factory",
-            namespace="Microsoft.DataFactory/factories",
-            metric="PipelineFailedRuns",
-            aggregation="Total",
-            operator="GreaterThan",
-            threshold=0,
-            window=timedelta(hours=1),
-            frequency=timedelta(minutes=15),
-        ),
+    _metric_rule(
+        "adf-pipeline-failed", "A Data Factory pipeline run failed.", 1,
+        "data_factory", "PipelineFailedRuns", "Total", window=_HOUR, frequency=_QUARTER_HOUR,
         local=LocalCheck(
-            sql=(
-                f"SELECT run_id, pipeline, status, ended_at FROM {PIPELINE_RUNS} "
-                "WHERE status = 'Failed' AND ended_at > %(now)s - %(window)s AND ended_at <= %(now)s"
-            ),
-            window=timedelta(hours=1),
+            f"SELECT run_id, pipeline, status, ended_at FROM {PIPELINE_RUNS} "
+            f"WHERE status = 'Failed' AND {_in_window('ended_at')}",
+            _HOUR,
         ),
     ),
-    AlertRule(
-        name="function-http-5xx",
-        description="The ingestion Function app answered with server errors (HTTP 5xx).",
-        severity=2,
-        kind="metric",
-        azure=MetricCondition(
-            target="function_app",
-            namespace="Microsoft.Web/sites",
-            metric="Http5xx",
-            aggregation="Total",
-            operator="GreaterThan",
-            threshold=0,
-        ),
-        local=None,
-        local_note=_NO_LOCAL_METRIC,
+    _metric_rule(
+        "function-http-5xx", "The ingestion Function app answered with server errors (HTTP 5xx).", 2,
+        "function_app", "Http5xx", "Total",
     ),
-    AlertRule(
-        name="function-failures",
-        description="Function executions failed (ingestion could not land RAW for a call).",
-        severity=1,
-        kind="metric",
-        azure=MetricCondition(
-            target="app_insights",
-            namespace="microsoft.insights/components",
-            metric="requests/failed",
-            aggregation="Count",
-            operator="GreaterThan",
-            threshold=0,
-        ),
+    _metric_rule(
+        "function-failures", "Function executions failed (ingestion could not land RAW for a call).", 1,
+        "app_insights", "requests/failed", "Count",
         local=LocalCheck(
-            sql=(
-                f"SELECT pipeline_run_id AS run_id, pipeline, activity, status, ended_at FROM {ACTIVITY_RUNS} "
-                "WHERE activity_type = 'AzureFunctionActivity' AND status = 'Failed' "
-                "AND ended_at > %(now)s - %(window)s AND ended_at <= %(now)s"
-            ),
-            window=timedelta(hours=1),
+            f"SELECT pipeline_run_id AS run_id, pipeline, activity, status, ended_at FROM {ACTIVITY_RUNS} "
+            f"WHERE activity_type = 'AzureFunctionActivity' AND status = 'Failed' AND {_in_window('ended_at')}",
+            _HOUR,
         ),
     ),
-    AlertRule(
-        name="eventhubs-throttled",
-        description="Event Hubs throttled requests: the namespace needs more throughput units.",
-        severity=2,
-        kind="metric",
-        azure=MetricCondition(
-            target="event_hubs",
-            namespace="Microsoft.EventHub/namespaces",
-            metric="ThrottledRequests",
-            aggregation="Total",
-            operator="GreaterThan",
-            threshold=0,
-        ),
-        local=None,
-        local_note=_NO_LOCAL_METRIC,
+    _metric_rule(
+        "eventhubs-throttled", "Event Hubs throttled requests: the namespace needs more throughput units.", 2,
+        "event_hubs", "ThrottledRequests", "Total",
     ),
-    AlertRule(
-        name="postgres-cpu-high",
-        description="The serving PostgreSQL server's CPU is above 80%.",
-        severity=2,
-        kind="metric",
-        azure=MetricCondition(
-            target="postgres",
-            namespace="Microsoft.DBforPostgreSQL/flexibleServers",
-            metric="cpu_percent",
-            aggregation="Average",
-            operator="GreaterThan",
-            threshold=80,
-        ),
-        local=None,
-        local_note=_NO_LOCAL_METRIC,
+    _metric_rule(
+        "postgres-cpu-high", "The serving PostgreSQL server's CPU is above 80%.", 2,
+        "postgres", "cpu_percent", "Average", threshold=80,
     ),
-    AlertRule(
-        name="postgres-storage-high",
-        description="The serving PostgreSQL server's storage is more than 80% used.",
-        severity=1,
-        kind="metric",
-        azure=MetricCondition(
-            target="postgres",
-            namespace="Microsoft.DBforPostgreSQL/flexibleServers",
-            metric="storage_percent",
-            aggregation="Average",
-            operator="GreaterThan",
-            threshold=80,
-        ),
-        local=None,
-        local_note=_NO_LOCAL_METRIC,
+    _metric_rule(
+        "postgres-storage-high", "The serving PostgreSQL server's storage is more than 80% used.", 1,
+        "postgres", "storage_percent", "Average", threshold=80,
     ),
-    AlertRule(
-        name="daily-load-stale",
-        description=(
-            f"No successful {DAILY_PIPELINE} run within {FRESHNESS_LIMIT.total_seconds() / 3600:.0f} "
-            "hours on a trading day."
+    # Azure: weekdays approximate trading days (Tuesday-Saturday UTC follow a Monday-Friday
+    # session's evening run); exchange holidays are known only to the local check, which uses
+    # the XNYS calendar through `lakehouse.trading_calendar`.
+    _log_rule(
+        "daily-load-stale",
+        f"No successful {DAILY_PIPELINE} run within {FRESHNESS_LIMIT.total_seconds() / 3600:.0f} "
+        "hours on a trading day.",
+        1,
+        "let last_success = toscalar(ADFPipelineRun\n"
+        f"    | where PipelineName == '{DAILY_PIPELINE}' and Status == 'Succeeded'\n"
+        "    | summarize max(TimeGenerated));\n"
+        "print last_success\n"
+        "| where dayofweek(now()) between (2d .. 6d)\n"
+        f"| where isnull(last_success) or last_success < ago({int(FRESHNESS_LIMIT.total_seconds() // 3600)}h)",
+        LocalCheck(
+            f"SELECT max(ended_at) AS last_success FROM {PIPELINE_RUNS} "
+            f"WHERE pipeline = '{DAILY_PIPELINE}' AND status = 'Succeeded' AND ended_at <= %(now)s "
+            "HAVING coalesce(max(ended_at), '-infinity'::timestamptz) < %(now)s - %(window)s",
+            FRESHNESS_LIMIT,
         ),
-        severity=1,
-        kind="log",
-        # Azure: weekdays approximate trading days (Tuesday-Saturday UTC follow a Monday-Friday
-        # session's evening run); exchange holidays are known only to the local check, which uses
-        # the XNYS calendar through `lakehouse.trading_calendar`.
-        azure=LogCondition(
-            query=(
-                "let last_success = toscalar(ADFPipelineRun\n"
-                f"    | where PipelineName == '{DAILY_PIPELINE}' and Status == 'Succeeded'\n"
-                "    | summarize max(TimeGenerated));\n"
-                "print last_success\n"
-                "| where dayofweek(now()) between (2d .. 6d)\n"
-                f"| where isnull(last_success) or last_success < ago({int(FRESHNESS_LIMIT.total_seconds() // 3600)}h)"
-            ),
-            operator="GreaterThan",
-            threshold=0,
-            window=timedelta(days=2),
-            frequency=timedelta(hours=1),
-        ),
-        local=LocalCheck(
-            sql=(
-                f"SELECT max(ended_at) AS last_success FROM {PIPELINE_RUNS} "
-                f"WHERE pipeline = '{DAILY_PIPELINE}' AND status = 'Succeeded' AND ended_at <= %(now)s "
-                "HAVING coalesce(max(ended_at), '-infinity'::timestamptz) < %(now)s - %(window)s"
-            ),
-            window=FRESHNESS_LIMIT,
-        ),
+        window=timedelta(days=2),
+        frequency=_HOUR,
         local_note="the evaluator skips this rule when the evaluation day follows no XNYS session",
     ),
-    AlertRule(
-        name="mart-data-stale",
-        description=(
-            f"{MART_FRESHNESS_TABLE} lacks an XNYS session that closed more than "
-            f"{MART_LOAD_GRACE.total_seconds() / 3600:.0f} hours ago (runs may succeed and load nothing new)."
+    # Azure: the latest trade date the serving job reported (no report within the window is
+    # stale too), against the latest weekday whose 21:00 UTC close is more than the grace ago.
+    _log_rule(
+        "mart-data-stale",
+        f"{MART_FRESHNESS_TABLE} lacks an XNYS session that closed more than "
+        f"{MART_LOAD_GRACE.total_seconds() / 3600:.0f} hours ago (runs may succeed and load nothing new).",
+        1,
+        f"let due_day = startofday(ago({_KQL_DUE_AFTER_HOURS}h));\n"
+        "let due = case(dayofweek(due_day) == 6d, due_day - 1d,\n"
+        "    dayofweek(due_day) == 0d, due_day - 2d, due_day);\n"
+        "AppTraces\n"
+        f"| where tostring(Properties['event']) == '{MART_FRESHNESS_EVENT}'\n"
+        f"| where tostring(Properties['table']) == '{MART_FRESHNESS_TABLE}'\n"
+        "| summarize latest_trade_date = max(todatetime(tostring(Properties['latest_trade_date'])))\n"
+        "| where isnull(latest_trade_date) or latest_trade_date < due",
+        LocalCheck(
+            "SELECT max(trade_date) AS latest_trade_date, %(due_session)s::date AS due_session "
+            f"FROM {MART_FRESHNESS_TABLE} "
+            "HAVING coalesce(max(trade_date), '-infinity'::date) < %(due_session)s::date",
+            MART_LOAD_GRACE,
         ),
-        severity=1,
-        kind="log",
-        # Azure: the latest trade date the serving job reported (no report within the window is
-        # stale too), against the latest weekday whose 21:00 UTC close is more than the grace ago.
-        azure=LogCondition(
-            query=(
-                f"let due_day = startofday(ago({_KQL_DUE_AFTER_HOURS}h));\n"
-                "let due = case(dayofweek(due_day) == 6d, due_day - 1d,\n"
-                "    dayofweek(due_day) == 0d, due_day - 2d, due_day);\n"
-                "AppTraces\n"
-                f"| where tostring(Properties['event']) == '{MART_FRESHNESS_EVENT}'\n"
-                f"| where tostring(Properties['table']) == '{MART_FRESHNESS_TABLE}'\n"
-                "| summarize latest_trade_date = max(todatetime(tostring(Properties['latest_trade_date'])))\n"
-                "| where isnull(latest_trade_date) or latest_trade_date < due"
-            ),
-            operator="GreaterThan",
-            threshold=0,
-            window=timedelta(days=7),
-            frequency=timedelta(hours=1),
-        ),
-        local=LocalCheck(
-            sql=(
-                "SELECT max(trade_date) AS latest_trade_date, %(due_session)s::date AS due_session "
-                f"FROM {MART_FRESHNESS_TABLE} "
-                "HAVING coalesce(max(trade_date), '-infinity'::date) < %(due_session)s::date"
-            ),
-            window=MART_LOAD_GRACE,
-        ),
+        window=timedelta(days=7),
+        frequency=_HOUR,
     ),
-    AlertRule(
-        name="data-quality-failures",
-        description="A job reported data-quality rules with severity 'fail' that did not pass.",
-        severity=1,
-        kind="log",
-        azure=LogCondition(
-            query=(
-                "AppTraces\n"
-                "| where tostring(Properties['event']) == 'dq_result'\n"
-                "| where tostring(Properties['severity']) == 'fail'\n"
-                "| where tolower(tostring(Properties['passed'])) == 'false'"
-            ),
-            operator="GreaterThan",
-            threshold=0,
-            window=timedelta(hours=1),
-            frequency=timedelta(minutes=15),
+    _log_rule(
+        "data-quality-failures",
+        "A job reported data-quality rules with severity 'fail' that did not pass.",
+        1,
+        "AppTraces\n"
+        "| where tostring(Properties['event']) == 'dq_result'\n"
+        "| where tostring(Properties['severity']) == 'fail'\n"
+        "| where tolower(tostring(Properties['passed'])) == 'false'",
+        LocalCheck(
+            f"SELECT run_id, table_name, rule, failed_count FROM {DQ_RESULTS} "
+            f"WHERE severity = 'fail' AND NOT passed AND {_in_window('evaluated_at')}",
+            _HOUR,
         ),
-        local=LocalCheck(
-            sql=(
-                f"SELECT run_id, table_name, rule, failed_count FROM {DQ_RESULTS} "
-                "WHERE severity = 'fail' AND NOT passed AND evaluated_at > %(now)s - %(window)s "
-                "AND evaluated_at <= %(now)s"
-            ),
-            window=timedelta(hours=1),
-        ),
+        window=_HOUR,
+        frequency=_QUARTER_HOUR,
     ),
 )
 

@@ -223,20 +223,9 @@ def _configure_azure(service_name: str, conn: str, key: tuple) -> _Runtime:
         _azure_configured_key = key
     elif _azure_configured_key != key:
         _log.warning("Azure Monitor is already configured in this process; keeping the first configuration")
-    tracer_provider = trace.get_tracer_provider()
-    meter_provider = metrics.get_meter_provider()
-    logger_provider = _logs.get_logger_provider()
-    meter = meter_provider.get_meter(SCOPE)
-    return _Runtime(
-        mode="azure_monitor",
-        service=service_name,
-        key=key,
-        tracer=tracer_provider.get_tracer(SCOPE),
-        meter=meter,
-        logger=logger_provider.get_logger(SCOPE),
-        instruments=_instruments(meter),
-        providers=(),  # the distro owns them (and flushes them at exit)
-    )
+    # The distro owns the global providers (and flushes them at exit), so the runtime keeps none.
+    providers = (trace.get_tracer_provider(), metrics.get_meter_provider(), _logs.get_logger_provider())
+    return _assemble("azure_monitor", service_name, key, *providers, owned=False)
 
 
 def _configure_ops_store(service_name: str, dsn: str, key: tuple, export_interval_s: float) -> _Runtime:
@@ -259,30 +248,39 @@ def _configure_ops_store(service_name: str, dsn: str, key: tuple, export_interva
     )
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=export_interval_s * 1000)
     meter_provider = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
+    return _assemble("ops_store", service_name, key, tracer_provider, meter_provider, logger_provider, owned=True)
+
+
+def _configure_disabled(service_name: str, key: tuple) -> _Runtime:
+    providers = (trace.NoOpTracerProvider(), metrics.NoOpMeterProvider(), _logs.NoOpLoggerProvider())
+    return _assemble("disabled", service_name, key, *providers, owned=False)
+
+
+def _assemble(
+    mode: Mode,
+    service_name: str,
+    key: tuple,
+    tracer_provider: Any,
+    meter_provider: Any,
+    logger_provider: Any,
+    *,
+    owned: bool,
+) -> _Runtime:
+    """Every mode hands out the same tracer, meter, logger and instruments, named by SCOPE.
+
+    ``owned``: the providers were made here, so flush and shutdown must reach them (traces, then
+    logs, then metrics); the others belong to the Azure distro or do nothing.
+    """
     meter = meter_provider.get_meter(SCOPE)
     return _Runtime(
-        mode="ops_store",
+        mode=mode,
         service=service_name,
         key=key,
         tracer=tracer_provider.get_tracer(SCOPE),
         meter=meter,
         logger=logger_provider.get_logger(SCOPE),
         instruments=_instruments(meter),
-        providers=(tracer_provider, logger_provider, meter_provider),
-    )
-
-
-def _configure_disabled(service_name: str, key: tuple) -> _Runtime:
-    meter = metrics.NoOpMeterProvider().get_meter(SCOPE)
-    return _Runtime(
-        mode="disabled",
-        service=service_name,
-        key=key,
-        tracer=trace.NoOpTracerProvider().get_tracer(SCOPE),
-        meter=meter,
-        logger=_logs.NoOpLoggerProvider().get_logger(SCOPE),
-        instruments=_instruments(meter),
-        providers=(),
+        providers=(tracer_provider, logger_provider, meter_provider) if owned else (),
     )
 
 

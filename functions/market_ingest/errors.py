@@ -19,13 +19,27 @@ from __future__ import annotations
 
 from typing import Any
 
+_FACTS = ("kind", "retryable", "ends_call")
+
 
 class IngestError(Exception):
-    """A failed fetch. `kind` is the stable short name reported in answers and manifests."""
+    """A failed fetch. `kind` is the stable short name reported in answers and manifests.
+
+    A subclass states its facts in its header, ``class X(PermanentError, kind="x", ends_call=True)``,
+    and inherits the others, so each class reads as one line of the classification.
+    """
 
     kind = "error"
     retryable = False
     ends_call = False
+
+    def __init_subclass__(cls, **facts: Any) -> None:
+        super().__init_subclass__()
+        unknown = set(facts) - set(_FACTS)
+        if unknown:
+            raise TypeError(f"{cls.__name__}: unknown failure facts {sorted(unknown)}; known: {_FACTS}")
+        for name, value in facts.items():
+            setattr(cls, name, value)
 
     def failure(self, symbol: str) -> dict[str, Any]:
         """The symbol's entry in the call's ``failures``."""
@@ -36,107 +50,80 @@ class IngestError(Exception):
         self.retry_after = retry_after
 
 
-class TransientError(IngestError):
-    retryable = True
+class TransientError(IngestError, retryable=True):
+    """The same request may succeed when repeated: retried at once, within the call."""
 
 
-class Throttled(TransientError):
+class Throttled(TransientError, kind="throttled"):
     """HTTP 429, or HTTP 200 with a {"Note"} / rate-style {"Information"} body."""
 
-    kind = "throttled"
 
-
-class BurstThrottled(TransientError):
+class BurstThrottled(TransientError, kind="burst"):
     """Too many requests in a second ("... 1 request per second ..."): retried after a pause."""
 
-    kind = "burst"
     PAUSE_SECONDS = 1.5  # the free plan allows one request a second; wait a little longer
 
     def __init__(self, message: str, *, retry_after: float | None = None):
         super().__init__(message, retry_after=retry_after or self.PAUSE_SECONDS)
 
 
-class ServerError(TransientError):
-    kind = "server_error"
+class ServerError(TransientError, kind="server_error"):
+    """HTTP 5xx: the provider's own trouble."""
 
 
-class RequestTimeout(TransientError):
-    kind = "timeout"
+class RequestTimeout(TransientError, kind="timeout"):
+    """No complete answer within the request's timeout."""
 
 
-class ConnectionFailed(TransientError):
-    kind = "connection"
+class ConnectionFailed(TransientError, kind="connection"):
+    """Any other failure of the HTTP exchange: DNS, a refused or reset connection, TLS, a broken read."""
 
 
-class TruncatedPayload(TransientError):
+class TruncatedPayload(TransientError, kind="truncated"):
     """HTTP 200 whose body is not complete JSON."""
-
-    kind = "truncated"
 
 
 class PermanentError(IngestError):
     """Retrying the same request will not help; the symbol fails with this reason."""
 
 
-class SymbolNotFound(PermanentError):
+class SymbolNotFound(PermanentError, kind="not_found"):
     """{"Error Message"} for a symbol, or an empty OVERVIEW / GLOBAL_QUOTE."""
 
-    kind = "not_found"
+
+class UnexpectedPayload(PermanentError, kind="unexpected_payload"):
+    """Complete JSON without the objects the function answers with."""
 
 
-class UnexpectedPayload(PermanentError):
-    kind = "unexpected_payload"
-
-
-class RequestRejected(PermanentError):
+class RequestRejected(PermanentError, kind="rejected"):
     """A 4xx other than 429, or an API key the provider refuses."""
 
-    kind = "rejected"
 
-
-class PremiumOnly(PermanentError):
+class PremiumOnly(PermanentError, kind="premium_only", ends_call=True):
     """The plan of the key does not serve this function or parameter value (a premium feature).
 
     Every symbol of the call asks for the same function and output size: none can succeed.
     """
 
-    kind = "premium_only"
-    ends_call = True
 
-
-class DemoKey(PermanentError):
+class DemoKey(PermanentError, kind="demo_key", ends_call=True):
     """The ``demo`` key, which serves a few documentation examples only: configure a real key."""
 
-    kind = "demo_key"
-    ends_call = True
 
-
-class InvalidSymbol(PermanentError):
+class InvalidSymbol(PermanentError, kind="invalid_symbol"):
     """A requested symbol that is not a ticker; it never reaches a URL or a path."""
 
-    kind = "invalid_symbol"
 
-
-class QuotaExhausted(IngestError):
+class QuotaExhausted(IngestError, kind="quota_exhausted", retryable=True, ends_call=True):
     """The daily quota is used up: no further request of this call can succeed, a later call can."""
 
-    kind = "quota_exhausted"
-    retryable = True
-    ends_call = True
 
-
-class DeadlineReached(IngestError):
+class DeadlineReached(IngestError, kind="deadline", retryable=True):
     """The call's time budget ran out before this symbol was fetched; a later call fetches it."""
 
-    kind = "deadline"
-    retryable = True
 
-
-class UnexpectedFailure(IngestError):
+class UnexpectedFailure(IngestError, kind="internal", retryable=True):
     """Anything else while landing one symbol (a bug, a storage error): the others still land."""
-
-    kind = "internal"
-    retryable = True
 
     @classmethod
     def of(cls, exc: BaseException) -> UnexpectedFailure:

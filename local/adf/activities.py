@@ -197,25 +197,38 @@ def _container_result(outcome: Outcome, name: str) -> ActivityResult:
     )
 
 
+def _branching(choose: Callable[[dict[str, Any]], list[dict[str, Any]]]) -> Handler:
+    """A handler that runs, as a container, the one branch ``choose`` picks from the evaluated properties.
+
+    If Condition and Switch differ only in how they pick; running the branch and reporting an
+    inner failure is the same for both.
+    """
+
+    def run_branch(ex: Execution, activity: dict[str, Any], state: Any, run: ActivityRun) -> ActivityResult:
+        branch = choose(_props(activity, state, run))
+        return _container_result(ex.run_scope(branch, scope_state(state)), activity["name"])
+
+    return run_branch
+
+
 @_handles("IfCondition")
-def _if_condition(ex: Execution, activity: dict[str, Any], state: Any, run: ActivityRun):
-    props = _props(activity, state, run)
+@_branching
+def _if_condition(props: dict[str, Any]) -> list[dict[str, Any]]:
     if not isinstance(props["expression"], bool):
         raise ActivityFailure(f"If Condition expression must be a boolean, got {props['expression']!r}")
-    branch = props.get("ifTrueActivities" if props["expression"] else "ifFalseActivities") or []
-    return _container_result(ex.run_scope(branch, scope_state(state)), activity["name"])
+    return props.get("ifTrueActivities" if props["expression"] else "ifFalseActivities") or []
 
 
 @_handles("Switch")
-def _switch(ex: Execution, activity: dict[str, Any], state: Any, run: ActivityRun):
-    props = _props(activity, state, run)
+@_branching
+def _switch(props: dict[str, Any]) -> list[dict[str, Any]]:
     on = props["on"]
     if not isinstance(on, str):
         raise ActivityFailure(f"Switch 'on' must evaluate to a string, got {on!r}")
     branch = next((c.get("activities", []) for c in props.get("cases", []) if c.get("value") == on), None)
     if branch is None:
         branch = props.get("defaultActivities", []) or []
-    return _container_result(ex.run_scope(branch, scope_state(state)), activity["name"])
+    return branch
 
 
 @_handles("ForEach")

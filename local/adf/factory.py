@@ -160,19 +160,18 @@ class Factory:
         return factory
 
     def pipeline(self, name: str) -> dict[str, Any]:
-        try:
-            return self.pipelines[name]
-        except KeyError:
-            raise AdfDefinitionError(
-                f"no pipeline {name!r} in {self.root / 'pipeline'}; available: {', '.join(sorted(self.pipelines))}"
-            ) from None
+        return self._named("pipeline", self.pipelines, name)
 
     def trigger(self, name: str) -> dict[str, Any]:
+        return self._named("trigger", self.triggers, name)
+
+    def _named(self, folder: str, documents: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
+        """A document by name; a mistyped name is told where it was looked for and what exists."""
         try:
-            return self.triggers[name]
+            return documents[name]
         except KeyError:
             raise AdfDefinitionError(
-                f"no trigger {name!r} in {self.root / 'trigger'}; available: {', '.join(sorted(self.triggers))}"
+                f"no {folder} {name!r} in {self.root / folder}; available: {', '.join(sorted(documents))}"
             ) from None
 
 

@@ -128,3 +128,12 @@ def test_one_failure_that_no_retry_can_fix_makes_the_call_a_502(tmp_path):
     ]
     assert result.status_code == 502
     assert run_call(tmp_path, ["KO"], {"KO": ServerError("down")}).status_code == 503
+
+
+def test_failure_classes_take_their_retry_facts_from_the_class_header():
+    assert (ServerError.kind, ServerError.retryable, ServerError.ends_call) == ("server_error", True, False)
+    assert (SymbolNotFound.kind, SymbolNotFound.retryable) == ("not_found", False)
+    with pytest.raises(TypeError, match="unknown failure facts \\['retriable'\\]"):
+
+        class Misspelt(TransientError, retriable=False):
+            pass

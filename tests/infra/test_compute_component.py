@@ -29,7 +29,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def compute_run(run_component, common, repo):
     args = ComputeArgs(
-        common.rg, common.location, "test-dbw", common.tags, LAKE_ID, "postgresql://u@h/db",
+        common.rg, common.location, common.tags, "test-dbw", LAKE_ID, "postgresql://u@h/db",
         lake_account_name="testlake", catalog_name=CATALOG, repo_root=repo,
         insights_connection_string="InstrumentationKey=test",
     )

@@ -10,7 +10,7 @@ RAW_ID = f"{LAKE_ID}/blobServices/default/containers/raw"
 
 
 def _eventing(run_component, common, **overrides):
-    args = EventingArgs(common.rg, common.location, "test-events", common.tags, LAKE_ID, "raw", RAW_ID, **overrides)
+    args = EventingArgs(common.rg, common.location, common.tags, "test-events", LAKE_ID, "raw", RAW_ID, **overrides)
     return run_component(lambda: Eventing("events", args))
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from infra import roles
 from infra.ingestion import FUNCTION_KEY_SECRET, MASTER_KEY_SECRET, Ingestion, IngestionArgs
+from infra.key_vault import VaultPolicy
 
 SUB = "/subscriptions/s/resourceGroups/rg/providers"
 RAW_ID = f"{SUB}/Microsoft.Storage/storageAccounts/lake/blobServices/default/containers/raw"
@@ -17,7 +18,7 @@ KEY_URI = "https://kv.vault.azure.net/secrets/alphavantage-api-key"
 @pytest.fixture(scope="module")
 def ingestion_run(run_component, common):
     args = IngestionArgs(
-        common.rg, common.location, "test-ingest", "testfunc", common.tags,
+        common.rg, common.location, common.tags, "test-ingest", "testfunc",
         log_workspace_id=f"{SUB}/Microsoft.OperationalInsights/workspaces/logs",
         environment="test",
         lake_account_name="testlake",
@@ -32,7 +33,7 @@ def ingestion_run(run_component, common):
         ingest_daily_schedule="0 30 22 * * 1-5",
         poll_quotes_schedule="0 */5 14-20 * * 1-5",
         keys_vault_name="testfunckeys",
-        tenant_id="tenant",
+        vault_policy=VaultPolicy("tenant"),
     )  # fmt: skip
     return run_component(lambda: Ingestion("ingest", args))
 

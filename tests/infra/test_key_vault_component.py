@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pulumi
 
-from infra.key_vault import MARKET_API_KEY_SECRET, POSTGRES_PASSWORD_SECRET, Secrets, SecretsArgs
+from infra.key_vault import MARKET_API_KEY_SECRET, POSTGRES_PASSWORD_SECRET, Secrets, SecretsArgs, VaultPolicy
 
 
-def _secrets(run_component, common, **overrides):
-    values = {"market_api_key": pulumi.Output.secret("api-key-from-config"), "purge_protection": False}
+def _secrets(run_component, common, purge_protection=False, **overrides):
+    values = {"market_api_key": pulumi.Output.secret("api-key-from-config")}
     values.update(overrides)
-    args = SecretsArgs(common.rg, common.location, "test-kv", "tenant-1", common.tags, **values)
+    policy = VaultPolicy("tenant-1", purge_protection=purge_protection)
+    args = SecretsArgs(common.rg, common.location, common.tags, "test-kv", policy, **values)
     return run_component(lambda: Secrets("secrets", args))
 
 

@@ -7,7 +7,7 @@ from lakehouse.lake import CONTAINERS
 
 
 def _lake(run_component, common, **overrides):
-    args = LakeArgs(common.rg, common.location, "testlake", common.tags, **overrides)
+    args = LakeArgs(common.rg, common.location, common.tags, "testlake", **overrides)
     return run_component(lambda: Lake("lake", args))
 
 

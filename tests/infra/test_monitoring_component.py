@@ -16,7 +16,7 @@ SCOPES = {target: f"/subscriptions/s/resourceGroups/rg/providers/mock/{target}" 
 
 
 def _monitoring(run_component, common, targets=(), workbooks=(), emails=("a@example.com", "b@example.com")):
-    args = MonitoringArgs(common.rg, common.location, "test", common.tags, LAW, emails, targets, SCOPES,
+    args = MonitoringArgs(common.rg, common.location, common.tags, "test", LAW, emails, targets, SCOPES,
                           workbook_files=list(workbooks))  # fmt: skip
     return run_component(lambda: Monitoring("mon", args))
 

@@ -63,7 +63,7 @@ def _orchestration(run_component, common, adf_root, **overrides):
     values = {"deployment_values": VALUES, "jobs_identity_id": JOBS_ID, "vault_id": VAULT_ID,
               "function_keys_vault_id": KEYS_VAULT_ID, "adf_root": adf_root,
               **overrides}  # fmt: skip
-    args = OrchestrationArgs(common.rg, common.location, "test-adf", common.tags, **values)
+    args = OrchestrationArgs(common.rg, common.location, common.tags, "test-adf", **values)
     return run_component(lambda: Orchestration("adf", args))
 
 

@@ -10,7 +10,7 @@ from infra.stack_config import FirewallRule, StackConfigError, check_firewall_ru
 
 
 def _serving(run_component, common, **overrides):
-    args = ServingArgs(common.rg, common.location, "test-pg", "tenant-1", common.tags, **overrides)
+    args = ServingArgs(common.rg, common.location, common.tags, "test-pg", "tenant-1", **overrides)
     return run_component(lambda: Serving("serving", args))
 
 

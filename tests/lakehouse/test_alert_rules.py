@@ -12,6 +12,7 @@ from lakehouse.alert_rules import (
     MART_FRESHNESS_EVENT,
     MART_FRESHNESS_TABLE,
     MART_LOAD_GRACE,
+    METRIC_NAMESPACES,
     METRIC_TARGETS,
     AlertRule,
     LocalCheck,
@@ -101,3 +102,7 @@ def test_a_rule_whose_kind_and_definition_disagree_is_rejected():
 def test_unknown_rule_name_lists_the_known_ones():
     with pytest.raises(KeyError, match="daily-load-stale"):
         by_name("nope")
+
+
+def test_every_metric_target_names_its_azure_namespace():
+    assert set(METRIC_NAMESPACES) == set(METRIC_TARGETS)

@@ -170,3 +170,17 @@ def test_adf_list_names_every_pipeline_and_trigger_with_parameters() -> None:
     assert daily["pipelines"] == ["pl_lakehouse_daily"] and "runDate" in daily["parameters"]
     text = subprocess.run([*CLI, "adf", "list"], capture_output=True, text=True, timeout=60).stdout
     assert "pl_backfill -p startDate=<String> -p endDate=<String> [-p chunkDays=92]" in text
+
+
+def test_alerts_answers_like_status_in_json_and_text_and_both_refuse_a_bad_now(lakehouse_env: Path) -> None:
+    from lakehouse.alert_rules import ALERT_RULES
+
+    text = run("alerts", "--now", "2024-03-05T23:00", env=dict(os.environ))
+    answer = run("alerts", "--json", "--now", "2024-03-05T23:00", env=dict(os.environ))
+    results = json.loads(answer.stdout)
+    assert [r["name"] for r in results] == [r.name for r in ALERT_RULES]
+    assert text.returncode == answer.returncode == (1 if any(r["fires"] for r in results) else 0), text.stderr
+    assert all(r["name"] in text.stdout for r in results)
+    for command in ("status", "alerts"):
+        bad = run(command, "--now", "tuesday", env=dict(os.environ))
+        assert bad.returncode == 2 and "--now" in bad.stderr and "not an ISO-8601 time" in bad.stderr, bad.stderr
