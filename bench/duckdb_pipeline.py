@@ -4,9 +4,10 @@ The peer of the end-to-end backfill (``bench_pipeline_peer``): it reads the same
 (located by :mod:`lakehouse.contracts.raw_layout`, checked against their run manifests' sizes and
 sha256), applies the silver rules (the quarantine and fail rules of :data:`spark_jobs.quality.RULES`,
 their SQL translated to DuckDB's dialect) and the silver dedupe (latest ingestion of a key wins),
-computes gold's daily prices and monthly performance in the one adjusted frame of
-:mod:`spark_jobs.gold` (corporate actions first, the series' own split and dividend fields for the
-days they do not cover), and COPYs the rows into the mart tables of the project's migrations.
+computes the daily prices and monthly performance directly in the current (back-adjusted) frame the
+marts serve (corporate actions first, the series' own split and dividend fields for the days they
+do not cover; the project's gold stores the forward frame and serving rescales it, so agreeing to
+1e-9 checks that path too), and COPYs the rows into the mart tables of the project's migrations.
 
 It keeps no state between runs: no bronze, no Delta tables, no watermarks, no audit. That is the
 point of the comparison: what the project's layers, lineage and incremental machinery cost on top

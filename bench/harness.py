@@ -41,7 +41,6 @@ import importlib
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -251,15 +250,64 @@ def run_benchmark(
     return result
 
 
+class _ChildPeaks:
+    """The high-water marks of this process's descendants, sampled while they live.
+
+    ``RUSAGE_CHILDREN``'s ru_maxrss is no measure of a child started by fork + exec: Linux keeps
+    the parent's resident size at the fork as the child's maximum (a 500 MB process running
+    ``true`` reports a 511 MB child), so the market API server, spawned when the client held about
+    200 MB, was counted at that size although it peaks near 130 MB. VmHWM starts afresh at exec,
+    so sampling it from /proc while each descendant lives gives its own peak. A descendant that
+    lives less than one interval is missed: the ones that matter (a JVM, a server) live longer.
+    """
+
+    INTERVAL_S = 0.25
+
+    def __init__(self) -> None:
+        import threading
+
+        self._own_cmdline = self._cmdline(os.getpid())
+        self.peaks: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="bench-child-peaks", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _cmdline(pid: int) -> bytes:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return b""
+
+    def sample(self) -> None:
+        for pid in _descendants(os.getpid()):
+            if self._cmdline(pid) == self._own_cmdline:  # forked, not yet exec'd: the parent's pages
+                continue
+            self.peaks[pid] = max(self.peaks.get(pid, 0), _vm_hwm_kb(pid))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.INTERVAL_S):
+            self.sample()
+
+    def stop(self) -> tuple[int, int]:
+        """(sum of the live descendants' peaks, the largest peak of one that has ended), in KB."""
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+        live = set(_descendants(os.getpid()))
+        live_kb = sum(kb for pid, kb in self.peaks.items() if pid in live)
+        ended_kb = max((kb for pid, kb in self.peaks.items() if pid not in live), default=0)
+        return live_kb, ended_kb
+
+
 def _child(module: str, case: str, params: str) -> None:
     mod = importlib.import_module(module)
+    peaks = _ChildPeaks()
     metrics = mod.CASES[case](json.loads(params))
-    # The child's own high-water mark (VmHWM starts afresh at exec, unlike ru_maxrss, which keeps the
-    # pages a big parent shared before exec), plus its live descendants' (a JVM still running) and
-    # its largest waited-for child's.
-    live_kb = sum(_vm_hwm_kb(pid) for pid in _descendants(os.getpid()))
-    children_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    metrics["_peak_rss_kb"] = _vm_hwm_kb(os.getpid()) + live_kb + children_kb
+    # The child's own high-water mark, plus its live descendants' (a JVM still running) and its
+    # largest ended descendant's, each sampled from its own VmHWM (see _ChildPeaks).
+    live_kb, ended_kb = peaks.stop()
+    metrics["_peak_rss_kb"] = _vm_hwm_kb(os.getpid()) + live_kb + ended_kb
     sys.stdout.write("\n" + json.dumps(metrics, default=str) + "\n")
     sys.stdout.flush()
 

@@ -344,6 +344,8 @@ def _parse_params(items: list[str] | None) -> dict[str, str]:
 
 
 VERBOSE_HELP = "Also print skipped activities (failure handlers with nothing to do) and every chunk's steps."
+# The -v option of every command that runs pipelines (run, backfill, rerun).
+Verbose = Annotated[bool, typer.Option("-v", "--verbose", help=VERBOSE_HELP)]
 
 
 @adf_app.command("list")
@@ -374,7 +376,7 @@ def adf_list(
 def adf_run(
     pipeline: Annotated[str, typer.Argument(help="A pipeline of adf/ (lakehouse adf list).")],
     param: Annotated[list[str] | None, typer.Option("-p", "--param", help="name=value")] = None,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help=VERBOSE_HELP)] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Execute a pipeline from adf/ locally, e.g. `adf run pl_lakehouse_daily -p runDate=2024-03-05`."""
     from local.adf.runner import run_pipeline
@@ -401,7 +403,7 @@ def backfill(
             "--resume", help="Rerun the last unfinished backfill of these parameters; its succeeded chunks are skipped."
         ),
     ] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help=VERBOSE_HELP)] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Backfill a date range through pl_backfill (chunked, each chunk a run of the daily master)."""
     from local.adf.runner import rerun_pipeline, run_pipeline
@@ -606,7 +608,7 @@ def rerun(
             "--from-failure", help="Start from the failed activities; those that succeeded are not run again."
         ),
     ] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help=VERBOSE_HELP)] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Run a pipeline run again with the same parameters, as a new run linked to it (rerun_of);
     with --from-failure, as Data Factory's "rerun from failed activity"."""
@@ -648,20 +650,14 @@ def status(
     """Last run per pipeline, freshness per gold and mart table, DQ summary, quarantine counts; exit 1
     unless healthy (a failed pipeline, a stale or empty table, a failed data-quality rule)."""
     from local import ops_status
-    from local.alerts import parse_now
 
-    try:
-        at = parse_now(now)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc).removeprefix("--now: "), param_hint="--now") from None
-    settings = _settings()
-    with _serving_db(settings) as dsn:
-        report = ops_status.status(settings, now=at, dsn=dsn)
-    if json_out:
-        sys.stdout.write(json.dumps(report, indent=2) + "\n")
-    else:
-        console.print(ops_status.format_text(report), highlight=False, soft_wrap=True)
-    raise typer.Exit(ops_status.exit_code(report))
+    _judge_ops_store(
+        now,
+        json_out,
+        lambda settings, at, dsn: ops_status.status(settings, now=at, dsn=dsn),
+        ops_status.format_text,
+        ops_status.exit_code,
+    )
 
 
 @app.command("alerts")
@@ -674,18 +670,38 @@ def alerts(
     """Evaluate the alert rules against the local ops store; exit 1 when any fires."""
     from local import alerts as alerting
 
+    _judge_ops_store(
+        now,
+        json_out,
+        lambda _settings, at, dsn: alerting.evaluate_alerts(dsn, now=at),
+        alerting.format_text,
+        alerting.exit_code,
+    )
+
+
+def _judge_ops_store(
+    now: str | None,
+    json_out: bool,
+    judge: Callable[[Settings, dt.datetime | None, str], Any],
+    format_text: Callable[[Any], str],
+    exit_code: Callable[[Any], int],
+) -> None:
+    """status and alerts answer alike: judge the local ops store at --now, print JSON or text, and
+    exit with the verdict, so a script reads both the same way."""
+    from local.alerts import parse_now
+
     try:
-        at = alerting.parse_now(now)
+        at = parse_now(now)
     except ValueError as exc:
         raise typer.BadParameter(str(exc).removeprefix("--now: "), param_hint="--now") from None
     settings = _settings()
     with _serving_db(settings) as dsn:
-        results = alerting.evaluate_alerts(dsn, now=at)
+        verdict = judge(settings, at, dsn)
     if json_out:
-        sys.stdout.write(json.dumps(results, indent=2) + "\n")
+        sys.stdout.write(json.dumps(verdict, indent=2) + "\n")
     else:
-        console.print(alerting.format_text(results), highlight=False, soft_wrap=True)
-    raise typer.Exit(alerting.exit_code(results))
+        console.print(format_text(verdict), highlight=False, soft_wrap=True)
+    raise typer.Exit(exit_code(verdict))
 
 
 @app.command("report")
@@ -746,8 +762,10 @@ def reconcile_window(
     trade_end: Annotated[str | None, typer.Option("--trade-end", help="Gold/mart window end.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the counts as a JSON object.")] = False,
 ) -> None:
-    """Count an ingestion window in RAW, bronze, silver, quarantine, gold and the mart; exit 1 on a lost
-    or duplicated row, or when nothing was ingested in the window."""
+    """Count an ingestion window in RAW, bronze, silver, quarantine, gold and the mart, and check the data
+    quality of its symbols; exit 1 on a lost, duplicated, stale or extra row, a failing data-quality
+    finding (missing sessions, a stale symbol, an unapplied corporate action), or when nothing was
+    ingested in the window."""
     from pyspark.errors import PySparkException
 
     from local.spark import connect
@@ -773,12 +791,14 @@ def reconcile_window(
             raise typer.Exit(1) from None
         finally:
             session.stop()
-    result = {**counts.as_dict(), "details": counts.details}
+    result = {**counts.as_dict(), "details": counts.details, "quality": counts.quality}
     if json_out:
         sys.stdout.write(json_text(result) + "\n")
     else:
         print_rows([{"count": k, "value": v} for k, v in {**counts.as_dict(), **counts.details}.items()],
                    as_json=False, title=f"reconcile {dataset} {start}..{end}")  # fmt: skip
+        for line in reconcile.quality_lines(counts):
+            console.print(line, highlight=False, soft_wrap=True, markup=False)
     if not counts.ok:
         raise typer.Exit(1)
     if not any(counts.as_dict().values()):

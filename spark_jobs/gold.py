@@ -3,22 +3,30 @@
 Adjustment. The events of a symbol are its splits and dividends: silver.corporate_actions (the
 SPLITS and DIVIDENDS datasets, on any plan) and, for days it does not cover, the split and
 dividend fields of the adjusted daily series (premium plans). An event on ex-date e (split factor
-s, dividend d, previous close c) has the factor ``f_e = (1 - d / c) / s``; the cumulative factor of
-e is the product of the factors of e and of every later event, and every price of a day t is
-multiplied by the product of ``f_e`` over the events after t (see :func:`adjustment_factors`).
-Open, high, low and close stay as traded; adj_close, the moving averages, the 52-week extremes
-(of the adjusted highs and lows) and the drawdown are all in that one adjusted frame, and
-returns and volatility are of the adjusted close. A factor that is not positive (a dividend at
-least as large as the price it is paid on, a split factor of 0) stops the job: it cannot be a real
-event, and treating it as 1 would silently publish unadjusted history. Events after a symbol's
-last bar (declared dividends not yet ex) adjust nothing yet.
+s, dividend d, previous close c) has the factor ``f_e = (1 - d / c) / s`` (see
+:func:`adjustment_factors`).
 
-Incremental recompute (see :func:`recompute_starts`): for each symbol with changed silver bars,
-gold is recomputed from the earliest changed date to the symbol's last date, reading the 252
-bars before it so the rolling metrics (52 weeks is the longest) are complete; the running peak
-of the drawdown continues from the stored rows before that date. A changed bar at or before an
-adjustment event changes the adjusted history before the event, so then the whole symbol is
-recomputed; so does a new or revised corporate action (passed in as a change on its ex-date).
+Gold stores every price-level metric in the FORWARD frame: a price of day t is divided by
+``F(t)``, the product of ``f_e`` over the events on or before t, so it never changes when a later
+event arrives. Users see the CURRENT (back-adjusted) frame, ``price * prod(f_e for e > t)``, which
+is the forward value times ``P``, the product of every event factor of the symbol (its current
+factor, the forward factor of its last event): serving multiplies the :data:`FORWARD_COLUMNS` by P
+(:func:`in_current_frame`), and so does every comparison of gold with the mart. Open, high, low and
+close stay as traded; adj_close, the moving averages, the 52-week extremes (of the adjusted highs
+and lows) and the drawdown are all in the one adjusted frame, and returns, volatility and drawdown
+are ratios, the same in either frame. A factor that is not positive (a dividend at least as large
+as the price it is paid on, a split factor of 0) stops the job: it cannot be a real event, and
+treating it as 1 would silently publish unadjusted history. Events after a symbol's last bar
+(declared dividends not yet ex) adjust nothing yet.
+
+Incremental recompute (see :func:`recompute_starts`): for each symbol with changed silver bars or
+corporate actions, gold is recomputed from the earliest changed date (a changed bar's date, a new
+or revised event's ex-date) to the symbol's last date, reading the 252 bars before it so the
+rolling metrics (52 weeks is the longest) are complete; the running peak of the drawdown
+continues from the stored rows before that date. Rows before it are unchanged in the forward
+frame, even when the change is a new split: only the symbol's current factor changes, and with it
+what serving shows for the rows before the event (silver-to-gold records those rows as changed
+for serving to reload, rescaled; gold itself does not rewrite them).
 """
 
 from __future__ import annotations
@@ -51,40 +59,25 @@ def _event() -> Column:
     )
 
 
-def recompute_starts(changed: DataFrame, silver: DataFrame, day_events: DataFrame | None = None) -> DataFrame:
-    """Per symbol with changed bars: the first trade date whose gold row must be recomputed.
+def recompute_starts(changed: DataFrame, silver: DataFrame) -> DataFrame:
+    """Per symbol with changes: the first trade date whose gold row must be recomputed.
 
     Args:
         changed: (symbol, trade_date) of silver bars inserted or revised since the last gold run,
             and the ex-dates of corporate actions inserted or revised since then.
         silver: silver.daily_bars.
-        day_events: :func:`events` of the symbols (None: the bars' own split and dividend fields).
 
     Returns:
-        (symbol, start_date, full) where full means the whole symbol history is recomputed.
+        (symbol, start_date, full) where full means the recompute starts at the symbol's first bar.
     """
     first_change = changed.groupBy("symbol").agg(F.min("trade_date").alias("first_change"))
-    if day_events is None:
-        day_events = events(silver.join(first_change.select("symbol"), "symbol", "left_semi"))
-    after_change = (
-        day_events.join(first_change, "symbol", "inner")
-        .filter(F.col("ex_date") >= F.col("first_change"))
-        .select("symbol")
-        .distinct()
-        .withColumn("_events", F.lit(True))
-    )
     per_symbol = (
         silver.join(first_change, "symbol", "inner")
         .groupBy("symbol")
         .agg(F.min("trade_date").alias("first_date"), F.min("first_change").alias("first_change"))
-        .join(after_change, "symbol", "left")
     )
-    full = F.coalesce(F.col("_events"), F.lit(False))
-    return per_symbol.select(
-        "symbol",
-        F.when(full, F.col("first_date")).otherwise(F.col("first_change")).alias("start_date"),
-        full.alias("full"),
-    )
+    start = F.greatest(F.col("first_change"), F.col("first_date"))
+    return per_symbol.select("symbol", start.alias("start_date"), (start <= F.col("first_date")).alias("full"))
 
 
 def span_for(silver: DataFrame, starts: DataFrame) -> DataFrame:
@@ -150,10 +143,13 @@ def _checked(factor: Column) -> Column:
 
 
 def adjustment_factors(bars: DataFrame, day_events: DataFrame) -> DataFrame:
-    """Per symbol and ex-date: the event factor and the cumulative factor (gold.adjustment_factors).
+    """Per symbol and ex-date: the event factor and the cumulative factors (gold.adjustment_factors).
 
     ``cumulative_factor`` of an ex-date is what every price before it, back to the previous
-    event, is multiplied by. Only events up to the symbol's last bar count.
+    event, is multiplied by in the current frame; ``forward_factor`` is what every price from it
+    to the next event is divided by in the forward frame gold stores. A new event changes the
+    cumulative factors of every earlier event but the forward factors of none. Only events up to
+    the symbol's last bar count.
 
     Args:
         bars: silver bars of the symbols (all of them, or a span that holds the bar before each
@@ -176,15 +172,20 @@ def adjustment_factors(bars: DataFrame, day_events: DataFrame) -> DataFrame:
     dividend_factor = F.when((dividend != 0) & close.isNotNull(), 1.0 - dividend / close).otherwise(F.lit(1.0))
     split = F.col("split_factor")
     with_factor = with_close.withColumn("event_factor", _checked(F.when(split > 0, dividend_factor / split)))
-    later = Window.partitionBy("symbol").orderBy("ex_date").rowsBetween(0, Window.unboundedFollowing)
-    cumulative = F.exp(F.sum(F.log("event_factor")).over(later))
-    return with_factor.withColumn("cumulative_factor", cumulative).select(
-        "symbol", "ex_date", "split_factor", "dividend_amount", "previous_close", "event_factor", "cumulative_factor"
-    )
+    by_date = Window.partitionBy("symbol").orderBy("ex_date")
+    later = by_date.rowsBetween(0, Window.unboundedFollowing)
+    earlier = by_date.rowsBetween(Window.unboundedPreceding, 0)
+    log_factor = F.log("event_factor")
+    return with_factor.select(
+        "symbol", "ex_date", "split_factor", "dividend_amount", "previous_close", "event_factor",
+        F.exp(F.sum(log_factor).over(later)).alias("cumulative_factor"),
+        F.exp(F.sum(log_factor).over(earlier)).alias("forward_factor"),
+    )  # fmt: skip
 
 
 def adjusted(bars: DataFrame, factors: DataFrame | None = None) -> DataFrame:
-    """`bars` plus ``_adjustment`` (the product of the event factors after each day) and ``adj_close``.
+    """`bars` plus ``_divisor`` (the product of the event factors on or before each day) and the
+    forward-frame ``adj_close`` (close / _divisor).
 
     Args:
         bars: silver bars.
@@ -193,27 +194,27 @@ def adjusted(bars: DataFrame, factors: DataFrame | None = None) -> DataFrame:
     """
     if factors is None:
         factors = adjustment_factors(bars, events(bars))
-    # One timeline of bars and events; on an ex-date the event sorts first, so it is not "after" that day's bar.
+    # One timeline of bars and events; on an ex-date the event sorts first, so it divides that day's bar.
     marks = bars.select("symbol", "trade_date", F.lit(1).alias("_kind"), F.lit(0.0).alias("_log")).unionByName(
         factors.select(
             "symbol", F.col("ex_date").alias("trade_date"), F.lit(0).alias("_kind"), F.log("event_factor").alias("_log")
         )
     )
-    later = Window.partitionBy("symbol").orderBy("trade_date", "_kind").rowsBetween(1, Window.unboundedFollowing)
+    so_far = Window.partitionBy("symbol").orderBy("trade_date", "_kind").rowsBetween(Window.unboundedPreceding, 0)
     per_bar = (
-        marks.withColumn("_adjustment", F.exp(F.coalesce(F.sum("_log").over(later), F.lit(0.0))))
+        marks.withColumn("_divisor", F.exp(F.sum("_log").over(so_far)))
         .filter(F.col("_kind") == 1)
-        .select("symbol", "trade_date", "_adjustment")
+        .select("symbol", "trade_date", "_divisor")
     )
     return bars.join(per_bar, ["symbol", "trade_date"], "inner").withColumn(
-        "adj_close", F.col("close") * F.col("_adjustment")
+        "adj_close", F.col("close") / F.col("_divisor")
     )
 
 
 def daily_prices(
     span: DataFrame, starts: DataFrame, load_id: str, version: str, factors: DataFrame | None = None
 ) -> DataFrame:
-    """fct_daily_prices rows from each symbol's start date on.
+    """fct_daily_prices rows from each symbol's start date on, price levels in the forward frame.
 
     Args:
         span: silver bars (see :func:`span_for`).
@@ -242,8 +243,8 @@ def daily_prices(
         ),
     )
     # The extremes of the adjusted highs and lows: the same frame as adj_close, continuous across splits.
-    df = df.withColumn("high_52w", F.max(F.col("high") * F.col("_adjustment")).over(last(EXTREMES_WINDOW)))
-    df = df.withColumn("low_52w", F.min(F.col("low") * F.col("_adjustment")).over(last(EXTREMES_WINDOW)))
+    df = df.withColumn("high_52w", F.max(F.col("high") / F.col("_divisor")).over(last(EXTREMES_WINDOW)))
+    df = df.withColumn("low_52w", F.min(F.col("low") / F.col("_divisor")).over(last(EXTREMES_WINDOW)))
     df = df.join(F.broadcast(starts.select("symbol", "start_date", "prev_peak")), "symbol", "inner")
     running = F.max("adj_close").over(by_date.rowsBetween(Window.unboundedPreceding, 0))
     peak = F.greatest(running, F.coalesce(F.col("prev_peak"), running))
@@ -251,6 +252,36 @@ def daily_prices(
     return df.filter(F.col("trade_date") >= F.col("start_date")).select(
         "symbol", "trade_date", *DAILY_VALUES, F.lit(load_id).alias("load_id"), F.lit(version).alias("schema_version")
     )
+
+
+# Per gold table: the columns stored in the forward frame (times the symbol's current factor in the
+# current frame users see). Every other column is a raw price, a count or a ratio of one frame.
+FORWARD_COLUMNS: dict[str, tuple[str, ...]] = {
+    "fct_daily_prices": ("adj_close", "ma_20", "ma_50", "ma_200", "high_52w", "low_52w"),
+    "fct_monthly_performance": ("adj_close",),
+}
+
+
+def current_factors(factors: DataFrame) -> DataFrame:
+    """(symbol, current_factor) from gold.adjustment_factors: the forward factor of each symbol's last
+    event, the product of all its event factors. A symbol without events has no row (factor 1)."""
+    return factors.groupBy("symbol").agg(F.max_by("forward_factor", "ex_date").alias("current_factor"))
+
+
+def in_current_frame(rows: DataFrame, table: str, current: DataFrame) -> DataFrame:
+    """`rows` of gold `table` with its :data:`FORWARD_COLUMNS` times the symbol's current factor.
+
+    One multiplication of two stored doubles, so serving and every check of the mart against gold
+    get bit-identical values. Columns keep their order.
+    """
+    scaled = FORWARD_COLUMNS.get(table, ())
+    if not scaled:
+        return rows
+    factor = F.coalesce(F.col("_current_factor"), F.lit(1.0))
+    joined = rows.join(
+        F.broadcast(current.select("symbol", F.col("current_factor").alias("_current_factor"))), "symbol", "left"
+    )
+    return joined.select(*[(F.col(c) * factor).alias(c) if c in scaled else F.col(c) for c in rows.columns])
 
 
 def monthly_performance(daily: DataFrame, starts: DataFrame, load_id: str, version: str) -> DataFrame:
@@ -345,7 +376,8 @@ def changed_ranges(rows: DataFrame, date_column: str) -> DataFrame:
     """(symbol, range_start, range_end): the span of `date_column` each symbol's recomputed rows cover.
 
     Silver-to-gold records these spans (``ops.gold_changes``) so that serving reloads every range
-    gold rewrote, not only the run's window: a split rebases a symbol's whole history, a revised or
-    late bar changes dates long before the window.
+    whose served values changed, not only the run's window: a revised or late bar changes dates
+    long before the window, and a new event changes the current factor the whole history of its
+    symbol is served at.
     """
     return rows.groupBy("symbol").agg(F.min(date_column).alias("range_start"), F.max(date_column).alias("range_end"))

@@ -102,11 +102,12 @@ def _load(tables: Tables, table: str, batches, window: DateWindow) -> tuple[Tabl
         if batch.rows:
             tables.append(bronze.to_frame(tables.spark, batch.rows, target), target)
         if batch.column_rows:
-            tables.append(bronze.columns_frame(tables.spark, batch.columns, target), target)
+            tables.append_arrow(batch.arrow_table(target), target)
         if batch.rejected:
             tables.append(bronze.to_frame(tables.spark, batch.rejected, rejected_contract), rejected_contract)
             rejected += len(batch.rejected)
         parsed.update(batch.records_per_file)
+        del batch  # freed before the generator parses the next one: one batch alive at a time, not two
     landed = _bronze_counts(tables, table, window, [p for p, n in parsed.items() if n])
     wrong = {p: (n, landed.get(p, 0)) for p, n in parsed.items() if landed.get(p, 0) != n}
     if wrong:
@@ -252,48 +253,38 @@ def _key(*columns: str) -> Callable[[], Column]:
 
 
 SILVER_TABLES: tuple[SilverTable, ...] = (
+    # Each entry: the table and its bronze source; how rows are typed; how winners are shaped and
+    # which row wins a key; how a failing row is named in the DQ samples and what a quarantined row keeps.
     SilverTable(
-        "daily_bars",
-        "daily_bars",
-        lambda rows, given: silver.typed_daily_bars(rows, given.current_bars, given.sessions, given.today),
-        _bar_order,
-        ("symbol", "trade_date_raw", "source_file"),
-        silver.daily_bar_rows,
-        silver.bar_key,
-        ("symbol", "path_symbol", "trade_date_raw", *[f"{c}_raw" for c in silver.BAR_VALUES]),
-        materialize=True,
+        "daily_bars", "daily_bars", materialize=True,
+        typed=lambda rows, given: silver.typed_daily_bars(rows, given.current_bars, given.sessions, given.today),
+        rows=silver.daily_bar_rows, latest_first=_bar_order,
+        sample_keys=("symbol", "trade_date_raw", "source_file"), quarantine_key=silver.bar_key,
+        quarantine_values=("symbol", "path_symbol", "trade_date_raw", *[f"{c}_raw" for c in silver.BAR_VALUES]),
     ),
     SilverTable(
-        "securities",
-        "security_overview",
-        lambda rows, given: silver.typed_securities(rows),
-        silver.latest_first,
-        ("symbol", "as_of_date", "source_file"),
-        silver.security_rows,
-        _key("symbol", "as_of_date"),
-        ("symbol", "path_symbol", *silver.SECURITY_ATTRIBUTES),
+        "securities", "security_overview",
+        typed=lambda rows, given: silver.typed_securities(rows),
+        rows=silver.security_rows, latest_first=silver.latest_first,
+        sample_keys=("symbol", "as_of_date", "source_file"), quarantine_key=_key("symbol", "as_of_date"),
+        quarantine_values=("symbol", "path_symbol", *silver.SECURITY_ATTRIBUTES),
     ),
     SilverTable(
-        "quotes",
-        "quotes",
-        lambda rows, given: silver.typed_quotes(rows, given.sessions),
-        _quote_order,
-        ("symbol", "quote_time", "source_file"),
-        silver.quote_rows,
-        _key("symbol", "sequence_number"),
-        ("symbol", "body"),
+        "quotes", "quotes",
+        typed=lambda rows, given: silver.typed_quotes(rows, given.sessions),
+        rows=silver.quote_rows, latest_first=_quote_order,
+        sample_keys=("symbol", "quote_time", "source_file"), quarantine_key=_key("symbol", "sequence_number"),
+        quarantine_values=("symbol", "body"),
     ),
     SilverTable(
-        "corporate_actions",
-        "corporate_actions",
-        lambda rows, given: silver.typed_corporate_actions(rows, given.known_bars),
-        _bar_order,
-        ("symbol", "ex_date_raw", "source_file"),
-        silver.corporate_action_rows,
-        _key("symbol", "action", "ex_date_raw", "record_index"),
-        ("symbol", "path_symbol", "action", "ex_date_raw", "value_raw"),
+        "corporate_actions", "corporate_actions",
+        typed=lambda rows, given: silver.typed_corporate_actions(rows, given.known_bars),
+        rows=silver.corporate_action_rows, latest_first=_bar_order,
+        sample_keys=("symbol", "ex_date_raw", "source_file"),
+        quarantine_key=_key("symbol", "action", "ex_date_raw", "record_index"),
+        quarantine_values=("symbol", "path_symbol", "action", "ex_date_raw", "value_raw"),
     ),
-)
+)  # fmt: skip
 
 
 @dataclass
@@ -547,7 +538,7 @@ def run_silver_to_gold(
         changed_actions = _changed_since(actions, _watermark(tables, "silver.corporate_actions"), actions_upto)
         changed = changed.unionByName(changed_actions.select("symbol", F.col("ex_date").alias("trade_date")))
     day_events = gold.events(bars, actions if actions_upto is not None else None)
-    starts_rows = gold.recompute_starts(changed, bars, day_events).collect()
+    starts_rows = gold.recompute_starts(changed, bars).collect()
     summary.tables["gold.fct_daily_prices"] = TableSummary(symbols=len(starts_rows))
     summary.tables["gold.fct_monthly_performance"] = TableSummary(symbols=len(starts_rows))
     if starts_rows:
@@ -593,10 +584,13 @@ def run_silver_to_gold(
 def _write_prices(
     tables: Tables, bars: DataFrame, starts_rows: list, run_id: str, summary: JobSummary, day_events: DataFrame
 ) -> dict[str, DataFrame]:
-    """Recompute the adjustment factors, daily and monthly rows of the planned symbols; returns the
-    rows written per gold table.
+    """Recompute the adjustment factors, daily and monthly rows of the planned symbols; returns per
+    gold table the rows whose served values changed.
 
     The factors are staged first: a non-positive factor fails the job there, before any gold write.
+    Rows before a symbol's start date keep their forward-frame values, but when its current factor
+    changed (a new or revised event) serving shows all of them rescaled: every stored row of the
+    symbol counts as changed for serving, while gold writes only the recomputed ones.
     """
     spark = tables.spark
     daily_contract = contract("gold", "fct_daily_prices")
@@ -618,8 +612,12 @@ def _write_prices(
         "*", F.lit(run_id).alias("load_id"), F.lit(factors_contract.version).alias("schema_version")
     )
     factors = tables.stage(factors, "adjustment_factors")
+    stored_factors = tables.read(factors_contract).join(F.broadcast(starts.select("symbol")), "symbol", "left_semi")
+    before = {r.symbol: r.current_factor for r in gold.current_factors(stored_factors).collect()}
+    after = {r.symbol: r.current_factor for r in gold.current_factors(factors).collect()}
+    rebased = sorted(s for s in before.keys() | after.keys() if before.get(s, 1.0) != after.get(s, 1.0))
     tables.upsert(factors, factors_contract, matched_condition=silver.values_differ(factors_contract.compared))
-    summary.tables["gold.adjustment_factors"] = TableSummary(rows_written=factors.count())
+    summary.tables["gold.adjustment_factors"] = TableSummary(rows_written=factors.count(), symbols=len(rebased))
     daily = gold.daily_prices(
         gold.span_for(bars, starts), starts_with_peak, run_id, daily_contract.version, factors
     )
@@ -637,7 +635,13 @@ def _write_prices(
     monthly = tables.stage(monthly, "fct_monthly_performance")
     tables.upsert(monthly, monthly_contract, matched_condition=silver.values_differ(gold.MONTHLY_VALUES))
     summary.tables["gold.fct_monthly_performance"].rows_written = monthly.count()
-    return {"fct_daily_prices": daily, "fct_monthly_performance": monthly}
+    changed = {"fct_daily_prices": daily, "fct_monthly_performance": monthly}
+    if rebased:
+        symbols = F.broadcast(spark.createDataFrame([(s,) for s in rebased], "symbol string"))
+        for name, c in (("fct_daily_prices", daily_contract), ("fct_monthly_performance", monthly_contract)):
+            rescaled = tables.read(c).join(symbols, "symbol", "left_semi").select("symbol", CHANGE_TRACKED[name])
+            changed[name] = changed[name].select("symbol", CHANGE_TRACKED[name]).unionByName(rescaled)
+    return changed
 
 
 # gold table -> the date column its changed ranges are spans of

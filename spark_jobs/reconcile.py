@@ -40,24 +40,46 @@ from the bytes and compared with the checksum of its bronze rows (``details["bro
 :attr:`Reconciliation.ok` is false on any lost, duplicated, stale or extra row, damaged RAW file or
 differing bronze file.
 
+Data quality of the reconciled symbols (daily bars through silver or further; ``.quality`` lists
+each finding with its symbol and dates, ``details`` counts them; :data:`QUALITY_CHECKS` declares
+which fail). The symbols checked are the requested ones, or every symbol with a RAW file in the
+window: the window fetched them, so each is expected to be complete and current.
+
+- ``missing_sessions`` (fails): calendar sessions missing between two bars of a symbol in gold
+  (silver when counting through silver), over the trade window; the silver rule
+  ``no_missing_sessions`` evaluated on gold's series.
+- ``stale_symbols`` (fails): a symbol whose last bar is more than ``quality.STALE_SESSIONS``
+  sessions before the window's last session (the ``symbol_not_stale`` rule, the window's end as
+  the ingestion date).
+- ``unapplied_corporate_actions`` (fails): a split or dividend delivered in the window and
+  quarantined (e.g. ``implausible_corporate_action``) while silver holds no accepted row for its
+  (symbol, action, ex-date): the row is accounted for, but gold's adjusted prices miss the event.
+- ``quarantined_accounted`` (reported): the window's other quarantined bars and corporate actions,
+  with their rule; counted in the balance, not lost. A quarantined bar inside a series also leaves
+  a missing session, which fails.
+- ``symbols_without_bars`` (reported): a checked symbol with no bar at all (its files were
+  rejected, e.g. a rate-limit body: ``rejected_files``).
+
 `through` stops the count at a layer (a case whose silver job failed on purpose reconciles through
 bronze). Gold and mart are counted for ``daily_bars`` only; ``security_master`` stops at silver.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
 import logging
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from lakehouse import ops_store
+from lakehouse import ops_store, trading_calendar
 from lakehouse.contracts import alpha_vantage as av
 from lakehouse.contracts import raw_layout
 from lakehouse.contracts.manifest import read_manifests
@@ -65,7 +87,7 @@ from lakehouse.lake import Lake
 from lakehouse.ops_store import LOAD_AUDIT
 from lakehouse.raw_store import RawIntegrityError, RawStore, cluster_raw_store, read_verified
 from lakehouse.settings import Settings
-from spark_jobs import raw, serving, silver
+from spark_jobs import quality, raw, serving, silver
 from spark_jobs.job_params import DateWindow
 from spark_jobs.tables import Tables, contract
 
@@ -75,8 +97,32 @@ log = logging.getLogger(__name__)
 
 LEDGER_KEYS = ("raw_records", "bronze_rows", "silver_rows", "quarantine_rows", "gold_rows", "mart_rows",
                "lost_rows", "duplicate_rows", "stale_rows", "extra_rows")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class QualityCheck:
+    """A data-quality finding of the reconciliation: whether it fails it, and why."""
+
+    name: str
+    fails: bool
+    why: str
+
+
+QUALITY_CHECKS = (
+    QualityCheck("missing_sessions", True, "a 'daily' return in gold spans more than one session"),
+    QualityCheck("stale_symbols", True, "a symbol the window fetched is not current at the window's end"),
+    QualityCheck("unapplied_corporate_actions", True,
+                 "a quarantined split or dividend with no accepted row: gold's adjustment misses the event"),
+    QualityCheck("quarantined_accounted", False, "in silver.quarantine with its rule: refused, not lost"),
+    QualityCheck("symbols_without_bars", False, "every file of the symbol was rejected (see rejected_files)"),
+)  # fmt: skip
+QUALITY_FAILURES = tuple(c.name for c in QUALITY_CHECKS if c.fails)
 # details that fail the reconciliation when not zero, beside the row counts
-DEFECTS = ("damaged_raw_files", "bronze_files_differing")
+DEFECTS = ("damaged_raw_files", "bronze_files_differing", *QUALITY_FAILURES)
+# Findings listed per check (the counts in ``details`` are complete).
+LISTED = 50
+# quarantine source_table -> the field of record_values holding the row's date
+QUARANTINED_DATES = {"daily_bars": "trade_date_raw", "corporate_actions": "ex_date_raw"}
 # The text of one record or row for a content checksum: fields joined by SEPARATOR, a null as NULL_TEXT.
 SEPARATOR, NULL_TEXT = "\x1f", "\x00"
 BAR_FIELDS = tuple(dict.fromkeys(av.BAR_COLUMNS.values()))
@@ -103,6 +149,7 @@ class Reconciliation:
     stale_rows: int = 0
     extra_rows: int = 0
     details: dict[str, int] = field(default_factory=dict)
+    quality: dict = field(default_factory=dict)  # findings per QUALITY_CHECKS name, symbols, as_of
 
     @property
     def ok(self) -> bool:
@@ -213,6 +260,7 @@ class _RawFiles:
     records: dict[str, int] = field(default_factory=dict)
     checksums: dict[str, int] = field(default_factory=dict)
     damaged: dict[str, str] = field(default_factory=dict)
+    symbols: set[str] = field(default_factory=set)
 
 
 def _raw_files(store: RawStore, provider: str, dataset: str, window: DateWindow, symbols,
@@ -221,6 +269,7 @@ def _raw_files(store: RawStore, provider: str, dataset: str, window: DateWindow,
     for f in raw.ingested_files(store, provider, dataset, window.start, window.end):
         if symbols is not None and f.symbol not in symbols:
             continue
+        found.symbols.add(f.symbol)
         try:
             data = read_verified(store, f.file.path, fingerprints.get(f.file.path, ()))
         except RawIntegrityError as exc:
@@ -328,11 +377,14 @@ def reconcile(
         return Reconciliation(**result, details=details)
 
     symbols, span = _silver(tables, bronze, dataset, silver_table, source_table, keys, result, details)
-    if through == "silver" or dataset != "daily_bars":
+    if dataset != "daily_bars":
         return Reconciliation(**result, details=details)
-
-    _gold_and_mart(tables, settings, symbols, span, trade_start, trade_end, pg_dsn, through, result, details)
-    return Reconciliation(**result, details=details)
+    trade = (_date(trade_start) or span[0], _date(trade_end) or span[1])
+    if through != "silver":
+        _gold_and_mart(tables, settings, symbols, trade, pg_dsn, through, result, details)
+    checked = sorted(wanted if wanted is not None else landed.symbols)
+    found = _quality(tables, settings, checked, window, trade, through, details)
+    return Reconciliation(**result, details=details, quality=found)
 
 
 def _silver(tables: Tables, bronze: DataFrame, dataset: str, silver_table: str, source_table: str,
@@ -390,10 +442,9 @@ def _silver(tables: Tables, bronze: DataFrame, dataset: str, silver_table: str, 
     return symbols, span
 
 
-def _gold_and_mart(tables: Tables, settings: Settings, symbols: list[str], span: tuple, trade_start, trade_end,
-                   pg_dsn: str | None, through: str, result: dict, details: dict) -> None:  # fmt: skip
-    lo = _date(trade_start) or span[0]
-    hi = _date(trade_end) or span[1]
+def _gold_and_mart(tables: Tables, settings: Settings, symbols: list[str], trade: tuple, pg_dsn: str | None,
+                   through: str, result: dict, details: dict) -> None:  # fmt: skip
+    lo, hi = trade
     if not symbols or lo is None or hi is None:
         result["gold_rows"] = 0
         if through == "mart" and (pg_dsn or settings.pg_dsn):
@@ -428,7 +479,8 @@ def _gold_and_mart(tables: Tables, settings: Settings, symbols: list[str], span:
     from psycopg import sql
 
     mart_table = serving.MART_TABLES["daily_prices"]
-    gold_prices = in_scope(tables.read(contract("gold", "fct_daily_prices")))
+    # Like with like: gold's forward-frame rows as the mart serves them (times the current factor).
+    gold_prices = serving.served(tables, in_scope(tables.read(contract("gold", "fct_daily_prices"))), mart_table)
     with psycopg.connect(dsn) as conn:
         exists = (ops_store.table_exists(conn, mart_table.qualified), ops_store.table_exists(conn, LOAD_AUDIT))
         found: list[tuple] = []
@@ -471,6 +523,139 @@ def _gold_and_mart(tables: Tables, settings: Settings, symbols: list[str], span:
     if differing:
         log.warning("reconcile: gold and mart differ in %d (symbol, month) ranges, e.g. %s",
                     len(differing), sorted(differing)[:5])  # fmt: skip
+
+
+# --- data quality of the checked symbols ----------------------------------------------------------------
+
+
+def _quality(tables: Tables, settings: Settings, symbols: list[str], window: DateWindow, trade: tuple,
+             through: str, details: dict) -> dict:  # fmt: skip
+    """The :data:`QUALITY_CHECKS` findings of `symbols`; their counts go into `details`."""
+    today = dt.datetime.now(dt.UTC).date()
+    days = [ts.date() for ts in trading_calendar.calendar(settings.exchange_calendar).sessions]
+    as_of = max((d for d in days if d <= min(window.end, today)), default=None)
+    found: dict[str, list] = {c.name: [] for c in QUALITY_CHECKS}
+    counted = dict.fromkeys(found, 0)
+    if symbols and as_of is not None:
+        bars = tables.read(contract("silver", "daily_bars") if through == "silver"
+                           else contract("gold", "fct_daily_prices"))  # fmt: skip
+        rated = _rated_bars(tables.spark, bars, symbols, days, as_of)
+        _gaps(rated, trade, days, found, counted)
+        _staleness(rated, symbols, as_of, found, counted)
+    if symbols:
+        _quarantined(tables, window, symbols, found, counted)
+    for name, n in counted.items():
+        details[name] = n
+    return {"symbols": symbols, "as_of": as_of.isoformat() if as_of else None,
+            "checks": [dataclasses.asdict(c) for c in QUALITY_CHECKS],
+            **{name: rows[:LISTED] for name, rows in found.items()}}  # fmt: skip
+
+
+def _rated_bars(spark, bars: DataFrame, symbols: list[str], days: list[dt.date], as_of: dt.date) -> DataFrame:
+    """The symbols' bars up to `as_of` with the session rules' helper columns, computed by silver's own
+    function: a symbol's whole series taken as one file ingested on `as_of`."""
+    sessions = silver.sessions_frame(spark, days)
+    by_date = Window.partitionBy("symbol").orderBy("trade_date")
+    series = (
+        bars.filter(F.col("symbol").isin(symbols) & (F.col("trade_date") <= F.lit(as_of)))
+        .select("symbol", "trade_date")
+        .distinct()
+        .join(sessions, "trade_date", "left")
+        .withColumns({"_prev_trade_date": F.lag("trade_date").over(by_date), "ingest_date": F.lit(as_of),
+                      "source_file": F.lit("series")})
+    )  # fmt: skip
+    rules = {r.name: r for r in quality.RULES["silver.daily_bars"]}
+    held = {name: F.coalesce(F.expr(rules[name].expectation), F.lit(False))
+            for name in ("no_missing_sessions", "symbol_not_stale")}  # fmt: skip
+    return silver._session_gaps(series, sessions).withColumns({f"_{k}": v for k, v in held.items()})
+
+
+def _gaps(rated: DataFrame, trade: tuple, days: list[dt.date], found: dict, counted: dict) -> None:
+    lo, hi = trade
+    if lo is None or hi is None:
+        return
+    failing = rated.filter(~F.col("_no_missing_sessions") & F.col("trade_date").between(F.lit(lo), F.lit(hi)))
+    counted["missing_sessions"] = int(failing.agg(F.sum("_missing_sessions")).first()[0] or 0)
+    if not counted["missing_sessions"]:
+        return
+    for r in failing.orderBy("symbol", "trade_date").limit(LISTED).collect():
+        between = days[bisect_right(days, r._prev_trade_date) : bisect_left(days, r.trade_date)]
+        found["missing_sessions"].append({"symbol": r.symbol, "after": r._prev_trade_date.isoformat(),
+                                          "before": r.trade_date.isoformat(),
+                                          "dates": [d.isoformat() for d in between]})  # fmt: skip
+
+
+def _staleness(rated: DataFrame, symbols: list[str], as_of: dt.date, found: dict, counted: dict) -> None:
+    last = rated.filter(F.col("_sessions_behind").isNotNull()).select(
+        "symbol", "trade_date", "_sessions_behind", "_symbol_not_stale").collect()  # fmt: skip
+    for r in sorted(last, key=lambda r: r.symbol):
+        if not r._symbol_not_stale:
+            found["stale_symbols"].append({"symbol": r.symbol, "last_bar": r.trade_date.isoformat(),
+                                           "as_of": as_of.isoformat(),
+                                           "sessions_behind": int(r._sessions_behind)})  # fmt: skip
+    without = sorted(set(symbols) - {r.symbol for r in last})
+    found["symbols_without_bars"] = [{"symbol": s} for s in without]
+    counted["stale_symbols"] = len(found["stale_symbols"])
+    counted["symbols_without_bars"] = len(without)
+
+
+def _quarantined(tables: Tables, window: DateWindow, symbols: list[str], found: dict, counted: dict) -> None:
+    """The window's quarantined bars and corporate actions of `symbols`; a corporate action is unapplied
+    when silver holds no accepted row of its event."""
+    rows = (
+        tables.read(contract("silver", "quarantine"))
+        .filter(window.predicate("ingest_date"))
+        .filter(F.col("source_table").isin(list(QUARANTINED_DATES)) & F.col("symbol").isin(symbols))
+    )
+    day = F.coalesce(*[F.when(F.col("source_table") == t, F.get_json_object("record_values", f"$.{field}"))
+                       for t, field in QUARANTINED_DATES.items()])  # fmt: skip
+    rows = rows.select("source_table", "rule", "symbol", "source_file", day.alias("date"),
+                       F.get_json_object("record_values", "$.action").alias("action"))  # fmt: skip
+    accepted = (
+        tables.read(contract("silver", "corporate_actions"))
+        .select("symbol", "action", F.col("ex_date").cast("string").alias("date"), F.lit(True).alias("_applied"))
+        .distinct()
+    )
+    rows = rows.join(accepted, ["symbol", "action", "date"], "left")
+    unapplied = (F.col("source_table") == "corporate_actions") & F.col("_applied").isNull()
+    check = F.when(unapplied, "unapplied_corporate_actions").otherwise("quarantined_accounted")
+    rows = rows.withColumn("_check", check)
+    for name, n in ((r._check, int(r["count"])) for r in rows.groupBy("_check").count().collect()):
+        counted[name] = n
+        for r in rows.filter(F.col("_check") == name).orderBy("symbol", "date", "source_file").limit(LISTED).collect():
+            entry = {"symbol": r.symbol, "table": r.source_table, "rule": r.rule, "date": r.date,
+                     "source_file": r.source_file}  # fmt: skip
+            if r.source_table == "corporate_actions":
+                entry["action"] = r.action
+            found[name].append(entry)
+
+
+def _finding(check: str, f: dict) -> str:
+    if check == "missing_sessions":
+        return (f"{len(f['dates'])} session(s) missing between {f['after']} and {f['before']}: "
+                f"{', '.join(f['dates'])}")  # fmt: skip
+    if check == "stale_symbols":
+        return f"last bar {f['last_bar']}, {f['sessions_behind']} sessions behind {f['as_of']}"
+    if check == "symbols_without_bars":
+        return "no bar at all (every file of the symbol was rejected)"
+    what = f"{f['action']} of {f['date']}" if "action" in f else f"{f['table']} row of {f['date']}"
+    return f"{what} quarantined by {f['rule']} ({f['source_file']})"
+
+
+def quality_lines(counts: Reconciliation) -> list[str]:
+    """The data-quality findings as text, one line each, failing ones marked FAIL."""
+    if not counts.quality.get("symbols"):
+        return []
+    failing = [f"{name}={counts.details[name]}" for name in QUALITY_FAILURES if counts.details.get(name)]
+    lines = [f"data quality of {len(counts.quality['symbols'])} symbol(s) as of {counts.quality['as_of']}: "
+             + (f"failing {', '.join(failing)}" if failing else "no failing finding")]  # fmt: skip
+    for check in QUALITY_CHECKS:
+        found = counts.quality.get(check.name, [])
+        mark = "FAIL" if check.fails else "note"
+        lines += [f"{mark} {check.name} {f['symbol']}: {_finding(check.name, f)}" for f in found]
+        if len(found) >= LISTED:
+            lines.append(f"{mark} {check.name}: the first {LISTED} listed ({counts.details[check.name]} counted)")
+    return lines
 
 
 def _canonical(value: object) -> str:

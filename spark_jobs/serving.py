@@ -21,13 +21,20 @@ every month the window touches; ``dim_security`` (SCD2 history changes anywhere)
 ``latest_quotes`` (one row per symbol) are replaced whole by every load. ``full_refresh`` replaces
 every table whole.
 
-Gold also changes outside the window: silver-to-gold recomputes a whole symbol on a split or
-dividend, and from the first revised or late bar on. It records each (table, symbol, date range) it
-recomputed in the Delta table ``ops.gold_changes``; :func:`run_gold_to_postgres` loads those ranges
-in the same swap as the window and marks them served only after the swap committed (a failed load
-leaves them pending for the next one). Inside the swap, before commit, the mart's content over
-everything replaced is checked against what was read from gold (:func:`mart_checksum`): a row the
-mart lost or changed fails the load and rolls it back.
+Prices are served in the current (back-adjusted) frame: gold stores price levels in the forward
+frame, and each read multiplies them by the symbol's current factor from ``gold.adjustment_factors``
+(:func:`served`, see :mod:`spark_jobs.gold`); the loaded bytes, their checksum and the mart's hold
+the served values.
+
+Gold also changes outside the window: silver-to-gold recomputes a symbol from its first revised or
+late bar, or new or revised corporate action, on; and a new or revised event changes the current
+factor, so every earlier row of its symbol is served rescaled. It records each (table, symbol,
+date range) whose served values changed in the Delta table ``ops.gold_changes``;
+:func:`run_gold_to_postgres` loads those ranges in the same swap as the window and marks them
+served only after the swap committed (a failed load leaves them pending for the next one). Inside
+the swap, before commit, the mart's content over everything replaced is checked against what was
+read from gold (:func:`mart_checksum`): a row the mart lost or changed fails the load and rolls it
+back.
 """
 
 from __future__ import annotations
@@ -55,7 +62,7 @@ from lakehouse.job_summary import JobSummary, TableSummary
 from lakehouse.lake import Lake
 from lakehouse.ops_store import LOAD_AUDIT
 from lakehouse.settings import Settings
-from spark_jobs import contracts, copy_binary, migrations, pg
+from spark_jobs import contracts, copy_binary, gold, migrations, pg
 from spark_jobs.job_params import DateWindow, parse_flag
 from spark_jobs.tables import Tables
 
@@ -227,6 +234,17 @@ def read_gold(spark: SparkSession, lake: Lake, table: MartTable) -> DataFrame | 
     return Tables(spark, lake).existing(contracts.load("gold", table.gold))
 
 
+def served(tables: Tables, rows: DataFrame, table: MartTable) -> DataFrame:
+    """Gold `rows` of `table` as the mart serves them: forward-frame price levels times the symbol's
+    current factor (:func:`spark_jobs.gold.in_current_frame`); as stored without adjustment factors."""
+    if table.gold not in gold.FORWARD_COLUMNS:
+        return rows
+    factors = tables.existing(contracts.load("gold", "adjustment_factors"))
+    if factors is None:
+        return rows
+    return gold.in_current_frame(rows, table.gold, gold.current_factors(factors))
+
+
 class GoldRead:
     """The rows to load as Arrow tables in key order, read chunk by chunk by a background thread.
 
@@ -392,7 +410,7 @@ def load(
             columns = check_schema(conn, table, df.schema)
             bounds = table.bounds(window, full_refresh)
             extra = table.symbol_ranges((ranges or {}).get(table.name, ())) if bounds else ()
-            rows = window_rows(df, table, bounds, extra).select(*columns)
+            rows = served(Tables(spark, lake), window_rows(df, table, bounds, extra), table).select(*columns)
             frames = chunk_frames(rows, table, bounds if not extra else None)
             staged.append(_Staged(table, columns, GoldRead(frames, table.keys), bounds, extra))
 

@@ -121,6 +121,28 @@ class Tables:
         with self._committing(contract):
             self._writer(contract.check(df), "append").save(self.path(contract))
 
+    def append_arrow(self, table: pa.Table, contract: Contract) -> None:
+        """Append rows built on the driver, checked against the contract's Arrow schema here.
+
+        :meth:`append` asks the engine for the frame's schema first; for rows sent from the driver
+        that round trip serializes and ships the whole batch once more (2 of RAW -> BRONZE's 8 s at
+        500 symbols x 5 years), while the Arrow schema already says what the engine would answer.
+        """
+        expected = contract.arrow_schema()
+        if not table.schema.equals(expected):
+            got = {f.name: str(f.type) for f in table.schema}
+            problems = [f"{f.name}: {got.get(f.name, 'missing')} (contract: {f.type})" for f in expected
+                        if got.get(f.name) != str(f.type)]  # fmt: skip
+            problems += [f"unexpected column {n}" for n in got if n not in expected.names]
+            raise contracts.ContractError(
+                f"{contract.qualified_name} v{contract.version}: Arrow rows do not match the contract "
+                f"(column order included): {'; '.join(problems) or 'columns out of order'}"
+            )
+        if table.num_rows == 0:
+            return
+        with self._committing(contract):
+            self._writer(self.spark.createDataFrame(table), "append").save(self.path(contract))
+
     def overwrite(self, df: DataFrame, contract: Contract) -> None:
         with self._committing(contract):
             self._writer(contract.check(df), "overwrite").save(self.path(contract))

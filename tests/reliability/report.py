@@ -35,6 +35,9 @@ superseded by a later delivery of the same key included; QUARANTINE rows are the
 rows found in `silver.quarantine` by source file and record; GOLD and mart rows are the daily
 prices of the case's symbols over the trade window, the mart compared on the dates a succeeded
 load served. A row is lost when a layer misses it, duplicated when its business key appears twice.
+Reconcile also judges the data of the window's symbols, and fails on sessions missing from a series,
+a symbol not current at the window's end, or a quarantined corporate action gold does not apply
+(`reconcile.QUALITY_CHECKS`; the Bad input cases show each, with its symbol and dates).
 """
 
 REPRODUCE = """\

@@ -1,7 +1,7 @@
 """Gold changes outside the run's window reach the mart, and a mart that does not match gold fails the load.
 
 Each case delivers a history on day 1 and a change on day 2 whose effect on gold lies before day 2's
-window: a 4:1 split (gold rebases the whole history), a revised earlier bar, a bar first delivered a
+window: a 4:1 split (the mart rebases the whole history; gold's forward frame changes from the split on), a revised earlier bar, a bar first delivered a
 day late. Day 2's serving run is given only day 2's window, as the daily pipeline gives it; the mart
 must still equal gold everywhere.
 """
@@ -79,8 +79,10 @@ class World:
             self.spark, self.settings, start_date=start, end_date=end, run_id=run_id
         ).as_dict()
 
-    def gold(self, table: str, date_column: str) -> dict[tuple, tuple]:
-        rows = Tables(self.spark, self.lake).read(contract("gold", table)).collect()
+    def gold(self, table: str, mart_table: str, date_column: str) -> dict[tuple, tuple]:
+        """Gold's rows as the mart serves them (forward-frame price levels times the current factor)."""
+        tables = Tables(self.spark, self.lake)
+        rows = serving.served(tables, tables.read(contract("gold", table)), serving.MART_TABLES[mart_table]).collect()
         return {(r.symbol, r[date_column]): _values(r.asDict()) for r in rows}
 
     def mart(self, table: str, date_column: str) -> dict[tuple, tuple]:
@@ -92,7 +94,7 @@ class World:
         """Keys whose mart row is missing or differs from gold, per mart table (first few)."""
         out = {}
         for gold_table, mart_table, column in MART_OF_GOLD:
-            gold, mart = self.gold(gold_table, column), self.mart(mart_table, column)
+            gold, mart = self.gold(gold_table, mart_table, column), self.mart(mart_table, column)
             out[mart_table] = sorted(k for k in gold.keys() | mart.keys() if gold.get(k) != mart.get(k))[:5]
         return out
 

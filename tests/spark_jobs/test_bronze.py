@@ -96,3 +96,52 @@ def test_manifest_record_counts_are_reconciled(spark, lake_settings, raw_lake):
     assert summary["tables"]["bronze.daily_bars"]["manifest_mismatches"] == [
         {"file": path, "manifest_records": 6, "bronze_rows": 5}
     ]
+
+
+def test_lineage_repeated_per_file_in_arrow_equals_one_value_per_row():
+    """Batch.arrow_table repeats each file's lineage in Arrow; the rows equal a row-by-row build."""
+    import pyarrow as pa
+
+    from spark_jobs import bronze, raw
+    from spark_jobs.tables import contract
+
+    target = contract("bronze", "daily_bars")
+    batch, expected = bronze.Batch(), []
+    for i, (symbol, n) in enumerate((("AAPL", 3), ("MSFT", 0), ("IBM", 2))):
+        columns = {"symbol": [symbol] * n, "trade_date": [f"2024-01-0{d + 2}" for d in range(n)],
+                   "record_index": list(range(n))}  # fmt: skip
+        columns |= {c: [f"{i}.{d}" for d in range(n)] for c in target.column_names if c not in columns}
+        lineage = {"path_symbol": symbol, "source_file": f"f{i}.json", "ingest_date": dt.date(2024, 3, 1 + i),
+                   "ingest_run_id": f"r{i}", "ingested_at": dt.datetime(2024, 3, 1, i, tzinfo=dt.UTC),
+                   "provider": "synthetic", "load_id": "load", "schema_version": target.version}  # fmt: skip
+        for name in lineage:
+            columns.pop(name)
+        batch.extend(raw.Parsed(columns, None, n), lineage)
+        expected += [{**{k: v[d] for k, v in columns.items()}, **lineage} for d in range(n)]
+
+    table = batch.arrow_table(target)
+    assert table.schema.equals(target.arrow_schema())
+    assert table.to_pylist() == pa.Table.from_pylist(expected, schema=target.arrow_schema()).to_pylist()
+
+
+def test_arrow_rows_off_the_contract_are_refused_before_any_write(lake_settings):
+    import pyarrow as pa
+    import pytest
+
+    from lakehouse.lake import Lake
+    from spark_jobs.contracts import ContractError
+    from spark_jobs.tables import Tables, contract
+
+    target = contract("bronze", "daily_bars")
+    good = target.arrow_schema()
+    wrong = pa.schema([pa.field(f.name, pa.int64()) if f.name == "volume" else f for f in good])
+    tables = Tables(None, Lake.from_settings(lake_settings))  # no engine: the check must fail first
+    with pytest.raises(ContractError, match="volume: int64"):
+        tables.append_arrow(wrong.empty_table(), target)
+    assert not _table_written(tables, target)
+
+
+def _table_written(tables, target) -> bool:
+    from pathlib import Path
+
+    return Path(tables.path(target).removeprefix("file://")).exists()

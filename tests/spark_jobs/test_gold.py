@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from lakehouse.trading_calendar import sessions
+from spark_jobs import contracts, gold
 from tests.spark_jobs.raw_files import Bar, quote_message, random_walk_bars
 
 DAYS = sessions(dt.date(2023, 1, 3), dt.date(2024, 2, 29))  # 292 sessions: enough for ma_200 and 52 weeks
@@ -60,6 +61,13 @@ def expected_monthly(daily: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def served_rows(pipeline, table: str, *order: str) -> list[dict]:
+    """Gold rows as the mart serves them: the forward-frame price levels times the symbol's current factor."""
+    factors = gold.current_factors(pipeline.table("gold", "adjustment_factors"))
+    df = gold.in_current_frame(pipeline.table("gold", table), table, factors)
+    return [r.asDict() for r in df.orderBy(*order).collect()]
+
+
 def assert_close(actual: list[dict], expected: pd.DataFrame, columns: list[str], key: str) -> None:
     assert len(actual) == len(expected), f"row count {len(actual)} != {len(expected)}"
     for row, (_, exp) in zip(actual, expected.iterrows(), strict=True):
@@ -82,14 +90,16 @@ def test_daily_prices_match_textbook_definitions_with_split_and_dividend(pipelin
     bars = random_walk_bars(DAYS, seed=7, events={SPLIT_AT: {"split": 2.0}, DIVIDEND_AT: {"dividend": 0.8}})
     raw_lake.daily_bars("AAPL", bars, "2024-03-01")
     pipeline.run("2024-03-01")
-    actual = pipeline.rows("gold", "fct_daily_prices", "trade_date")
+    actual = served_rows(pipeline, "fct_daily_prices", "trade_date")
     expected = expected_daily(bars)
     assert_close(actual, expected, DAILY_COLUMNS, "trade_date")
     # Spot checks that the adjustment is what a split means: the day before the split is halved.
     before = actual[SPLIT_AT - 1]
     assert before["adj_close"] == pytest.approx(bars[DAYS[SPLIT_AT - 1].isoformat()].close / 2, rel=1e-12)
     assert actual[199]["ma_200"] is not None and actual[198]["ma_200"] is None
-    assert {r["load_id"] for r in actual} == {"run-1"} and {r["schema_version"] for r in actual} == {"1.0.0"}
+    assert {r["load_id"] for r in actual} == {"run-1"} and {r["schema_version"] for r in actual} == {
+        contracts.load("gold", "fct_daily_prices").version
+    }
 
 
 def test_without_split_and_dividend_fields_adj_close_is_close(pipeline, raw_lake):
@@ -105,7 +115,7 @@ def test_monthly_performance_takes_first_and_last_by_date(pipeline, raw_lake):
     bars = random_walk_bars(DAYS[:120], seed=11, events={70: {"dividend": 0.5}})
     raw_lake.daily_bars("KO", bars, "2024-03-01")
     pipeline.run("2024-03-01")
-    actual = pipeline.rows("gold", "fct_monthly_performance", "month")
+    actual = served_rows(pipeline, "fct_monthly_performance", "month")
     expected = expected_monthly(expected_daily(bars))
     assert_close(actual, expected, ["open", "high", "low", "close", "adj_close", "volume", "trading_days",
                                     "monthly_return"], "month")  # fmt: skip
@@ -113,7 +123,8 @@ def test_monthly_performance_takes_first_and_last_by_date(pipeline, raw_lake):
 
 
 def test_incremental_loads_equal_a_full_load(pipeline, raw_lake):
-    """Day 2 brings the last 100 bars (compact output) including a split: gold equals the full computation."""
+    """Day 2 brings the last 100 bars (compact output) including a split: gold equals the full computation,
+    and recomputes only from the first new bar on (the split re-bases no stored row)."""
     split_sym = random_walk_bars(DAYS, seed=21, events={265: {"split": 4.0}, 60: {"dividend": 0.3}})
     plain = random_walk_bars(DAYS, seed=22)
     cut = 250
@@ -124,13 +135,14 @@ def test_incremental_loads_equal_a_full_load(pipeline, raw_lake):
         raw_lake.daily_bars(sym, dict(list(sorted(bars.items()))[-100:]), "2024-03-04")
     summary = pipeline.run("2024-03-04", run_id="day-2")
     assert summary["silver"]["tables"]["silver.daily_bars"]["inserted"] == 2 * (len(DAYS) - cut)
-    assert summary["gold"]["tables"]["gold.fct_daily_prices"]["full_symbols"] == 1  # SPLT: the split re-bases history
-    # PLAIN recomputed only the new bars; SPLT all of its bars.
-    assert summary["gold"]["tables"]["gold.fct_daily_prices"]["rows_written"] == len(DAYS) + (len(DAYS) - cut)
-    rows = pipeline.rows("gold", "fct_daily_prices", "symbol", "trade_date")
+    assert summary["gold"]["tables"]["gold.fct_daily_prices"]["full_symbols"] == 0
+    # Both recomputed only the new bars: the forward frame of SPLT's earlier bars does not change.
+    assert summary["gold"]["tables"]["gold.fct_daily_prices"]["rows_written"] == 2 * (len(DAYS) - cut)
+    assert summary["gold"]["tables"]["gold.adjustment_factors"]["symbols"] == 1  # SPLT's current factor changed
+    rows = served_rows(pipeline, "fct_daily_prices", "symbol", "trade_date")
     for sym, bars in (("PLAIN", plain), ("SPLT", split_sym)):
         assert_close([r for r in rows if r["symbol"] == sym], expected_daily(bars), DAILY_COLUMNS, "trade_date")
-    monthly = pipeline.rows("gold", "fct_monthly_performance", "symbol", "month")
+    monthly = served_rows(pipeline, "fct_monthly_performance", "symbol", "month")
     assert_close([r for r in monthly if r["symbol"] == "SPLT"], expected_monthly(expected_daily(split_sym)),
                  ["close", "adj_close", "monthly_return", "trading_days"], "month")  # fmt: skip
 

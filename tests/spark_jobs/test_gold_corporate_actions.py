@@ -11,14 +11,21 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from lakehouse.contracts import alpha_vantage as av
+from lakehouse.lake import Lake
 from lakehouse.trading_calendar import sessions
-from spark_jobs import bronze, gold, raw
+from spark_jobs import bronze, gold, migrations, raw, serving
 from spark_jobs.contracts import load
+from spark_jobs.job_params import DateWindow
+from spark_jobs.serving import MART_TABLES
+from spark_jobs.tables import Tables
+from tests.databases import fresh_database
 from tests.spark_jobs.raw_files import Bar, random_walk_bars
-from tests.spark_jobs.test_gold import DAILY_COLUMNS, assert_close, expected_daily
+from tests.spark_jobs.test_gold import DAILY_COLUMNS, assert_close, expected_daily, served_rows
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DAYS = sessions(dt.date(2023, 1, 3), dt.date(2024, 2, 29))  # 292 sessions
@@ -71,7 +78,8 @@ def test_gold_from_corporate_actions_matches_the_textbook_and_is_continuous_acro
     land(raw_lake, "SPLT", bars, "2024-03-01")
     summary = pipeline.run("2024-03-01")
     assert summary["silver"]["tables"]["silver.corporate_actions"]["inserted"] == 4
-    actual = pipeline.rows("gold", "fct_daily_prices", "trade_date")
+    actual = served_rows(pipeline, "fct_daily_prices", "trade_date")
+    stored = pipeline.rows("gold", "fct_daily_prices", "trade_date")
     assert_close(actual, expected_daily(bars), DAILY_COLUMNS, "trade_date")
     for i in SPLIT_DAYS:
         before, on = actual[i - 1], actual[i]
@@ -86,13 +94,15 @@ def test_gold_from_corporate_actions_matches_the_textbook_and_is_continuous_acro
     assert [(r["ex_date"], r["split_factor"]) for r in factors if r["split_factor"] != 1.0] == [
         (DAYS[i], EVENTS[i]["split"]) for i in (0, 40, 200)
     ]
-    # The cumulative factor of an ex-date is what the adjusted close of the day before is scaled by.
+    # The cumulative factor of an ex-date is what the adjusted close of the day before is scaled by;
+    # the forward factor is what gold's stored close of the ex-date is divided by.
     for r in factors:
         i = DAYS.index(r["ex_date"])
         if i:
             assert actual[i - 1]["adj_close"] == pytest.approx(
                 actual[i - 1]["close"] * r["cumulative_factor"], rel=1e-12
             )
+        assert stored[i]["adj_close"] == pytest.approx(stored[i]["close"] / r["forward_factor"], rel=1e-12)
 
 
 def test_a_revised_dividend_is_a_silver_revision_and_gold_follows_it(pipeline, raw_lake):
@@ -103,13 +113,14 @@ def test_a_revised_dividend_is_a_silver_revision_and_gold_follows_it(pipeline, r
     raw_lake.file("dividends", "DIV", "2024-03-04", "fix", *dividends_body("DIV", bars, **{ex_day: 1.2}))
     summary = pipeline.run("2024-03-04", run_id="second")
     assert summary["silver"]["tables"]["silver.corporate_actions"]["revised"] == 1
-    assert summary["gold"]["tables"]["gold.fct_daily_prices"]["full_symbols"] == 1
+    assert summary["gold"]["tables"]["gold.fct_daily_prices"]["full_symbols"] == 0  # from the ex-date on
+    assert summary["gold"]["tables"]["gold.fct_daily_prices"]["rows_written"] == len(DAYS) - 100
     stored = {r["ex_date"]: r for r in pipeline.rows("silver", "corporate_actions")}
     assert (stored[DAYS[100]]["dividend_amount"], stored[DAYS[100]]["revision"]) == (1.2, 2)
     assert stored[DAYS[250]]["revision"] == 1
     revised = dict(bars)
     revised[ex_day] = Bar(**{**bars[ex_day].__dict__, "dividend": 1.2})
-    assert_close(pipeline.rows("gold", "fct_daily_prices", "trade_date"), expected_daily(revised), DAILY_COLUMNS,
+    assert_close(served_rows(pipeline, "fct_daily_prices", "trade_date"), expected_daily(revised), DAILY_COLUMNS,
                  "trade_date")  # fmt: skip
 
 
@@ -135,7 +146,7 @@ def test_actions_disagreeing_with_the_adjusted_series_raise_a_warning_and_the_ac
     failed = {(r["table"], r["rule"]): r for r in summary["silver"]["dq"]["failed_rules"]}
     warning = failed[("silver.corporate_actions", "agrees_with_adjusted_series")]
     assert (warning["severity"], warning["failed_count"]) == ("warn", 1)
-    rows = pipeline.rows("gold", "fct_daily_prices", "trade_date")
+    rows = served_rows(pipeline, "fct_daily_prices", "trade_date")
     assert rows[29]["adj_close"] == pytest.approx(rows[29]["close"] / 4.0, rel=1e-12)
 
 
@@ -158,3 +169,50 @@ def test_gold_refuses_a_non_positive_adjustment_factor(spark):
     starts = spark.createDataFrame([("X", DAYS[0], None)], "symbol string, start_date date, prev_peak double")
     with pytest.raises(Exception, match="non-positive adjustment factor for X on " + DAYS[10].isoformat()):
         gold.daily_prices(silver_bars, starts, "l", "1.0.0", factors).collect()
+
+
+FIVE_YEARS = sessions(dt.date(2019, 1, 2), dt.date(2024, 1, 2))
+
+
+def test_a_split_after_five_years_rewrites_only_gold_rows_from_its_ex_date_and_the_mart_stays_continuous(
+    pipeline, raw_lake, spark, pg_dsn
+):
+    """Five years of history with a dividend, then the next session brings a 3-for-1 split: gold writes that
+    one row (the forward frame of every earlier row stands), the mart serves the whole history rescaled by
+    the new current factor, equal to the textbook back-adjusted series."""
+    days, ex_day = FIVE_YEARS, FIVE_YEARS[-1]
+    bars = random_walk_bars(days, seed=31, events={120: {"dividend": 0.7}, len(days) - 1: {"split": 3.0}})
+    history = {d: b for d, b in bars.items() if d < ex_day.isoformat()}
+    raw_lake.daily_bars("LONG", history, "2024-01-02", run_id="history", adjusted=False)
+    raw_lake.file("dividends", "LONG", "2024-01-02", "history", *dividends_body("LONG", history))
+    pipeline.run("2024-01-02", run_id="history")
+    before = {r["trade_date"]: r for r in pipeline.rows("gold", "fct_daily_prices")}
+    assert len(before) == len(days) - 1 > 1250
+
+    lake, tables = Lake.from_settings(pipeline.settings), Tables(spark, Lake.from_settings(pipeline.settings))
+    with fresh_database(pg_dsn) as dsn:
+        migrations.apply(dsn)
+        serving.load(spark, lake, dsn, window=DateWindow(days[0], days[-2]), load_id="serve-history")
+        serving.pending_changes(tables, MART_TABLES.values()).mark_served(MART_TABLES, "serve-history")
+
+        new = {ex_day.isoformat(): bars[ex_day.isoformat()]}
+        raw_lake.daily_bars("LONG", new, "2024-01-03", run_id="split", adjusted=False)
+        raw_lake.file("splits", "LONG", "2024-01-03", "split", *splits_body("LONG", new))
+        summary = pipeline.run("2024-01-03", run_id="split")
+        after = pipeline.rows("gold", "fct_daily_prices", "trade_date")
+        assert [r["trade_date"] for r in after if r["load_id"] == "split"] == [ex_day]
+        assert [r for r in after if r["trade_date"] < ex_day] == [before[d] for d in days[:-1]]
+        assert summary["gold"]["tables"]["gold.fct_daily_prices"]["rows_written"] == 1
+        assert summary["gold"]["tables"]["gold.adjustment_factors"]["symbols"] == 1
+
+        pending = serving.pending_changes(tables, MART_TABLES.values())
+        results = serving.load(spark, lake, dsn, window=DateWindow(ex_day, ex_day), load_id="serve-split",
+                               ranges=pending.ranges())  # fmt: skip
+        assert {r.table: r.status for r in results}["daily_prices"] == "succeeded"
+        with psycopg.connect(dsn, row_factory=dict_row) as conn:
+            mart = conn.execute("SELECT * FROM mart.daily_prices WHERE symbol = 'LONG' ORDER BY trade_date").fetchall()
+    assert_close(mart, expected_daily(bars), DAILY_COLUMNS, "trade_date")
+    day_before, on = mart[-2], mart[-1]
+    assert abs(on["close"] / day_before["close"] - 1) > 0.5  # the raw close jumps
+    for column in PRICE_LEVEL:
+        assert abs(on[column] / day_before[column] - 1) < 0.05, column

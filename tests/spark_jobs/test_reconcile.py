@@ -1,7 +1,9 @@
 """Reconciliation counts every layer of a window and finds a row lost or duplicated in any of them.
 
 Each test runs the real jobs on a tmp lake, then damages one layer by hand (as a crash or a bug
-would) and checks that the damage shows up, in the right layer, with the right count.
+would) and checks that the damage shows up, in the right layer, with the right count. The data-quality
+tests deliver bad data instead (a gap, a stale series, an implausible dividend): every row is
+accounted for, and the reconciliation still fails, naming the symbol and the dates.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from spark_jobs.reconcile import count_records
 from spark_jobs.tables import Tables, contract
 from tests.databases import migrated_database
 from tests.spark_jobs.raw_files import Bar, bar_body, random_walk_bars
+from tests.spark_jobs.test_gold_corporate_actions import land
 
 DAYS = sessions(dt.date(2024, 1, 2), dt.date(2024, 2, 29))
 WINDOW = ("2024-03-01", "2024-03-04")
@@ -53,6 +56,13 @@ def test_a_clean_window_balances_in_every_layer(pipeline, raw_lake):
     assert got.details["silver_keys"] == 2 * n - 1  # the re-delivered bar is one key
     assert got.details["rejected_files"] == 1 and got.details["files"] == 4
     assert counts(pipeline, symbols=["MSFT"]).as_dict()["bronze_rows"] == n + 1
+    # Data quality: nothing failing; the quarantined bar and KO's rate-limit body are reported, not failed.
+    assert {k: got.details[k] for k in reconcile.QUALITY_FAILURES} == dict.fromkeys(reconcile.QUALITY_FAILURES, 0)
+    assert got.quality["as_of"] == "2024-03-04" and got.quality["symbols"] == ["AAPL", "KO", "MSFT"]
+    assert [(q["symbol"], q["table"], q["rule"], q["date"]) for q in got.quality["quarantined_accounted"]] == [
+        ("MSFT", "daily_bars", "prices_positive", "2024-02-29")
+    ]
+    assert got.quality["symbols_without_bars"] == [{"symbol": "KO"}]
 
 
 def test_a_row_missing_from_silver_is_lost(pipeline, raw_lake, spark):
@@ -164,6 +174,74 @@ def test_a_stale_and_a_phantom_mart_row_fail_the_reconciliation(pipeline, raw_la
     assert (phantom.ok, phantom.stale_rows, phantom.extra_rows, phantom.details["mart_without_gold"]) == (
         False, 1, 1, 1)  # fmt: skip
     assert phantom.details["mart_ranges_differing"] == 2
+
+
+def _quality_failures(got: reconcile.Reconciliation) -> dict[str, int]:
+    return {k: got.details[k] for k in reconcile.QUALITY_FAILURES if got.details[k]}
+
+
+def test_sessions_missing_from_a_series_fail_the_reconciliation_naming_symbol_and_dates(pipeline, raw_lake):
+    seed(raw_lake)
+    gap = DAYS[20:23]
+    bars = random_walk_bars(DAYS, seed=4)
+    raw_lake.daily_bars("GAPS", {d: b for d, b in bars.items() if dt.date.fromisoformat(d) not in gap}, "2024-03-01",
+                        run_id="gaps")  # fmt: skip
+    pipeline.run(*WINDOW, today=dt.date(2024, 3, 4))
+    got = counts(pipeline)
+    assert (got.lost_rows, got.duplicate_rows, got.stale_rows, got.extra_rows) == (0, 0, 0, 0)  # all accounted
+    assert not got.ok and _quality_failures(got) == {"missing_sessions": 3}
+    assert got.quality["missing_sessions"] == [
+        {"symbol": "GAPS", "after": DAYS[19].isoformat(), "before": DAYS[23].isoformat(),
+         "dates": [d.isoformat() for d in gap]}
+    ]  # fmt: skip
+    assert counts(pipeline, symbols=["AAPL", "MSFT"]).ok  # the other symbols have no gap
+    # A window of trade dates after the gap does not see it.
+    assert counts(pipeline, trade_start=DAYS[24].isoformat(), trade_end=DAYS[-1].isoformat()).ok
+
+
+def test_a_symbol_weeks_behind_the_window_fails_the_reconciliation(pipeline, raw_lake):
+    seed(raw_lake)
+    raw_lake.daily_bars("OLD", random_walk_bars(DAYS[:-20], seed=5), "2024-03-01", run_id="old")
+    pipeline.run(*WINDOW, today=dt.date(2024, 3, 4))
+    got = counts(pipeline)
+    assert (got.lost_rows, got.duplicate_rows) == (0, 0)
+    assert not got.ok and _quality_failures(got) == {"stale_symbols": 1}
+    # 20 sessions of DAYS, then 2024-03-01 and 2024-03-04, the window's last session
+    assert got.quality["stale_symbols"] == [
+        {"symbol": "OLD", "last_bar": DAYS[-21].isoformat(), "as_of": "2024-03-04", "sessions_behind": 22}
+    ]
+    assert counts(pipeline, symbols=["AAPL", "MSFT"]).ok  # not requested: not expected to be current
+
+
+def test_an_implausible_dividend_quarantined_fails_the_reconciliation_as_an_unapplied_event(pipeline, raw_lake):
+    """1000 on a 405 stock: quarantined (accounted, not lost), but gold's adjusted prices miss an event."""
+    seed(raw_lake)
+    bars = random_walk_bars(DAYS, seed=6, start=405.0, events={30: {"dividend": 1000.0}})
+    land(raw_lake, "BIG", bars, "2024-03-01", run_id="big")
+    pipeline.run(*WINDOW, today=dt.date(2024, 3, 4))
+    got = counts(pipeline)
+    assert (got.lost_rows, got.duplicate_rows, got.extra_rows) == (0, 0, 0)
+    assert not got.ok and _quality_failures(got) == {"unapplied_corporate_actions": 1}
+    (event,) = got.quality["unapplied_corporate_actions"]
+    assert (event["symbol"], event["date"], event["action"], event["rule"]) == (
+        "BIG", DAYS[30].isoformat(), "dividend", "implausible_corporate_action")  # fmt: skip
+    assert counts(pipeline, symbols=["AAPL", "MSFT"]).ok
+
+
+def test_an_implausible_revision_of_an_applied_dividend_is_reported_not_failed(pipeline, raw_lake):
+    """Gold keeps the accepted dividend of that ex-date: no event is missing, the refused revision is accounted."""
+    bars = random_walk_bars(DAYS, seed=7, start=405.0, events={30: {"dividend": 2.0}})
+    land(raw_lake, "DIV", bars, "2024-03-01", run_id="first")
+    pipeline.run("2024-03-01", today=dt.date(2024, 3, 4))
+    revised = dict(bars)
+    revised[DAYS[30].isoformat()] = Bar(**{**bars[DAYS[30].isoformat()].__dict__, "dividend": 1000.0})
+    land(raw_lake, "DIV", revised, "2024-03-04", run_id="second")
+    pipeline.run("2024-03-04", run_id="run-2", today=dt.date(2024, 3, 4))
+    got = counts(pipeline)
+    assert got.ok, (got.details, got.quality)
+    assert [(q["symbol"], q["table"], q["rule"], q["date"]) for q in got.quality["quarantined_accounted"]] == [
+        ("DIV", "corporate_actions", "implausible_corporate_action", DAYS[30].isoformat())
+    ]
 
 
 @pytest.mark.parametrize(
