@@ -10,10 +10,10 @@ notebook in this project only reads widgets and calls the package.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from local.adf.context import NotebookCall
 from local.dbutils import DBUtils, NotebookExit
@@ -21,6 +21,17 @@ from local.dbutils import DBUtils, NotebookExit
 HEADER = "# Databricks notebook source"
 CELL_SEPARATOR = re.compile(r"^# COMMAND -{10,}\s*$", re.MULTILINE)
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "spark_jobs" / "notebooks"
+
+
+T = TypeVar("T")
+
+
+class SessionOwner(Protocol):
+    """Whoever owns the session notebooks run on, when it may replace that session during a run
+    (locally ``local.runtime.SparkEngine``, which restarts a dead embedded Sail server and runs the
+    notebook once more on the new session)."""
+
+    def run(self, work: Callable[[Any], T], what: str) -> T: ...
 
 
 class NotebookError(RuntimeError):
@@ -91,18 +102,29 @@ class SparkNotebookExecutor:
     Args:
         spark: the session notebooks get (locally the Sail session).
         notebooks_dir: where notebook files live.
+        owner: instead of `spark`, the owner of a session that may be replaced during the run; each
+            notebook then runs through ``owner.run``, on whatever session is current.
     """
 
-    def __init__(self, spark: Any, notebooks_dir: Path = NOTEBOOKS_DIR) -> None:
+    def __init__(
+        self, spark: Any = None, notebooks_dir: Path = NOTEBOOKS_DIR, *, owner: SessionOwner | None = None
+    ) -> None:
         self.spark = spark
         self.notebooks_dir = notebooks_dir
+        self.owner = owner
 
     def notebook_file(self, notebook_path: str) -> Path:
         return notebook_file(notebook_path, self.notebooks_dir)
 
     def __call__(self, call: NotebookCall) -> str | None:
         path = self.notebook_file(call.notebook_path)
-        return run_notebook(path, self.spark, call.base_parameters)
+
+        def run(spark: Any) -> str | None:
+            return run_notebook(path, spark, call.base_parameters)
+
+        if self.owner is None:
+            return run(self.spark)
+        return self.owner.run(run, f"notebook {path.stem} (activity {call.activity!r})")
 
 
 def notebook_file(notebook_path: str, notebooks_dir: Path = NOTEBOOKS_DIR) -> Path:

@@ -632,20 +632,47 @@ def running(settings: Settings, needs: tuple[ServiceName, ...] = ("spark", "post
         release(settings, lease)
 
 
-def restart_if_dead(settings: Settings, name: ServiceName) -> ServiceInfo | None:
-    """Start `name` again when its recorded server died (keeping it command-scoped or not);
-    None when it is external, not recorded, or still healthy."""
+def restart_if_dead(settings: Settings, name: ServiceName, url: str | None = None) -> ServiceInfo | None:
+    """The live server of `name` to use instead of one that stopped answering, or None when there is
+    none to switch to: `name` is external, or the recorded server is healthy and is the one at `url`.
+
+    A dead recorded server is handled as ``up`` handles it, under the registry's lock: stopped only
+    if proven ours (a dead one is not, so nothing is signalled), then started again on this home
+    with the same scope (command-scoped or not), on a new port. A healthy recorded server at another
+    URL was restarted meanwhile by another command on this home: that one is returned.
+
+    Raises:
+        ServiceError: nothing is recorded for `name` (``services down`` stopped it: not restarted
+            behind its back), or the new server did not start (the error shows its log).
+    """
     if name in _external(settings):
         return None
     home = settings.home_dir
     service = next(s for s in _services(home) if s.name == name)
-    with Registry(home).locked() as state:
+    registry = Registry(home)
+    with registry.locked() as state:
         current = state.entries.get(name)
-        if current is None or service.healthy(current):
-            return None
+        if current is None:
+            raise ServiceError(f"no {name} server is recorded in {registry.path} any more (`lakehouse services "
+                               "down`?); it is not started again behind that")  # fmt: skip
+        if service.healthy(current):
+            return None if url in (None, current.url) else current
         service.stop(current)
         state.entries[name] = service.start(current.scoped)
         return state.entries[name]
+
+
+def serving(settings: Settings, name: ServiceName, url: str) -> bool:
+    """True unless the registry shows the server of `name` at `url` gone: its recorded process is
+    not proven ours and listening, or another server is recorded now. A check without the lock,
+    that changes nothing; an unreadable registry proves nothing gone (True)."""
+    home = settings.home_dir
+    try:
+        current = Registry(home).read().get(name)
+    except RegistryUnreadable:
+        return True
+    service = next(s for s in _services(home) if s.name == name)
+    return current is not None and current.url == url and service.healthy(current)
 
 
 def current_endpoints(settings: Settings) -> Endpoints | None:

@@ -6,6 +6,7 @@ what it tests); every other test shares the session's servers from conftest.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -142,3 +143,41 @@ def test_configured_endpoints_are_used_instead_of_starting_anything(tmp_path: Pa
     assert rows["postgres"]["state"] == "external"
     assert "pw" not in rows["postgres"]["url"].replace("password", "")
     assert processes_under(tmp_path) == []
+
+
+def test_restart_if_dead_restarts_only_a_dead_server_of_its_own_and_signals_nothing_else(tmp_path: Path) -> None:
+    """What a run's engine calls when its Sail stops answering (local.runtime.SparkEngine)."""
+    from lakehouse.settings import load_settings
+    from local import services
+
+    settings = load_settings(home=tmp_path / "home")
+    registry = services.Registry(settings.home_dir)
+    first = services.up(settings, ("spark",), scoped=True)[0]["spark"]
+    victim = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        assert services.restart_if_dead(settings, "spark", url=first.url) is None  # healthy: nothing to do
+        os.kill(first.pid, signal.SIGKILL)
+        psutil.Process(first.pid).wait(10)
+        assert not services.serving(settings, "spark", first.url)
+
+        second = services.restart_if_dead(settings, "spark", url=first.url)
+        assert second is not None and second.pid != first.pid and second.scoped, second
+        assert str(settings.home_dir / "spark") in psutil.Process(second.pid).cmdline()
+        assert registry.read()["spark"] == second
+        # a second session still on the dead URL is handed the server already restarted, not a third one
+        assert services.restart_if_dead(settings, "spark", url=first.url) == second
+
+        # a recorded pid that is not our server (pid reuse) is not signalled, and a server is started
+        with registry.locked() as state:
+            state.entries["spark"] = dataclasses.replace(second, pid=victim.pid)
+        third = services.restart_if_dead(settings, "spark", url=second.url)
+        assert third is not None and third.pid not in (victim.pid, second.pid)
+        assert victim.poll() is None, "restart_if_dead signalled a process it did not start"
+        psutil.Process(second.pid).kill()  # the real second server, now unrecorded: the test's to stop
+    finally:
+        victim.kill()
+        victim.wait()
+        services.down(settings)
+    with pytest.raises(services.ServiceError, match="no spark server is recorded"):
+        services.restart_if_dead(settings, "spark", url=third.url)
+    assert processes_under(settings.home_dir) == []

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import psycopg
@@ -29,6 +30,7 @@ from typer.testing import CliRunner
 from lakehouse.inputs import split_symbols
 from lakehouse.settings import load_settings
 from local import services
+from tests.reliability.pipeline_runs import recent_window
 
 CLI = [sys.executable, "-m", "local.cli"]
 REPO = Path(__file__).resolve().parents[2]
@@ -293,6 +295,220 @@ def test_a_dead_spark_server_fails_calls_in_seconds_and_is_restarted(case, base,
         with_timeout.start()
         with_timeout.join(timeout=30)
     c.observe(f"the call failed after {outcome['seconds']:.1f} s; the restarted server answered")
+
+
+# A backfill of two chunks (the window split in two), on the home's own Sail (started, restarted and
+# stopped by local.services) and the session's PostgreSQL.
+SAIL_BACKFILL_WINDOW = recent_window(10)
+BACKFILL_BOUND_S = 420  # a clean 2-chunk backfill takes well under a minute; a hang is caught, not waited out
+GIVE_UP_BOUND_S = 120  # from the first kill to the failed run, when Sail dies again after its restart
+
+
+def backfill_params(symbols: tuple[str, ...]) -> dict[str, str]:
+    import datetime as dt
+
+    first, last = (dt.date.fromisoformat(d) for d in SAIL_BACKFILL_WINDOW)
+    half = ((last - first).days + 2) // 2
+    return {"startDate": first.isoformat(), "endDate": last.isoformat(), "chunkDays": str(half),
+            "symbols": ",".join(symbols)}  # fmt: skip
+
+
+class SailKiller:
+    """SIGKILLs the home's Sail server, and nothing else, once chunk 1's bronze_to_silver is under way.
+
+    The moment: a new data file of silver.daily_bars exists (a Delta write in flight), or 20 s after
+    the notebook started if none appears. The process killed is the one services.json records,
+    checked to be this home's (its start token and directory) before the signal. With `again`,
+    every Sail started after that (a restart) is killed as soon as the registry records it.
+    """
+
+    def __init__(self, settings: Any, again: bool = False) -> None:
+        self.settings = settings
+        self.again = again
+        self.killed: list[int] = []
+        self.first_kill_at: float | None = None
+        self.observed: object = None
+        self._armed = False
+        self._done = threading.Event()
+
+    def on_event(self, event: str, record: Any) -> None:
+        silver = event == "activity_started" and getattr(record, "pipeline", None) == "pl_bronze_to_silver"
+        if silver and not self._armed:
+            self._armed = True
+            threading.Thread(target=self._kill_mid_write, daemon=True).start()
+
+    def stop(self) -> None:
+        self._done.set()
+
+    def _kill_mid_write(self) -> None:
+        from lakehouse.failpoints import DeltaWriteStarted
+        from lakehouse.lake import Lake
+
+        poll = DeltaWriteStarted(Lake.from_settings(self.settings).table("silver", "daily_bars"))()
+        deadline = time.monotonic() + 20
+        while not self._done.is_set() and time.monotonic() < deadline:
+            self.observed = poll()
+            if self.observed:
+                break
+            time.sleep(0.002)
+        self.observed = self.observed or "no data file within 20 s; killed then"
+        self._kill_recorded()
+        self.first_kill_at = time.monotonic()
+        while self.again and not self._done.is_set():
+            self._kill_recorded()
+            time.sleep(0.02)
+
+    def _kill_recorded(self) -> None:
+        info = services.Registry(self.settings.home_dir).read().get("spark")
+        if info is None or info.pid in self.killed:
+            return
+        proc = services.proven_ours(info.pid, info.token, self.settings.home_dir / "spark")
+        if proc is not None:
+            proc.kill()
+            self.killed.append(info.pid)
+
+
+def run_backfill_bounded(
+    scenario: Any, params: dict[str, str], killer: SailKiller | None, bound: float
+) -> dict[str, Any]:
+    """Run pl_backfill in this process on the scenario's platform, on a thread joined with a bound:
+    a run that hangs fails the test instead of holding it."""
+    from local.adf.runner import run_pipeline
+    from local.runtime import local_platform
+    from tests.reliability import pipeline_runs
+
+    seen: dict[str, Any] = {}
+
+    def go() -> None:
+        started = time.monotonic()
+        try:
+            with pipeline_runs.scenario_environment(scenario), local_platform(load_settings()) as platform:
+                context = platform.run_context(on_event=killer.on_event if killer else None)
+                seen["run"] = run_pipeline("pl_backfill", params, context)
+                seen["restarts"] = list(getattr(getattr(platform, "engine", None), "restarts", []))
+        except BaseException as exc:  # reported by the test, never swallowed
+            seen["raised"] = exc
+        finally:
+            seen["seconds"] = round(time.monotonic() - started, 1)
+            seen["ended_at"] = time.monotonic()
+            if killer is not None:
+                killer.stop()
+
+    worker = threading.Thread(target=go, daemon=True)
+    worker.start()
+    worker.join(timeout=bound)
+    if killer is not None:
+        killer.stop()
+    assert not worker.is_alive(), f"the backfill still runs {bound} s after it started: it hangs on the dead engine"
+    if "raised" in seen:
+        raise seen["raised"]
+    return seen
+
+
+@pytest.fixture(scope="module")
+def clean_backfill(tmp_path_factory, spark, endpoints):
+    """One uninterrupted 2-chunk backfill of the window (the session's Sail): its tables and counts."""
+    from tests.databases import migrated_database
+    from tests.reliability.pipeline_runs import Outcome, Scenario
+
+    with migrated_database(endpoints.pg_dsn, "cleanbackfill") as dsn:
+        scenario = Scenario(tmp_path_factory.mktemp("clean-backfill") / "home", dsn, endpoints.spark_remote,
+                            *SAIL_BACKFILL_WINDOW)  # fmt: skip
+        seen = run_backfill_bounded(scenario, backfill_params(scenario.symbols), None, BACKFILL_BOUND_S)
+        assert seen["run"].status == "Succeeded", seen["run"].error
+        yield Outcome.of(scenario), backfill_counts(spark, scenario)
+
+
+def backfill_counts(spark, scenario) -> dict[str, int]:
+    """spark_jobs.reconcile over the backfill: ingested today, the window's trade dates."""
+    import datetime as dt
+
+    from spark_jobs.reconcile import reconcile
+
+    today = dt.datetime.now(dt.UTC).date()
+    counts = reconcile(spark, scenario.settings(), today - dt.timedelta(days=7), today,
+                       trade_start=scenario.start, trade_end=scenario.end, pg_dsn=scenario.dsn)  # fmt: skip
+    return counts.as_dict()
+
+
+@pytest.mark.reliability
+def test_only_sail_killed_mid_backfill_is_restarted_and_the_backfill_completes(case, spark, base, homes, endpoints,
+                                                                                clean_backfill):  # fmt: skip
+    from tests.databases import migrated_database
+    from tests.reliability.pipeline_runs import Outcome, Scenario
+
+    c = case("local runtime", "SIGKILL of only the Sail server mid Delta commit, in chunk 1 of a 2-chunk backfill",
+             expected="the runtime sees the dead engine, restarts Sail on the same home (proven ours), reconnects "
+                      "and runs bronze_to_silver once more; the backfill succeeds; every table equals a clean "
+                      "backfill's; 0 lost, 0 duplicate",
+             crash_point="bronze_to_silver, chunk 1 of 2: only Sail killed mid Delta commit")  # fmt: skip
+    clean, clean_counts = clean_backfill
+    home = base / "home"
+    homes.append(home)
+    with migrated_database(endpoints.pg_dsn, "sailkill") as dsn:
+        scenario = Scenario(home, dsn, None, *SAIL_BACKFILL_WINDOW)  # the home's own Sail
+        settings = scenario.settings()
+        killer = SailKiller(settings)
+        seen = run_backfill_bounded(scenario, backfill_params(scenario.symbols), killer, BACKFILL_BOUND_S)
+        run = seen["run"]
+        assert len(killer.killed) == 1, "Sail was not killed: the moment was missed"
+        assert run.status == "Succeeded", run.error
+        assert len(seen["restarts"]) == 1, seen["restarts"]
+        outcome = Outcome.of(scenario)
+        differences = outcome.differences(clean)
+        counts = backfill_counts(spark, scenario)
+    c.observe(
+        f"Sail (pid {killer.killed[0]}) killed at: {killer.observed}; restarted once "
+        f"({seen['restarts'][0].reason}); the backfill succeeded in {seen['seconds']} s; "
+        f"{len(differences)} of {len(clean.lake) + len(clean.marts)} table checksums differ from a clean backfill; "
+        f"duplicate keys: lake {outcome.lake_duplicate_keys}, marts {outcome.mart_duplicate_keys}",
+        restarts=len(seen["restarts"]), tables_differing=len(differences),
+    )  # fmt: skip
+    assert differences == {}, differences
+    assert outcome.lake_duplicate_keys == 0 and outcome.mart_duplicate_keys == 0
+    counts["duplicate_rows"] += outcome.lake_duplicate_keys + outcome.mart_duplicate_keys
+    assert counts == clean_counts, (counts, clean_counts)
+    c.reconcile(counts)
+
+
+@pytest.mark.reliability
+def test_sail_killed_again_right_after_its_restart_fails_the_backfill_fast_naming_sail(case, base, homes, endpoints):
+    from tests.databases import migrated_database
+    from tests.reliability.pipeline_runs import Scenario
+
+    c = case("local runtime", "Sail killed mid-backfill, and its restarted server killed as soon as it is up",
+             expected=f"one restart, no second: the backfill fails within {GIVE_UP_BOUND_S} s of the first "
+                      "kill with an error naming the Sail server; the next chunk fails at once; no server left "
+                      "behind")  # fmt: skip
+    home = base / "home"
+    homes.append(home)
+    with migrated_database(endpoints.pg_dsn, "sailagain") as dsn:
+        scenario = Scenario(home, dsn, None, *SAIL_BACKFILL_WINDOW)
+        killer = SailKiller(scenario.settings(), again=True)
+        seen = run_backfill_bounded(scenario, backfill_params(scenario.symbols), killer, BACKFILL_BOUND_S)
+    run = seen["run"]
+    assert killer.first_kill_at is not None, "Sail was not killed: the moment was missed"
+    after_kill = seen["ended_at"] - killer.first_kill_at
+    message = (run.error or {}).get("message", "")
+    assert run.status == "Failed"
+    assert "Sail" in message and "died again" in message, message
+    assert len(killer.killed) == 2, f"expected the first server and one restart killed, got {killer.killed}"
+    assert len(seen["restarts"]) == 1, seen["restarts"]
+    assert after_kill < GIVE_UP_BOUND_S, f"the run took {after_kill:.0f} s after the kill to fail"
+    chunks = [r for r in run.child_runs if r.pipeline == "pl_lakehouse_daily"]
+    assert [r.status for r in chunks] == ["Failed", "Failed"]
+    later = [a for a in activity_runs(chunks[1]) if a.activity_type == "DatabricksNotebook"]
+    assert later and all((a.error or {}).get("errorCode") == "SparkEngineGone" for a in later), later
+    assert all((a.end - a.start).total_seconds() < 1 for a in later), "chunk 2's notebooks waited on the engine"
+    named = message[message.index("the embedded Sail") :]
+    c.observe(f"Sail restarted once, the restart killed too; the backfill failed {after_kill:.1f} s after the "
+              f"first kill; chunk 2's {len(later)} notebook attempts failed at once (SparkEngineGone). Error: "
+              f"{named[:400]}", restarts=len(seen["restarts"]), seconds_to_fail=round(after_kill, 1))  # fmt: skip
+
+
+def activity_runs(run: Any) -> list[Any]:
+    """Every activity run of a pipeline run and of the runs it executed."""
+    return [*run.activity_runs, *(a for child in run.child_runs for a in activity_runs(child))]
 
 
 # ---------------------------------------------------------------- 11. the smaller ones
