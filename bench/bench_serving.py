@@ -55,10 +55,10 @@ def _dir() -> Path:
     return datasets.data_dir("serving")
 
 
-def _dsn() -> str:
+def _dsn(database: str = DATABASE) -> str:
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-    return make_conninfo(**{**conninfo_to_dict(os.environ["LAKEHOUSE_PG_DSN"]), "dbname": DATABASE})
+    return make_conninfo(**{**conninfo_to_dict(os.environ["LAKEHOUSE_PG_DSN"]), "dbname": database})
 
 
 def gold_table(symbols: int, years: int):
@@ -100,38 +100,50 @@ def gold_table(symbols: int, years: int):
     return pa.table({name: columns[name] for name in contract("gold", "fct_daily_prices").column_names})
 
 
+def server_readable_csv(table, csv: Path) -> None:
+    """`table` as header-less CSV the server process itself reads (``COPY ... FROM '<file>'``): it
+    runs as another user when the benchmark runs as root, so the file and its folders get read access."""
+    import pyarrow.csv as pacsv
+
+    pacsv.write_csv(table, str(csv), pacsv.WriteOptions(include_header=False))
+    for path in (csv, *csv.parents):
+        if path == Path("/"):
+            break
+        os.chmod(path, os.stat(path).st_mode | 0o005 | (0o001 if path.is_dir() else 0))
+
+
+def migrated_database(database: str) -> str:
+    """A fresh database `database` on the harness's PostgreSQL with the project's migrations; its DSN."""
+    import psycopg
+
+    from spark_jobs import migrations
+
+    with psycopg.connect(_dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{database}"')
+    migrations.apply(_dsn(database))
+    return _dsn(database)
+
+
 def setup(params: dict) -> None:
     import json
     import shutil
 
-    import psycopg
     import pyarrow.compute as pc
-    import pyarrow.csv as pacsv
     from deltalake import write_deltalake
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     from lakehouse.lake import Lake
-    from spark_jobs import migrations
 
     root = _dir()
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     table = gold_table(params["symbols"], params["years"])
     write_deltalake(Lake(str(root / "lake")).table("gold", "fct_daily_prices"), table, mode="overwrite")
-    csv = root / "daily_prices.csv"
-    pacsv.write_csv(table, str(csv), pacsv.WriteOptions(include_header=False))
-    for path in (csv, *csv.parents):  # the server process (another user when run as root) reads the file
-        if path == Path("/"):
-            break
-        os.chmod(path, os.stat(path).st_mode | 0o005 | (0o001 if path.is_dir() else 0))
+    server_readable_csv(table, root / "daily_prices.csv")
     bounds = pc.min_max(table.column("trade_date")).as_py()
     (root / "data.json").write_text(json.dumps({"rows": table.num_rows, "start": bounds["min"].isoformat(),
                                                 "end": bounds["max"].isoformat()}))  # fmt: skip
-    admin = make_conninfo(**{**conninfo_to_dict(os.environ["LAKEHOUSE_PG_DSN"]), "dbname": "postgres"})
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DATABASE}"')
-    migrations.apply(_dsn())
+    migrated_database(DATABASE)
     server_copy(params)  # the warm-up: Sail's first read of the table, the server's caches, the file
     project_load(params)
 
