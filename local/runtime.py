@@ -245,9 +245,11 @@ def overridden_environment(values: dict[str, str]) -> Iterator[None]:
 @contextlib.contextmanager
 def local_platform(settings: Settings) -> Iterator[LocalPlatform]:
     """Everything a pipeline run needs on this machine, for the duration of the block."""
+    from local.adf.expressions import warm_up
     from local.run_store import recover_abandoned_runs
     from spark_jobs import migrations
 
+    warm_up()  # .NET and the expression engine load on their own thread while the services start
     with contextlib.ExitStack() as stack:
         eps = stack.enter_context(services.running(settings))
         migrations.apply(eps.pg_dsn)

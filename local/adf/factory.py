@@ -8,7 +8,11 @@ so a bad definition fails before anything runs.
 from __future__ import annotations
 
 import copy
+import hashlib
+import importlib.metadata
 import json
+import logging
+import os
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -18,6 +22,7 @@ from typing import Any
 
 from local.adf.records import AdfDefinitionError, PipelineParameterError
 
+log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ADF_ROOT = REPO_ROOT / "adf"
 CONDITIONS = ("Succeeded", "Failed", "Skipped", "Completed")
@@ -111,18 +116,48 @@ def _check_scope(pipeline: str, activities: list[dict[str, Any]]) -> None:
 def _check_as_published(root: Path) -> None:
     """Refuse a factory Data Factory would refuse on publish (see :mod:`local.adf.validation`).
 
-    Checked once per state of the folder's files, so repeated loads in one process cost a stat each.
+    Checked once per state of the folder's files, so repeated loads in one process cost a stat
+    each; and once per content of those files and of the validator, so a process whose factory an
+    earlier one found publishable skips the check (importing the REST models and checking cost
+    0.2-1 s of every `lakehouse` command): a marker named after that content is kept in the
+    user's cache directory. Only a passed check leaves a marker, so an invalid factory is checked,
+    and refused, every time.
     """
     files = sorted(root.glob("*/*.json"))
     state = (str(root), tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files))
-    if state not in _PUBLISHABLE:
+    if state in _PUBLISHABLE:
+        return
+    marker = _publishable_marker(root, files)
+    if not marker.exists():
         from local.adf.validation import check_factory  # imports the REST models: only when a factory loads
 
         check_factory(root)
-        _PUBLISHABLE.add(state)
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        except OSError as exc:  # a cache: the check ran, the next process runs it again
+            log.debug("could not keep the validation marker %s: %s", marker, exc)
+    _PUBLISHABLE.add(state)
 
 
 _PUBLISHABLE: set[tuple] = set()
+VALIDATOR_DISTRIBUTION = "azure-mgmt-datafactory"
+
+
+def _publishable_marker(root: Path, files: list[Path]) -> Path:
+    """Where a passed check of this content (the factory's files, the validator's code and the
+    REST models' version) is recorded."""
+    digest = hashlib.sha256(importlib.metadata.version(VALIDATOR_DISTRIBUTION).encode())
+    for path in (Path(__file__).with_name("validation.py"), *files):
+        digest.update(str(path.relative_to(root) if path.is_relative_to(root) else path.name).encode())
+        digest.update(b"\0" + path.read_bytes() + b"\0")
+    return cache_dir() / "adf-publishable" / digest.hexdigest()
+
+
+def cache_dir() -> Path:
+    """Where the runner keeps what one process can hand the next (validation markers, parsed
+    expressions): the user's cache directory, as it is for every user of this installation."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lakehouse"
 
 
 @dataclass(frozen=True)

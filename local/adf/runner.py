@@ -16,7 +16,7 @@ from typing import Any
 
 from local.adf.activities import HANDLERS
 from local.adf.context import FunctionCall, ProcessGate, RunContext, RunEvent
-from local.adf.expressions import variable_values
+from local.adf.expressions import variable_values, warm_up
 from local.adf.factory import ADF_ROOT, bind_parameters
 from local.adf.records import ActivityFailure, AdfDefinitionError, PipelineRunResult, error, now
 from local.adf.rerun import Reuse, plan_reuse
@@ -192,6 +192,7 @@ def local_context(
         on_event: progress callback (see :class:`RunContext`).
         adf_root: the ADF folder.
     """
+    warm_up()  # .NET loads while the run reads its factory
     return RunContext(
         notebook_executor=SparkNotebookExecutor(spark),
         function_executor=FunctionHostExecutor(),

@@ -323,3 +323,61 @@ def test_check_factory_lists_every_violation_with_file_activity_and_rule(factory
     assert "2 Data Factory validation error(s)" in text
     assert "pipeline/pl_lakehouse_daily.json, activity 'Return summary': [system-variable]" in text
     assert "pipeline/pl_lakehouse_daily.json, activity 'Load silver': [dependency-condition]" in text
+
+
+# -- a passed check is remembered across processes (local.adf.factory._check_as_published) ----
+
+
+@pytest.fixture
+def fresh_process(monkeypatch, tmp_path):
+    """The factory module as a new process finds it: nothing checked yet, its own cache directory."""
+    from local.adf import factory as factory_module
+
+    monkeypatch.setattr(factory_module, "_PUBLISHABLE", set())
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return factory_module
+
+
+def _checks_counted(monkeypatch) -> list[Path]:
+    import local.adf.validation as validation
+
+    checked: list[Path] = []
+    real = validation.check_factory
+
+    def counting(root):
+        checked.append(root)
+        real(root)
+
+    monkeypatch.setattr(validation, "check_factory", counting)
+    return checked
+
+
+def test_a_factory_found_publishable_is_not_checked_again_by_the_next_process(factory, fresh_process, monkeypatch):
+    checked = _checks_counted(monkeypatch)
+    fresh_process.Factory.load(factory)
+    monkeypatch.setattr(fresh_process, "_PUBLISHABLE", set())  # the next process
+    fresh_process.Factory.load(factory)
+    assert checked == [factory]
+
+
+def test_an_edited_factory_is_checked_again(factory, fresh_process, monkeypatch):
+    checked = _checks_counted(monkeypatch)
+    fresh_process.Factory.load(factory)
+    path = factory / "pipeline" / "pl_raw_to_bronze.json"
+    doc = json.loads(path.read_text())
+    doc["properties"]["description"] = "edited"
+    path.write_text(json.dumps(doc))
+    monkeypatch.setattr(fresh_process, "_PUBLISHABLE", set())
+    fresh_process.Factory.load(factory)
+    assert checked == [factory, factory]
+
+
+def test_an_invalid_factory_is_refused_every_time(factory, fresh_process, monkeypatch):
+    path = factory / "pipeline" / "pl_raw_to_bronze.json"
+    doc = json.loads(path.read_text())
+    doc["properties"]["activities"][0]["type"] = "NoSuchActivity"
+    path.write_text(json.dumps(doc))
+    for _ in range(2):
+        monkeypatch.setattr(fresh_process, "_PUBLISHABLE", set())
+        with pytest.raises(FactoryValidationError):
+            fresh_process.Factory.load(factory)
