@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass, field
 from itertools import chain, repeat
 
+import pyarrow as pa
+
 from lakehouse.contracts import alpha_vantage as av
 from lakehouse.contracts.raw_layout import (
     CAPTURE_ROOT,
@@ -68,10 +70,12 @@ class Parsed:
     """Records of one file as columns (name -> values, in file order), or why there are none.
 
     Columns, not row dicts: a 5-year history is 1,256 records of 11 fields, and building a dict per
-    record and then a list per column from the dicts was most of RAW -> BRONZE's driver time.
+    record and then a list per column from the dicts was most of RAW -> BRONZE's driver time. A
+    column is a list of Python values, or already an Arrow array where the parser could build it
+    without visiting each value in Python (the text fields of a daily series).
     """
 
-    columns: dict[str, list] = field(default_factory=dict)
+    columns: dict[str, list | pa.Array] = field(default_factory=dict)
     rejected: str | None = None
     count: int = 0
 
@@ -84,7 +88,8 @@ class Parsed:
     def records(self) -> list[dict]:
         """The records as dicts (for callers that want rows)."""
         names = list(self.columns)
-        return [dict(zip(names, values, strict=True)) for values in zip(*self.columns.values(), strict=True)]
+        lists = [v.to_pylist() if isinstance(v, pa.Array) else v for v in self.columns.values()]
+        return [dict(zip(names, values, strict=True)) for values in zip(*lists, strict=True)]
 
 
 def ingested_files(store: RawStore, provider: str, dataset: str, start: dt.date, end: dt.date) -> list[IngestedFile]:
@@ -135,13 +140,23 @@ def _error_body(body: dict) -> str | None:
 
 
 def _text(value: object) -> str | None:
+    """A value as bronze keeps it: text as received, a nested object or array as its JSON (whichever
+    decoder read it: the C decoder gives dicts, the duplicate-preserving one :class:`JsonObject`)."""
     if value is None:
         return None
-    if isinstance(value, JsonObject):  # a nested object where a scalar was expected
-        return json.dumps(dict(value))
-    if isinstance(value, list):  # a nested array
-        return json.dumps(value)
+    if isinstance(value, dict | list):  # a nested object or array where a scalar was expected
+        return json.dumps(_plain(value))
     return str(value)
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, JsonObject):
+        return {k: _plain(v) for k, v in value}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _dicts(node: object) -> int:
@@ -241,7 +256,13 @@ def _bar_columns(body: dict, series: dict) -> Parsed | None:
     meta = body.get(av.META_KEY)
     symbol = _text(meta.get(av.META_SYMBOL)) if type(meta) is dict else None
     n = len(bars)
-    columns: dict[str, list] = {"symbol": [symbol] * n, "trade_date": list(series), "record_index": list(range(n))}
+    columns: dict[str, list | pa.Array] = {"symbol": [symbol] * n, "trade_date": list(series),
+                                           "record_index": list(range(n))}  # fmt: skip
+    texts = _text_arrays(bars, by_name)
+    if texts is not None:
+        for name in av.BAR_COLUMNS.values():
+            columns[name] = texts[name] if name in texts else pa.nulls(n, pa.string())
+        return Parsed(columns, None, n)
     for name in av.BAR_COLUMNS.values():
         key = by_name.get(name)
         if key is None:
@@ -252,6 +273,20 @@ def _bar_columns(body: dict, series: dict) -> Parsed | None:
             values = [v if isinstance(v, str) else _text(v) for v in values]
         columns[name] = values
     return Parsed(columns, None, n)
+
+
+def _text_arrays(bars: list[dict], by_name: dict[str, str]) -> dict[str, pa.Array] | None:
+    """The bars' fields as Arrow text arrays, built in one pass of Arrow's converter over the bar
+    objects (a third of the parse time of a full history, against one Python list per field first),
+    or None when a value is not text (a number, a nested value) and must go through :func:`_text`."""
+    if not by_name:
+        return {}
+    names = list(by_name)
+    try:
+        bars_array = pa.array(bars, pa.struct([(by_name[name], pa.string()) for name in names]))
+    except (pa.ArrowTypeError, pa.ArrowInvalid, UnicodeEncodeError):
+        return None
+    return {name: bars_array.field(i) for i, name in enumerate(names)}
 
 
 def _object(data: bytes, origin: str) -> tuple[dict | None, str | None]:

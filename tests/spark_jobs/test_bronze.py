@@ -99,7 +99,7 @@ def test_manifest_record_counts_are_reconciled(spark, lake_settings, raw_lake):
 
 
 def test_lineage_repeated_per_file_in_arrow_equals_one_value_per_row():
-    """Batch.arrow_table repeats each file's lineage in Arrow; the rows equal a row-by-row build."""
+    """Batch.take_arrow_table repeats each file's lineage in Arrow; the rows equal a row-by-row build."""
     import pyarrow as pa
 
     from spark_jobs import bronze, raw
@@ -116,12 +116,30 @@ def test_lineage_repeated_per_file_in_arrow_equals_one_value_per_row():
                    "provider": "synthetic", "load_id": "load", "schema_version": target.version}  # fmt: skip
         for name in lineage:
             columns.pop(name)
-        batch.extend(raw.Parsed(columns, None, n), lineage)
+        batch.extend(raw.Parsed(columns, None, n), lineage, target.arrow_schema(), f"f{i}.json")
         expected += [{**{k: v[d] for k, v in columns.items()}, **lineage} for d in range(n)]
 
-    table = batch.arrow_table(target)
+    assert all(isinstance(a, pa.Array) for arrays in batch.chunks.values() for a in arrays)  # no Python lists kept
+    assert batch.size == 5
+    table = batch.take_arrow_table(target)
     assert table.schema.equals(target.arrow_schema())
     assert table.to_pylist() == pa.Table.from_pylist(expected, schema=target.arrow_schema()).to_pylist()
+    assert batch.size == 0 and not batch.chunks  # taken: the per-file arrays are given up
+
+
+def test_a_value_off_the_contract_type_is_refused_when_its_file_is_added():
+    import pytest
+
+    from spark_jobs import bronze, raw
+    from spark_jobs.tables import contract
+
+    target = contract("bronze", "daily_bars")
+    lineage = {"path_symbol": "A", "source_file": "raw/a.json", "ingest_date": dt.date(2024, 3, 1),
+               "ingest_run_id": "r", "ingested_at": dt.datetime(2024, 3, 1, tzinfo=dt.UTC), "provider": "synthetic",
+               "load_id": "load", "schema_version": target.version}  # fmt: skip
+    columns = {c: ["x"] for c in target.column_names if c not in lineage} | {"record_index": ["first"]}
+    with pytest.raises(raw.RawFormatError, match=r"raw/a.json: column 'record_index' is not int32"):
+        bronze.Batch().extend(raw.Parsed(columns, None, 1), lineage, target.arrow_schema(), "raw/a.json")
 
 
 def test_arrow_rows_off_the_contract_are_refused_before_any_write(lake_settings):

@@ -91,6 +91,28 @@ def test_fast_and_duplicate_preserving_decoders_agree():
     assert raw._fast_body(dup) is None
 
 
+def test_text_fields_become_arrow_in_one_pass_and_other_values_still_become_text():
+    """Bars whose fields are all text are turned into Arrow arrays by Arrow's converter; a number or
+    a nested value anywhere sends the file through the per-value path, which writes it as text."""
+    import pyarrow as pa
+
+    text = (b'{"Meta Data": {"2. Symbol": "A"}, "Time Series (Daily)": {"2024-01-03": {"4. close": "2", '
+            b'"5. volume": "7"}, "2024-01-02": {"4. close": "1", "9. unknown": "x"}}}')  # fmt: skip
+    parsed = raw.parse_daily_bars(text, "f")
+    assert isinstance(parsed.columns["close"], pa.Array) and isinstance(parsed.columns["open"], pa.Array)
+    assert [(r["trade_date"], r["close"], r["volume"], r["open"]) for r in parsed.records] == [
+        ("2024-01-03", "2", "7", None), ("2024-01-02", "1", None, None),
+    ]  # fmt: skip
+    mixed = (b'{"Meta Data": {"2. Symbol": "A"}, "Time Series (Daily)": {"2024-01-03": {"4. close": 2.5}, '
+             b'"2024-01-02": {"4. close": {"v": "1"}, "5. volume": null}}}')  # fmt: skip
+    parsed = raw.parse_daily_bars(mixed, "f")
+    assert [(r["close"], r["volume"]) for r in parsed.records] == [("2.5", None), ('{"v": "1"}', None)]
+    # the duplicate-preserving decoder (a "{" inside a string sends the body there) writes the same text
+    slow = raw.parse_daily_bars(mixed.replace(b'"A"', b'"{A"'), "f")
+    assert raw._fast_body(mixed.replace(b'"A"', b'"{A"')) is None
+    assert [(r["close"], r["volume"]) for r in slow.records] == [("2.5", None), ('{"v": "1"}', None)]
+
+
 def test_capture_events_keep_what_the_quote_is_entitled_to(tmp_path):
     """The publisher's events say whether a price is realtime, 15 minutes delayed or the last close;
     events without the field (older publishers) read as unknown, not as some default."""
