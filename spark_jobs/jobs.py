@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -102,7 +102,7 @@ def _load(tables: Tables, table: str, batches, window: DateWindow) -> tuple[Tabl
         if batch.rows:
             tables.append(bronze.to_frame(tables.spark, batch.rows, target), target)
         if batch.column_rows:
-            tables.append_arrow(batch.arrow_table(target), target)
+            tables.append_arrow(batch.take_arrow_table(target), target)
         if batch.rejected:
             tables.append(bronze.to_frame(tables.spark, batch.rejected, rejected_contract), rejected_contract)
             rejected += len(batch.rejected)
@@ -206,7 +206,15 @@ class _TypingInputs:
     current_bars: DataFrame
     sessions: DataFrame
     today: dt.date
-    known_bars: DataFrame  # the bars silver holds once this batch is merged (silver.known_bars)
+    has_bars: bool  # silver.daily_bars holds rows: only then can a batch bar be unchanged
+    routed_bars: DataFrame | None = None  # the batch's bars once routed (SILVER_TABLES types them first)
+
+    @property
+    def known_bars(self) -> DataFrame:
+        """The bars silver holds once this batch is merged (silver.known_bars)."""
+        if self.routed_bars is None:
+            raise RuntimeError("corporate actions are typed against the batch's bars: route silver.daily_bars first")
+        return silver.known_bars(self.current_bars, self.routed_bars)
 
 
 @dataclass(frozen=True)
@@ -220,13 +228,16 @@ class SilverTable:
 
     name: str
     source: str  # the bronze table
-    typed: Callable[[DataFrame, _TypingInputs], DataFrame]  # bronze rows -> typed rows with the rules' helper columns
+    # bronze rows, inputs, the keys left out as unchanged (or None) -> typed rows with the rules' helper columns
+    typed: Callable[[DataFrame, _TypingInputs, DataFrame | None], DataFrame]
     latest_first: Callable[[], list[Column]]  # the winner of a key comes first
     sample_keys: tuple[str, ...]  # columns that name a failing row in the DQ samples
     rows: Callable[[DataFrame, str, dt.datetime, str], DataFrame]  # winners -> the contract's shape
     quarantine_key: Callable[[], Column]
     quarantine_values: tuple[str, ...]  # columns kept, as received, with a quarantined row
-    materialize: bool = False  # write the routed and the classified rows to scratch tables (large batches)
+    materialize: bool = False  # write the routed and the classified rows to scratch tables (large or costly batches)
+    # keys whose rows are stored already and pass every rule (with ``_rows``): left out before typing
+    unchanged: Callable[[DataFrame, _TypingInputs], DataFrame | None] | None = None
 
     @property
     def contract(self) -> Contract:
@@ -257,28 +268,33 @@ SILVER_TABLES: tuple[SilverTable, ...] = (
     # which row wins a key; how a failing row is named in the DQ samples and what a quarantined row keeps.
     SilverTable(
         "daily_bars", "daily_bars", materialize=True,
-        typed=lambda rows, given: silver.typed_daily_bars(rows, given.current_bars, given.sessions, given.today),
+        unchanged=lambda rows, given: (
+            silver.unchanged_bars(rows, given.current_bars, given.sessions, given.today) if given.has_bars else None
+        ),
+        typed=lambda rows, given, skip: silver.typed_daily_bars(
+            rows, given.current_bars, given.sessions, given.today, skip
+        ),
         rows=silver.daily_bar_rows, latest_first=_bar_order,
         sample_keys=("symbol", "trade_date_raw", "source_file"), quarantine_key=silver.bar_key,
         quarantine_values=("symbol", "path_symbol", "trade_date_raw", *[f"{c}_raw" for c in silver.BAR_VALUES]),
     ),
     SilverTable(
         "securities", "security_overview",
-        typed=lambda rows, given: silver.typed_securities(rows),
+        typed=lambda rows, given, skip: silver.typed_securities(rows),
         rows=silver.security_rows, latest_first=silver.latest_first,
         sample_keys=("symbol", "as_of_date", "source_file"), quarantine_key=_key("symbol", "as_of_date"),
         quarantine_values=("symbol", "path_symbol", *silver.SECURITY_ATTRIBUTES),
     ),
     SilverTable(
         "quotes", "quotes",
-        typed=lambda rows, given: silver.typed_quotes(rows, given.sessions),
+        typed=lambda rows, given, skip: silver.typed_quotes(rows, given.sessions),
         rows=silver.quote_rows, latest_first=_quote_order,
         sample_keys=("symbol", "quote_time", "source_file"), quarantine_key=_key("symbol", "sequence_number"),
         quarantine_values=("symbol", "body"),
     ),
     SilverTable(
-        "corporate_actions", "corporate_actions",
-        typed=lambda rows, given: silver.typed_corporate_actions(rows, given.known_bars),
+        "corporate_actions", "corporate_actions", materialize=True,  # typing reads every known bar: once
+        typed=lambda rows, given, skip: silver.typed_corporate_actions(rows, given.known_bars),
         rows=silver.corporate_action_rows, latest_first=_bar_order,
         sample_keys=("symbol", "ex_date_raw", "source_file"),
         quarantine_key=_key("symbol", "action", "ex_date_raw", "record_index"),
@@ -298,37 +314,90 @@ class _Routed:
     quarantined: DataFrame
     quarantined_count: int
     results: list
+    unchanged: int = 0  # keys left out before typing (stored already, every rule passed): unchanged winners
 
 
-def _route(table: SilverTable, flagged: DataFrame, tables: Tables) -> _Routed:
-    """Route the batch and count routes and rule failures in one aggregation pass.
+@dataclass
+class _Batch:
+    """A silver table's batch routed (written to a scratch table when materialized), not yet counted."""
 
-    A materialized table's routed batch is first written to a scratch table: the counts, the rule
-    samples, the winners and the quarantined rows then read it instead of each re-running the
-    typing, rules and window functions over the bronze rows (worth it for the bars, not for the
-    few securities and quotes).
-    """
+    table: SilverTable
+    routed: DataFrame  # flagged rows with their route
+    skipped: DataFrame | None  # keys left out as unchanged, with their row counts (``_rows``)
+
+
+def _stage_routed(table: SilverTable, rows: DataFrame, given: _TypingInputs, tables: Tables) -> _Batch:
+    """Type, flag and route a table's bronze rows; a materialized table's result is written to a
+    scratch table, so the counts, the rule samples, the winners and the quarantined rows read it
+    instead of each re-running the typing, rules and window functions (worth it for the bars and
+    for the corporate actions, which read every known bar; not for the few securities and quotes)."""
+    skipped = table.unchanged(rows, given) if table.unchanged else None
+    if skipped is not None:  # read by the typing and by the counts; staged, the check runs once
+        skipped = tables.stage(skipped, f"silver_unchanged_{table.name}")
+    flagged = quality.flag(table.typed(rows, given, skipped), table.qualified_name)
     routed = silver.route(flagged, list(table.contract.keys), table.latest_first())
     if table.materialize:
         routed = tables.stage(routed, f"silver_routed_{table.name}")
-    route = F.col(silver.ROUTE)
-    counts = routed.agg(
+    return _Batch(table, routed, skipped)
+
+
+def _route_counts(batch: _Batch) -> DataFrame:
+    """One row: the table, its rows, winners, superseded, quarantined and each rule's failures."""
+    route, t = F.col(silver.ROUTE), batch.table
+    failures = quality.failure_counts(t.qualified_name)
+    counted = batch.routed.agg(
         F.count(F.lit(1)).alias("rows_in"),
         F.sum(F.when(route == "winner", 1).otherwise(0)).alias("winners"),
         F.sum(F.when(route == "superseded", 1).otherwise(0)).alias("superseded"),
         F.sum(F.when(route == "quarantine", 1).otherwise(0)).alias("quarantined"),
-        *quality.failure_counts(table.qualified_name),
-    ).first()
-    rows_in = int(counts.rows_in)
-    n_win, n_sup, n_quar = (int(counts[c] or 0) for c in ("winners", "superseded", "quarantined"))
-    if rows_in != n_win + n_sup + n_quar:
-        raise ReconciliationError(
-            f"{table.qualified_name}: rows in {rows_in} != valid {n_win + n_sup} + quarantined {n_quar}"
-        )
-    results = quality.summarize(routed, table.qualified_name, list(table.sample_keys), counts)
-    winners = routed.filter(route == "winner").drop(silver.ROUTE)
-    quarantined = routed.filter(route == "quarantine").drop(silver.ROUTE)
-    return _Routed(table, rows_in, winners, n_sup, quarantined, n_quar, results)
+        *failures,
+    )
+    shape = [F.col(c).cast("bigint").alias(c) for c in ("rows_in", "winners", "superseded", "quarantined")]
+    fails = F.array(*[F.col(f"f{i}").cast("bigint") for i in range(len(failures))]).alias("failures")
+    parts = [counted.select(F.lit(t.name).alias("table"), *shape, fails, F.lit(0).cast("bigint").alias("unchanged"))]
+    if batch.skipped is not None:  # every skipped row passed every rule: no failures to add
+        zero = F.array(*[F.lit(0).cast("bigint") for _ in failures]).alias("failures")
+        parts.append(
+            batch.skipped.agg(F.sum("_rows").alias("rows"), F.count(F.lit(1)).alias("keys")).select(
+                F.lit(t.name).alias("table"), F.coalesce(F.col("rows"), F.lit(0)).cast("bigint").alias("rows_in"),
+                F.col("keys").cast("bigint").alias("winners"),
+                F.coalesce(F.col("rows") - F.col("keys"), F.lit(0)).cast("bigint").alias("superseded"),
+                F.lit(0).cast("bigint").alias("quarantined"), zero, F.col("keys").cast("bigint").alias("unchanged"),
+            )
+        )  # fmt: skip
+    combined = parts[0]
+    for part in parts[1:]:
+        combined = combined.unionByName(part)
+    return combined
+
+
+def _route_all(batches: list[_Batch]) -> list[_Routed]:
+    """Count routes and rule failures of every table in one aggregation (one Spark action), then
+    check that every row landed in exactly one route and take the failing rules' samples."""
+    combined = _route_counts(batches[0])
+    for batch in batches[1:]:
+        combined = combined.unionByName(_route_counts(batch))
+    totals: dict[str, list[int]] = {b.table.name: [0, 0, 0, 0, 0] for b in batches}
+    failed: dict[str, list[int]] = {b.table.name: [0] * len(quality.RULES[b.table.qualified_name]) for b in batches}
+    for row in combined.collect():
+        sums = totals[row["table"]]
+        for i, c in enumerate(("rows_in", "winners", "superseded", "quarantined", "unchanged")):
+            sums[i] += int(row[c] or 0)
+        failed[row["table"]] = [x + int(y or 0) for x, y in zip(failed[row["table"]], row["failures"], strict=True)]
+    out, route = [], F.col(silver.ROUTE)
+    for b in batches:
+        t = b.table
+        rows_in, n_win, n_sup, n_quar, unchanged = totals[t.name]
+        if rows_in != n_win + n_sup + n_quar:
+            raise ReconciliationError(
+                f"{t.qualified_name}: rows in {rows_in} != valid {n_win + n_sup} + quarantined {n_quar}"
+            )
+        counts = {f"f{i}": n for i, n in enumerate(failed[t.name])}
+        results = quality.summarize(b.routed, t.qualified_name, list(t.sample_keys), counts)
+        winners = b.routed.filter(route == "winner").drop(silver.ROUTE)
+        quarantined = b.routed.filter(route == "quarantine").drop(silver.ROUTE)
+        out.append(_Routed(t, rows_in, winners, n_sup, quarantined, n_quar, results, unchanged))
+    return out
 
 
 def _merge(tables: Tables, routed: _Routed, current: DataFrame, run_id: str, now: dt.datetime) -> dict[str, int]:
@@ -343,12 +412,14 @@ def _merge(tables: Tables, routed: _Routed, current: DataFrame, run_id: str, now
     rows = table.rows(routed.winners, run_id, now, c.version)
     if current.limit(1).count() == 0:
         tables.append(rows, c)
-        return {"new": routed.rows_in - routed.superseded - routed.quarantined_count, "revised": 0, "unchanged": 0}
+        winners = routed.rows_in - routed.superseded - routed.quarantined_count
+        return {"new": winners - routed.unchanged, "revised": 0, "unchanged": routed.unchanged}
     classified = silver.classify_changes(rows, current, list(c.keys), c.compared)
     if table.materialize:
         classified = tables.stage(classified, f"silver_{table.name}")
-    counts = {"new": 0, "revised": 0, "unchanged": 0}
-    counts.update({r["_change"]: int(r["count"]) for r in classified.groupBy("_change").count().collect()})
+    counts = {"new": 0, "revised": 0, "unchanged": routed.unchanged}
+    for r in classified.groupBy("_change").count().collect():
+        counts[r["_change"]] += int(r["count"])
     if counts["revised"]:
         condition = f"s.ingested_at > t.ingested_at AND {silver.values_differ(c.compared)}"
         revision = {"revision": "t.revision + 1"} if "revision" in c.column_names else None
@@ -463,11 +534,14 @@ def run_bronze_to_silver(
         current_bars=current["daily_bars"],
         sessions=_sessions(spark, settings),
         today=today or dt.datetime.now(dt.UTC).date(),
-        known_bars=silver.known_bars(current["daily_bars"], pending["daily_bars"].rows),
+        has_bars=current["daily_bars"].limit(1).count() > 0,
     )
-    routed = [
-        _route(t, quality.flag(t.typed(pending[t.name].rows, inputs), t.qualified_name), tables) for t in SILVER_TABLES
-    ]
+    batches = []
+    for t in SILVER_TABLES:
+        batches.append(_stage_routed(t, pending[t.name].rows, inputs, tables))
+        if t.name == "daily_bars":  # the corporate actions are checked against the routed bars
+            inputs = replace(inputs, routed_bars=batches[-1].routed)
+    routed = _route_all(batches)
 
     results = [result for r in routed for result in r.results]
     recorded = quality.record(_dsn(settings), run_id, results)
@@ -501,10 +575,10 @@ def run_bronze_to_silver(
 GOLD_JOB = "silver_to_gold"
 
 
-def _watermark(tables: Tables, source: str):
-    state = tables.read(contract("ops", "job_state"))
-    row = state.filter((F.col("job") == GOLD_JOB) & (F.col("source_table") == source)).select("watermark").first()
-    return row.watermark if row is not None else None
+def _watermarks(tables: Tables) -> dict[str, object]:
+    """Source table -> the watermark silver-to-gold saved for it (one read for every source)."""
+    state = tables.read(contract("ops", "job_state")).filter(F.col("job") == GOLD_JOB)
+    return {r.source_table: r.watermark for r in state.select("source_table", "watermark").collect()}
 
 
 def _changed_since(df: DataFrame, mark, upto) -> DataFrame:
@@ -526,23 +600,35 @@ def run_silver_to_gold(
 
     bars = tables.read(contract("silver", "daily_bars"))
     upto = bars.agg(F.max("updated_at").alias("m")).first().m
-    mark = _watermark(tables, "silver.daily_bars")
-    changed = _changed_since(bars, mark, upto).select("symbol", "trade_date")
-    if full_refresh:
-        changed = changed.unionByName(bars.filter(window.predicate("trade_date")).select("symbol", "trade_date"))
+    saved = _watermarks(tables)
     # A lake that never landed SPLITS or DIVIDENDS has no such table (Sail then fails a union of
     # the empty stand-in with Delta frames on their differing field metadata).
     actions = tables.existing(contract("silver", "corporate_actions"))
     actions_upto = None if actions is None else actions.agg(F.max("updated_at").alias("m")).first().m
-    if actions_upto is not None:
-        changed_actions = _changed_since(actions, _watermark(tables, "silver.corporate_actions"), actions_upto)
-        changed = changed.unionByName(changed_actions.select("symbol", F.col("ex_date").alias("trade_date")))
     day_events = gold.events(bars, actions if actions_upto is not None else None)
-    starts_rows = gold.recompute_starts(changed, bars).collect()
-    summary.tables["gold.fct_daily_prices"] = TableSummary(symbols=len(starts_rows))
-    summary.tables["gold.fct_monthly_performance"] = TableSummary(symbols=len(starts_rows))
-    if starts_rows:
-        changed_gold = _write_prices(tables, bars, starts_rows, run_id, summary, day_events)
+    changed = _changed_since(bars, saved.get("silver.daily_bars"), upto)
+    stored_daily = tables.existing(contract("gold", "fct_daily_prices"))
+    if stored_daily is not None:
+        # A daily run's compact series revise the adjusted close of every symbol with a recent event;
+        # recomputing from those bars would rewrite (MERGE: the whole table) the values gold has.
+        stored_factors = tables.read(contract("gold", "adjustment_factors"))
+        unread = gold.unread_revisions(changed, stored_daily, stored_factors, day_events)
+        changed = changed.join(unread, ["symbol", "trade_date"], "left_anti")
+    changed = changed.select("symbol", "trade_date")
+    if full_refresh:
+        changed = changed.unionByName(bars.filter(window.predicate("trade_date")).select("symbol", "trade_date"))
+    if actions_upto is not None:
+        changed_actions = _changed_since(actions, saved.get("silver.corporate_actions"), actions_upto)
+        changed = changed.unionByName(changed_actions.select("symbol", F.col("ex_date").alias("trade_date")))
+    # Nothing newer than the watermarks: no plan to compute (its query scans silver and gold).
+    moved = full_refresh or (upto is not None and upto != saved.get("silver.daily_bars"))
+    moved = moved or (actions_upto is not None and actions_upto != saved.get("silver.corporate_actions"))
+    stored = tables.read(contract("gold", "fct_daily_prices"))
+    plan = gold.recompute_plan(changed, bars, stored, day_events).collect() if moved else []
+    summary.tables["gold.fct_daily_prices"] = TableSummary(symbols=len(plan))
+    summary.tables["gold.fct_monthly_performance"] = TableSummary(symbols=len(plan))
+    if plan:
+        changed_gold = _write_prices(tables, bars, plan, run_id, summary, day_events)
         _record_gold_changes(tables, changed_gold, run_id, now)
         _write_dim_date(tables, bars, settings, summary)
     if upto is not None:
@@ -552,7 +638,7 @@ def run_silver_to_gold(
 
     secs = tables.read(contract("silver", "securities"))
     sec_upto = secs.agg(F.max("updated_at").alias("m")).first().m
-    sec_changed = _changed_since(secs, _watermark(tables, "silver.securities"), sec_upto)
+    sec_changed = _changed_since(secs, saved.get("silver.securities"), sec_upto)
     symbols = [r.symbol for r in sec_changed.select("symbol").distinct().collect()]
     summary.tables["gold.dim_security"] = TableSummary(symbols=len(symbols))
     if symbols or (full_refresh and sec_upto is not None):
@@ -565,7 +651,7 @@ def run_silver_to_gold(
 
     quotes = tables.read(contract("silver", "quotes"))
     q_upto = quotes.agg(F.max("updated_at").alias("m")).first().m
-    q_changed = _changed_since(quotes, _watermark(tables, "silver.quotes"), q_upto).limit(1).count()
+    q_changed = _changed_since(quotes, saved.get("silver.quotes"), q_upto).limit(1).count()
     summary.tables["gold.latest_quotes"] = TableSummary()
     if q_changed or (full_refresh and q_upto is not None):
         lq_contract = contract("gold", "latest_quotes")
@@ -582,7 +668,7 @@ def run_silver_to_gold(
 
 
 def _write_prices(
-    tables: Tables, bars: DataFrame, starts_rows: list, run_id: str, summary: JobSummary, day_events: DataFrame
+    tables: Tables, bars: DataFrame, plan: list, run_id: str, summary: JobSummary, day_events: DataFrame
 ) -> dict[str, DataFrame]:
     """Recompute the adjustment factors, daily and monthly rows of the planned symbols; returns per
     gold table the rows whose served values changed.
@@ -591,57 +677,107 @@ def _write_prices(
     Rows before a symbol's start date keep their forward-frame values, but when its current factor
     changed (a new or revised event) serving shows all of them rescaled: every stored row of the
     symbol counts as changed for serving, while gold writes only the recomputed ones.
+
+    Args:
+        plan: rows of :func:`spark_jobs.gold.recompute_plan`, collected.
     """
     spark = tables.spark
     daily_contract = contract("gold", "fct_daily_prices")
     monthly_contract = contract("gold", "fct_monthly_performance")
     starts = spark.createDataFrame(
-        [(r.symbol, r.start_date, bool(r.full)) for r in starts_rows], "symbol string, start_date date, full boolean"
+        [(r.symbol, r.start_date, bool(r.full), r.prev_peak) for r in plan],
+        "symbol string, start_date date, full boolean, prev_peak double",
     )
-    existing = tables.read(daily_contract)
-    peaks = (
-        existing.join(F.broadcast(starts), "symbol", "inner")
-        .filter(F.col("trade_date") < F.col("start_date"))
-        .groupBy("symbol")
-        .agg(F.max("adj_close").alias("prev_peak"))
-    )
-    starts_with_peak = starts.join(peaks, "symbol", "left")
+    symbols = F.broadcast(starts.select("symbol"))
     factors_contract = contract("gold", "adjustment_factors")
-    symbol_bars = bars.join(F.broadcast(starts.select("symbol")), "symbol", "left_semi")
-    factors = gold.adjustment_factors(symbol_bars, day_events).select(
+    symbol_bars = bars.join(symbols, "symbol", "left_semi")
+    # Only the symbols whose factors may change are recomputed; the others' stored factors adjust
+    # their recomputed rows (a daily run: a handful of symbols, not every bar of every symbol).
+    refactored = [r.symbol for r in plan if gold.factors_change(r.start_date, r.stored_last, r.last_event)]
+    fresh = F.broadcast(spark.createDataFrame([(s,) for s in refactored], "symbol string"))
+    factors = gold.adjustment_factors(bars.join(fresh, "symbol", "left_semi"), day_events).select(
         "*", F.lit(run_id).alias("load_id"), F.lit(factors_contract.version).alias("schema_version")
     )
     factors = tables.stage(factors, "adjustment_factors")
-    stored_factors = tables.read(factors_contract).join(F.broadcast(starts.select("symbol")), "symbol", "left_semi")
-    before = {r.symbol: r.current_factor for r in gold.current_factors(stored_factors).collect()}
-    after = {r.symbol: r.current_factor for r in gold.current_factors(factors).collect()}
-    rebased = sorted(s for s in before.keys() | after.keys() if before.get(s, 1.0) != after.get(s, 1.0))
-    tables.upsert(factors, factors_contract, matched_condition=silver.values_differ(factors_contract.compared))
-    summary.tables["gold.adjustment_factors"] = TableSummary(rows_written=factors.count(), symbols=len(rebased))
-    daily = gold.daily_prices(
-        gold.span_for(bars, starts), starts_with_peak, run_id, daily_contract.version, factors
-    )
-    daily = tables.stage(daily, "fct_daily_prices")
-    tables.upsert(daily, daily_contract, matched_condition=silver.values_differ(gold.DAILY_VALUES))
-    summary.tables["gold.fct_daily_prices"].rows_written = daily.count()
-    summary.tables["gold.fct_daily_prices"].full_symbols = sum(1 for r in starts_rows if r.full)
+    rebased: list[str] = []
+    if refactored:
+        stored_factors = tables.read(factors_contract).join(fresh, "symbol", "left_semi")
+        before = gold.current_factors(stored_factors)
+        after = gold.current_factors(factors).withColumnRenamed("current_factor", "_after")
+        moved = F.coalesce(F.col("current_factor"), F.lit(1.0)) != F.coalesce(F.col("_after"), F.lit(1.0))
+        rebased = sorted(
+            r.symbol for r in before.join(after, "symbol", "full").filter(moved).select("symbol").collect()
+        )
+        _write_changed(tables, factors, factors_contract)
+    written = factors.count() if refactored else 0
+    summary.tables["gold.adjustment_factors"] = TableSummary(rows_written=written, symbols=len(rebased))
+    stored_factors = tables.existing(factors_contract)
+    if len(refactored) < len(plan) and stored_factors is not None:
+        kept = stored_factors.join(symbols, "symbol", "left_semi").join(fresh, "symbol", "left_anti")
+        factors = kept.unionByName(factors)
 
+    # A plan of full recomputes (a backfill) needs no lookback; one whose rows are all new keys (a
+    # daily run's new sessions) is appended as computed, without staging or comparing it.
+    # The literal bound lets the scan skip what no lookback reaches (the join bounds each symbol).
+    earliest = min(r.start_date for r in plan)
+    reached = bars.filter(F.col("trade_date") >= F.lit(earliest - dt.timedelta(days=gold.LOOKBACK_DAYS)))
+    span = symbol_bars if all(r.full for r in plan) else gold.span_for(reached, starts)
+    daily = gold.daily_prices(span, starts, run_id, daily_contract.version, factors)
+    rows = sum(r.rows for r in plan)
+    if all(r.stored_last is None or r.start_date > r.stored_last for r in plan):
+        if rows:
+            tables.append(daily, daily_contract)
+    else:
+        _write_changed(tables, tables.stage(daily, "fct_daily_prices"), daily_contract)
+    summary.tables["gold.fct_daily_prices"].rows_written = rows
+    summary.tables["gold.fct_daily_prices"].full_symbols = sum(1 for r in plan if r.full)
+
+    first_month = dt.date(earliest.year, earliest.month, 1) - dt.timedelta(days=1)
     stored = (
         tables.read(daily_contract)
-        .join(F.broadcast(starts), "symbol", "inner")
+        .filter(F.col("trade_date") >= F.lit(first_month.replace(day=1)))
+        .join(F.broadcast(starts.select("symbol", "start_date")), "symbol", "inner")
         .filter(F.col("trade_date") >= F.add_months(F.trunc("start_date", "month"), -1))
     )
-    monthly = gold.monthly_performance(stored.drop("start_date", "full"), starts, run_id, monthly_contract.version)
+    monthly = gold.monthly_performance(stored.drop("start_date"), starts, run_id, monthly_contract.version)
     monthly = tables.stage(monthly, "fct_monthly_performance")
-    tables.upsert(monthly, monthly_contract, matched_condition=silver.values_differ(gold.MONTHLY_VALUES))
+    _write_changed(tables, monthly, monthly_contract)
     summary.tables["gold.fct_monthly_performance"].rows_written = monthly.count()
-    changed = {"fct_daily_prices": daily, "fct_monthly_performance": monthly}
+    # The recomputed daily rows of a symbol are its bars from the start date: their span is planned.
+    spans = [(r.symbol, day) for r in plan if r.rows for day in (r.first_row, r.last_row)]
+    changed = {"fct_daily_prices": spark.createDataFrame(spans, "symbol string, trade_date date"),
+               "fct_monthly_performance": monthly}  # fmt: skip
     if rebased:
-        symbols = F.broadcast(spark.createDataFrame([(s,) for s in rebased], "symbol string"))
+        moved_symbols = F.broadcast(spark.createDataFrame([(s,) for s in rebased], "symbol string"))
         for name, c in (("fct_daily_prices", daily_contract), ("fct_monthly_performance", monthly_contract)):
-            rescaled = tables.read(c).join(symbols, "symbol", "left_semi").select("symbol", CHANGE_TRACKED[name])
+            rescaled = tables.read(c).join(moved_symbols, "symbol", "left_semi").select("symbol", CHANGE_TRACKED[name])
             changed[name] = changed[name].select("symbol", CHANGE_TRACKED[name]).unionByName(rescaled)
     return changed
+
+
+def _write_changed(tables: Tables, rows: DataFrame, c: Contract) -> None:
+    """Write recomputed gold rows: append the new keys, MERGE only the stored rows whose compared
+    values changed, leave the others as stored.
+
+    What MERGE with a condition on the compared values leaves in the table, but Sail 0.7.2's MERGE
+    joins and rewrites the whole table whatever the source: a recompute that reproduces most of
+    what is stored then writes only what differs. `rows` is read several times: pass a staged frame.
+    """
+    stored = tables.existing(c)
+    if stored is None:
+        tables.append(rows, c)
+        return
+    keys = list(c.keys)
+    held = stored.select(*keys, *[F.col(v).alias(f"_stored_{v}") for v in c.compared])
+    same = F.lit(True)
+    for v in c.compared:
+        same = same & F.col(v).eqNullSafe(F.col(f"_stored_{v}"))
+    revised = rows.join(held, keys, "inner").filter(~same).select(*rows.columns)
+    new = rows.join(stored.select(*keys), keys, "left_anti")
+    if revised.limit(1).count():
+        tables.merge(revised, c, matched_condition=silver.values_differ(c.compared))
+    if new.limit(1).count():
+        tables.append(new, c)
 
 
 # gold table -> the date column its changed ranges are spans of
@@ -673,7 +809,12 @@ def _record_gold_changes(tables: Tables, written: dict[str, DataFrame], run_id: 
     changes = parts[0]
     for part in parts[1:]:
         changes = changes.unionByName(part)
-    tables.merge(changes, c)
+    # A new run id only adds keys: appended (Sail's MERGE would rewrite every recorded run).
+    rerun = tables.exists(c) and tables.read(c).filter(F.col("gold_run_id") == run_id).limit(1).count()
+    if rerun:
+        tables.merge(changes, c)
+    else:
+        tables.append(changes, c)
 
 
 def _write_dim_date(tables: Tables, bars: DataFrame, settings: Settings, summary: JobSummary) -> None:

@@ -148,6 +148,14 @@ def flag(df: DataFrame, table: str) -> DataFrame:
     return flagged.withColumns({QUARANTINE_RULES_COLUMN: names("quarantine"), FAIL_RULES_COLUMN: names("fail")})
 
 
+def passes_all(table: str):
+    """Over :func:`flag`'s columns: TRUE when the row passes every rule of `table`, whatever the severity."""
+    ok = F.lit(True)
+    for i in range(len(RULES[table])):
+        ok = ok & F.col(_ok(i))
+    return ok
+
+
 def failure_counts(table: str) -> list:
     """Aggregate expressions counting each rule's failures (``f0``, ``f1``, ...), for one pass."""
     return [F.sum(F.when(F.col(_ok(i)), 0).otherwise(1)).alias(f"f{i}") for i in range(len(RULES[table]))]

@@ -22,6 +22,9 @@ BAR_VALUES = contracts.load("silver", "daily_bars").compared
 SECURITY_ATTRIBUTES = contracts.load("silver", "securities").compared
 
 
+_ORDER_COLUMNS = ("ingested_at", "source_file", "record_index")  # what latest_first and its tie-break read
+
+
 def latest_first() -> list[Column]:
     """Ordering that puts the latest ingestion of a key first."""
     return [F.col("ingested_at").desc(), F.col("source_file").desc()]
@@ -53,20 +56,9 @@ def sessions_frame(spark, days: list[dt.date]) -> DataFrame:
     )  # fmt: skip
 
 
-def typed_daily_bars(bronze: DataFrame, prior: DataFrame, sessions: DataFrame, today: dt.date) -> DataFrame:
-    """Bronze bars with typed values and the helper columns of the silver.daily_bars rules.
-
-    Args:
-        bronze: rows of bronze.daily_bars (values as received).
-        prior: current silver.daily_bars rows (at least those of the batch's symbols), for the
-            previous close of the daily-move rule.
-        sessions: trading sessions (see :func:`sessions_frame`).
-        today: dates after it are in the future.
-
-    Helper columns for the sessions rules: ``_missing_sessions`` (sessions between a bar and the
-    symbol's previous bar) and ``_sessions_behind`` (on a file's last bar of a symbol: sessions
-    between it and the file's ingestion date).
-    """
+def _bar_values(bronze: DataFrame, sessions: DataFrame, today: dt.date) -> DataFrame:
+    """Bronze bars with typed values, the values as received, and the row-level helper columns
+    (``_is_session``, ``_session_number``, ``_today``): what the rules read of a bar on its own."""
     typed = bronze.select(
         "symbol", "path_symbol", F.col("trade_date").alias("trade_date_raw"),
         _try_date("trade_date").alias("trade_date"),
@@ -75,15 +67,106 @@ def typed_daily_bars(bronze: DataFrame, prior: DataFrame, sessions: DataFrame, t
         *[F.col(c).alias(f"{c}_raw") for c in BAR_VALUES],
         "record_index", "source_file", "ingest_date", "ingest_run_id", "ingested_at",
     )  # fmt: skip
-    in_file = Window.partitionBy("source_file", "symbol", "trade_date_raw")
-    typed = typed.withColumn("_rows_in_file_with_key", F.count(F.lit(1)).over(in_file))
     marked = sessions.select("trade_date", "_session_number", F.lit(True).alias("_is_session"))
     typed = typed.join(marked, on="trade_date", how="left").withColumn(
         "_is_session", F.coalesce(F.col("_is_session"), F.lit(False))
     )
-    typed = typed.withColumn("_today", F.lit(today))
+    return typed.withColumn("_today", F.lit(today))
+
+
+USABLE = "symbol IS NOT NULL AND trade_date IS NOT NULL AND close > 0"  # a bar that can be a neighbour's previous bar
+
+
+def typed_daily_bars(
+    bronze: DataFrame, prior: DataFrame, sessions: DataFrame, today: dt.date, unchanged: DataFrame | None = None
+) -> DataFrame:
+    """Bronze bars with typed values and the helper columns of the silver.daily_bars rules.
+
+    Args:
+        bronze: rows of bronze.daily_bars (values as received).
+        prior: current silver.daily_bars rows (at least those of the batch's symbols), for the
+            previous close of the daily-move rule.
+        sessions: trading sessions (see :func:`sessions_frame`).
+        today: dates after it are in the future.
+        unchanged: keys left out (:func:`unchanged_bars`); the helper columns of the other bars
+            are the same with or without them.
+
+    Helper columns for the sessions rules: ``_missing_sessions`` (sessions between a bar and the
+    symbol's previous bar) and ``_sessions_behind`` (on a file's last bar of a symbol: sessions
+    between it and the file's ingestion date).
+    """
+    typed = _bar_values(bronze, sessions, today)
+    if unchanged is not None:
+        typed = typed.join(unchanged.select("symbol", "trade_date"), ["symbol", "trade_date"], "left_anti")
+    in_file = Window.partitionBy("source_file", "symbol", "trade_date_raw")
+    typed = typed.withColumn("_rows_in_file_with_key", F.count(F.lit(1)).over(in_file))
     typed = typed.join(_previous_close(typed, prior), on=["symbol", "trade_date"], how="left")
     return _session_gaps(typed, sessions)
+
+
+def unchanged_bars(bronze: DataFrame, current: DataFrame, sessions: DataFrame, today: dt.date) -> DataFrame:
+    """Days (``symbol``, ``trade_date``, ``_rows``: the batch's rows of it) whose every batch row
+    equals the stored bar and passes every rule: leaving them out changes no route, count or rule
+    outcome, and a daily run's compact payloads are mostly such days (99 of 100 sessions).
+
+    A day is left out only when its outcome is known without typing the rest of the batch:
+
+    - each of its rows is alone with its key in its file and is not its file's last bar of the
+      symbol: the per-file checks pass, and the per-file helpers of the other rows (duplicates in a
+      file, the file's last bar for the staleness check) are the same without it;
+    - the previous session's bar is stored, and no batch row of the symbol up to this day differs
+      from silver or lies on a day that is not a session: the bar's previous bar, its close and the
+      sessions between are then the stored ones, with or without the batch;
+    - all its rows stay or go together, so the winner of a day that stays is the same.
+
+    The rules then run here on those helper values; a foreign symbol's file, a duplicate, a
+    revision or a failing row keeps its day in, to be checked as before.
+    """
+    rows = _bar_values(bronze, sessions, today)
+    stored = current.select("symbol", "trade_date", *[F.col(c).alias(f"_cur_{c}") for c in BAR_VALUES])
+    rows = rows.join(stored.withColumn("_stored", F.lit(True)), ["symbol", "trade_date"], "left")
+    equal = F.col("_stored").isNotNull()
+    for c in BAR_VALUES:
+        equal = equal & F.col(c).eqNullSafe(F.col(f"_cur_{c}"))
+    rows = rows.withColumn("_equal", F.coalesce(equal, F.lit(False)))
+    # The first session of each symbol whose batch value may differ from silver's (0: a usable bar
+    # off the calendar, which would sit between two sessions).
+    changes = F.when(F.expr(USABLE) & ~F.col("_is_session"), F.lit(0)).when(~F.col("_equal"), F.col("_session_number"))
+    rows = rows.withColumn("_first_change", F.min(changes).over(Window.partitionBy("symbol")))
+    # Per-file helpers from the bronze columns alone (group and join back: cheaper than windows).
+    keys = bronze.select("source_file", "symbol", F.col("trade_date").alias("trade_date_raw"))
+    in_file = keys.groupBy("source_file", "symbol", "trade_date_raw").agg(
+        F.count(F.lit(1)).alias("_rows_in_file_with_key")
+    )
+    last = (
+        bronze.select("source_file", "symbol", _try_date("trade_date").alias("_day"))
+        .groupBy("source_file", "symbol")
+        .agg(F.max("_day").alias("_last_in_file"))
+    )
+    previous = current.join(sessions.select("trade_date", "_session_number"), "trade_date").select(
+        "symbol", (F.col("_session_number") + 1).alias("_session_number"), F.col("close").alias("_prev_close"),
+        F.lit(0).cast("bigint").alias("_missing_sessions"),
+    )  # fmt: skip
+    rows = (
+        rows.join(in_file, ["source_file", "symbol", "trade_date_raw"], "left")
+        .join(last, ["source_file", "symbol"], "left")
+        .join(previous, ["symbol", "_session_number"], "left")
+        .withColumn("_sessions_behind", F.lit(None).cast("bigint"))
+    )
+    known = (
+        F.col("_equal") & (F.col("trade_date") < F.col("_last_in_file")) & F.col("_prev_close").isNotNull()
+        & (F.col("_first_change").isNull() | (F.col("_session_number") <= F.col("_first_change")))
+    )  # fmt: skip
+    flagged = quality.flag(rows, "silver.daily_bars").withColumn(
+        "_skip", F.coalesce(known & quality.passes_all("silver.daily_bars"), F.lit(False))
+    )
+    return (
+        flagged.filter("symbol IS NOT NULL AND trade_date IS NOT NULL")
+        .groupBy("symbol", "trade_date")
+        .agg(F.min(F.col("_skip").cast("int")).alias("_skip"), F.count(F.lit(1)).alias("_rows"))
+        .filter("_skip = 1")
+        .drop("_skip")
+    )
 
 
 def _session_gaps(typed: DataFrame, sessions: DataFrame) -> DataFrame:
@@ -109,10 +192,12 @@ def _session_gaps(typed: DataFrame, sessions: DataFrame) -> DataFrame:
 
 def _previous_close(typed: DataFrame, prior: DataFrame) -> DataFrame:
     """Close of the bar before each batch bar, over the batch's latest values and prior silver."""
-    usable = typed.filter("symbol IS NOT NULL AND trade_date IS NOT NULL AND close > 0")
     rank = Window.partitionBy("symbol", "trade_date").orderBy(*latest_first(), F.col("record_index").desc())
     batch = (
-        usable.withColumn("_rn", F.row_number().over(rank)).filter("_rn = 1").select("symbol", "trade_date", "close")
+        typed.filter(USABLE)
+        .withColumn("_rn", F.row_number().over(rank))
+        .filter("_rn = 1")
+        .select("symbol", "trade_date", "close")
     )
     # Of the prior bars only those from the batch's first date on, and the one just before it, can be
     # a batch bar's previous bar: the lag below then sorts a slice of the history, not all of it.
@@ -269,22 +354,34 @@ def quote_rows(winners: DataFrame, load_id: str, updated_at: dt.datetime, versio
     )  # fmt: skip
 
 
-def known_bars(current: DataFrame, bronze_bars: DataFrame) -> DataFrame:
+def known_bars(current: DataFrame, typed_bars: DataFrame) -> DataFrame:
     """(symbol, trade_date, close, split_coefficient, dividend_amount) of the bars silver holds
-    after this batch: the batch's latest ingestion of a day over the stored bar.
+    after this batch: the batch's latest usable ingestion of a day over the stored bar.
+
+    Args:
+        current: silver.daily_bars.
+        typed_bars: the batch's bars as :func:`typed_daily_bars` types them (the routed bars, read
+            back from their scratch table: no second parse of the bronze strings); a day left out
+            as unchanged keeps its stored values, which are the batch's.
 
     Corporate actions are checked against these: a batch often brings an event and the bars around
     it together, before any of them is in silver.
     """
     values = ("close", "split_coefficient", "dividend_amount")
-    batch = bronze_bars.select(
-        "symbol", _try_date("trade_date").alias("trade_date"), *[_try_double(c).alias(c) for c in values],
-        "ingested_at", "source_file", "record_index",
-    ).filter("symbol IS NOT NULL AND trade_date IS NOT NULL AND close > 0")  # fmt: skip
-    newest = Window.partitionBy("symbol", "trade_date").orderBy(*latest_first(), F.col("record_index").desc())
-    batch = (
-        batch.withColumn("_rn", F.row_number().over(newest)).filter("_rn = 1").select("symbol", "trade_date", *values)
+    # The latest usable row of a day: the winner (valid rows are usable), unless a later usable row
+    # was quarantined; only the few days with such a row are ranked (a window over every bar, or a
+    # max over structs, costs seconds in Sail at 600k bars).
+    routed = typed_bars.filter(USABLE).select("symbol", "trade_date", *values, *_ORDER_COLUMNS, ROUTE)
+    odd = routed.filter(F.col(ROUTE) == "quarantine").select("symbol", "trade_date").distinct()
+    plain = routed.filter(F.col(ROUTE) == "winner").join(F.broadcast(odd), ["symbol", "trade_date"], "left_anti")
+    rank = Window.partitionBy("symbol", "trade_date").orderBy(*latest_first(), F.col("record_index").desc())
+    ranked = (
+        routed.filter(F.col(ROUTE) != "superseded")
+        .join(F.broadcast(odd), ["symbol", "trade_date"], "left_semi")
+        .withColumn("_rn", F.row_number().over(rank))
+        .filter("_rn = 1")
     )
+    batch = plain.unionByName(ranked.drop("_rn")).select("symbol", "trade_date", *values)
     stored = current.select("symbol", "trade_date", *values).join(batch, ["symbol", "trade_date"], "left_anti")
     return batch.unionByName(stored)
 
@@ -297,6 +394,9 @@ def typed_corporate_actions(bronze: DataFrame, bars: DataFrame) -> DataFrame:
         bars: :func:`known_bars`, for ``_prev_close`` (close of the last bar before the ex-date:
             what a dividend is measured against) and ``_bar_split`` / ``_bar_dividend`` (the event
             fields of the ex-date's bar, where the adjusted series carries them).
+
+    ``_prev_close`` comes from one pass over each symbol's dates in order, events sorted before a
+    bar of the same day, rather than from joining every event with every earlier bar of its symbol.
     """
     value = _try_double("value")
     typed = bronze.select(
@@ -306,11 +406,17 @@ def typed_corporate_actions(bronze: DataFrame, bars: DataFrame) -> DataFrame:
         "record_index", "source_file", "ingest_date", "ingest_run_id", "ingested_at",
     )  # fmt: skip
     keys = typed.select("symbol", "ex_date").filter("symbol IS NOT NULL AND ex_date IS NOT NULL").distinct()
+    with_events = bars.join(F.broadcast(keys.select("symbol").distinct()), "symbol", "left_semi")
+    bar_days = with_events.select("symbol", F.col("trade_date").alias("_day"), "close", F.lit(1).alias("_bar"))
+    event_days = keys.select(
+        "symbol", F.col("ex_date").alias("_day"), F.lit(None).cast("double").alias("close"), F.lit(0).alias("_bar")
+    )
+    timeline = bar_days.unionByName(event_days)
+    earlier = Window.partitionBy("symbol").orderBy("_day", "_bar").rowsBetween(Window.unboundedPreceding, -1)
     before = (
-        keys.join(bars, "symbol", "inner")
-        .filter(F.col("trade_date") < F.col("ex_date"))
-        .groupBy("symbol", "ex_date")
-        .agg(F.max_by("close", "trade_date").alias("_prev_close"))
+        timeline.withColumn("_prev_close", F.last("close", ignorenulls=True).over(earlier))
+        .filter(F.col("_bar") == 0)
+        .select("symbol", F.col("_day").alias("ex_date"), "_prev_close")
     )
     on_day = bars.select(
         "symbol", F.col("trade_date").alias("ex_date"), F.col("split_coefficient").alias("_bar_split"),
