@@ -147,6 +147,35 @@ def test_incremental_loads_equal_a_full_load(pipeline, raw_lake):
                  ["close", "adj_close", "monthly_return", "trading_days"], "month")  # fmt: skip
 
 
+def test_a_revision_gold_does_not_read_rewrites_no_gold_row(pipeline, raw_lake):
+    """After a split the provider revises the adjusted close of the whole compact series, a column gold
+    does not read: day 2 recomputes only the new bar (not the 99 revised ones, a dividend day among them)
+    and leaves every stored row as it was, load_id included. Before, gold recomputed and MERGEd from the
+    first revised bar, which in Sail rewrites the whole table."""
+    bars = random_walk_bars(DAYS, seed=31, events={len(DAYS) - 1: {"split": 2.0}, len(DAYS) - 30: {"dividend": 0.4}})
+    days = sorted(bars)
+    raw_lake.daily_bars("ADJ", {d: bars[d] for d in days[:-1]}, "2024-03-01")
+    pipeline.run("2024-03-01", run_id="day-1")
+    before = {r["trade_date"]: r for r in pipeline.rows("gold", "fct_daily_prices", "trade_date")}
+
+    def back_adjusted(b):
+        return {"1. open": f"{b.open:.4f}", "2. high": f"{b.high:.4f}", "3. low": f"{b.low:.4f}",
+                "4. close": f"{b.close:.4f}", "5. adjusted close": f"{b.close / 2:.4f}", "6. volume": str(b.volume),
+                "7. dividend amount": f"{b.dividend:.4f}", "8. split coefficient": f"{b.split:.1f}"}  # fmt: skip
+
+    compact = {d: back_adjusted(bars[d]) for d in days[-100:-1]} | {days[-1]: bars[days[-1]]}
+    raw_lake.daily_bars("ADJ", compact, "2024-03-04")
+    summary = pipeline.run("2024-03-04", run_id="day-2")
+
+    assert summary["silver"]["tables"]["silver.daily_bars"]["revised"] == 99
+    assert summary["gold"]["tables"]["gold.fct_daily_prices"]["rows_written"] == 1
+    after = pipeline.rows("gold", "fct_daily_prices", "trade_date")
+    assert all(r == before[r["trade_date"]] for r in after[:-1])
+    assert after[-1]["trade_date"] == DAYS[-1] and after[-1]["load_id"] == "day-2"
+    assert_close(served_rows(pipeline, "fct_daily_prices", "trade_date"), expected_daily(bars), DAILY_COLUMNS,
+                 "trade_date")  # fmt: skip
+
+
 def test_late_revision_updates_silver_and_the_gold_rows_after_it(pipeline, raw_lake):
     bars = random_walk_bars(DAYS, seed=5)
     raw_lake.daily_bars("REV", bars, "2024-03-01")
