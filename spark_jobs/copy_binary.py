@@ -9,15 +9,21 @@ batches with numpy scatters instead, so the client keeps up with the server.
 Format (PostgreSQL docs, "COPY ... Binary Format"): a signature, then per row an int16 field
 count and per field an int32 byte length (-1 for NULL) followed by the value in network byte
 order; dates are days and timestamps microseconds since 2000-01-01; an int16 -1 ends the stream.
+
+The load's content check reads the same format back (:func:`read_digest`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import select
 from collections.abc import Iterator
 
 import numpy as np
+import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
+from psycopg import sql
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
 TRAILER = (-1).to_bytes(2, "big", signed=True)
@@ -110,3 +116,51 @@ def encode(table: pa.Table, batch_rows: int = 65_536) -> Iterator[memoryview]:
     """Chunks of tuple data for `table`, batch by batch (wrap with SIGNATURE ... TRAILER)."""
     for batch in table.to_batches(max_chunksize=batch_rows):
         yield encode_batch(batch)
+
+
+def read_digest(conn: psycopg.Connection, query: sql.Composable) -> tuple[int, str]:
+    """(rows, md5 of the tuple data) of ``COPY (query) TO STDOUT (FORMAT binary)``, the signature
+    and trailer left out: what :func:`encode` hashes when it sends the same rows.
+
+    PostgreSQL sends a COPY TO as one protocol message per row, so the cost here is per message:
+    psycopg's ``Copy`` iterator spends about a microsecond of Python on each (0.7 s of CPU for
+    627,500 rows, more than the server takes to produce them) and joining messages into blocks
+    costs as much again. This takes them from libpq itself and hashes each as it comes, holding
+    back only the last one (the trailer ends it): 0.5 s of CPU for the same rows, md5 included.
+    psycopg still opens and closes the COPY (and cancels it if this raises); a lost connection
+    raises ``psycopg.OperationalError`` as any other statement would.
+    """
+    digest = hashlib.md5(usedforsecurity=False)
+    pgconn = conn.pgconn
+    skip, held = len(SIGNATURE), b""  # held: the bytes after the signature not hashed yet
+    statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(query)
+    with conn.cursor() as cur, cur.copy(statement):
+        readable = select.poll()
+        readable.register(pgconn.socket, select.POLLIN)
+        while (nbytes := (got := pgconn.get_copy_data(1))[0]) != -1:
+            if nbytes > 0:
+                if skip or len(held) < len(TRAILER):  # the signature's message, or too little held
+                    held = bytes(held) + bytes(got[1])
+                    cut = min(skip, len(held))
+                    held, skip = held[cut:], skip - cut
+                else:
+                    digest.update(held)
+                    held = got[1]
+            elif nbytes == 0:  # nothing buffered: wait for the socket (the GIL is released meanwhile)
+                readable.poll()
+                pgconn.consume_input()
+            else:
+                raise psycopg.OperationalError(
+                    f"COPY TO failed: {pgconn.get_error_message().decode(errors='replace').strip()}"
+                )
+        final = None
+        while (result := pgconn.get_result()) is not None:
+            final = result
+        if final is None:
+            raise psycopg.OperationalError("COPY TO ended without a result: the connection was lost")
+        if final.status != psycopg.pq.ExecStatus.COMMAND_OK:
+            raise psycopg.errors.error_from_result(final, encoding=conn.info.encoding)
+    if skip or bytes(held[-len(TRAILER) :]) != TRAILER:
+        raise psycopg.DataError(f"the binary COPY did not end with its trailer: {bytes(held[-8:])!r}")
+    digest.update(held[: -len(TRAILER)])
+    return final.command_tuples, digest.hexdigest()

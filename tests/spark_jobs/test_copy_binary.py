@@ -9,6 +9,7 @@ import math
 import psycopg
 import pyarrow as pa
 import pytest
+from psycopg import sql
 
 from spark_jobs import copy_binary
 from tests.spark_jobs.serving_data import fresh_database
@@ -69,6 +70,18 @@ def copy_in(conn: psycopg.Connection, table: pa.Table, batch_rows: int) -> str:
     return digest.hexdigest()
 
 
+def copy_in_columns(conn: psycopg.Connection, table: pa.Table) -> str:
+    """COPY `table` into t's columns of the same names; the md5 of the tuples sent."""
+    digest = hashlib.md5()
+    with conn.cursor() as cur, cur.copy(f"COPY t ({', '.join(table.column_names)}) FROM STDIN (FORMAT binary)") as copy:
+        copy.write(copy_binary.SIGNATURE)
+        for chunk in copy_binary.encode(table, 1_000):
+            digest.update(chunk)
+            copy.write(chunk)
+        copy.write(copy_binary.TRAILER)
+    return digest.hexdigest()
+
+
 @pytest.mark.parametrize("batch_rows", [4, 65_536])
 def test_postgres_reads_back_every_value_exactly(db, batch_rows):
     with psycopg.connect(db) as conn:
@@ -105,6 +118,32 @@ def test_the_bytes_equal_the_servers_own_binary_copy(db):
     assert bytes(dump[: len(copy_binary.SIGNATURE)]) == copy_binary.SIGNATURE
     body = bytes(dump[len(copy_binary.SIGNATURE) : -len(copy_binary.TRAILER)])
     assert hashlib.md5(body).hexdigest() == digest.hexdigest()
+
+
+def test_read_digest_hashes_the_servers_tuples_as_encode_hashed_them_and_counts_them(db):
+    """The load's content check: the md5 of what the server holds equals the md5 of what was sent,
+    for many rows (one protocol message each), a single row, and none."""
+    rows = pa.concat_tables([TABLE] * 500)
+    with psycopg.connect(db) as conn:
+        conn.execute(f"CREATE TEMP TABLE t ({PG_COLUMNS}, n bigserial)")
+        sent = copy_in_columns(conn, rows)
+        columns = sql.SQL(", ").join(map(sql.Identifier, TABLE.column_names))
+        ordered = sql.SQL("SELECT {} FROM t WHERE n <= {} ORDER BY n")
+        assert copy_binary.read_digest(conn, ordered.format(columns, rows.num_rows)) == (rows.num_rows, sent)
+        one = hashlib.md5(b"".join(copy_binary.encode(TABLE.slice(0, 1)))).hexdigest()
+        assert copy_binary.read_digest(conn, ordered.format(columns, 1)) == (1, one)
+        assert copy_binary.read_digest(conn, ordered.format(columns, 0)) == (0, hashlib.md5(b"").hexdigest())
+        # any changed value changes it, even a zero's sign
+        conn.execute("UPDATE t SET d = 0.0 WHERE n = 2")
+        assert copy_binary.read_digest(conn, ordered.format(columns, rows.num_rows))[1] != sent
+
+
+def test_read_digest_raises_the_servers_error_and_leaves_the_connection_usable(db):
+    with psycopg.connect(db, autocommit=True) as conn:
+        failing = sql.SQL("SELECT 1 / (n - 3000) FROM generate_series(1, 5000) AS n")
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            copy_binary.read_digest(conn, failing)
+        assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
 def test_an_empty_table_encodes_to_nothing():
