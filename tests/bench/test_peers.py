@@ -51,8 +51,9 @@ def test_duckdb_gold_is_the_projects_gold_and_a_changed_value_is_caught(spark, e
     for layer in datasets.LAYERS:
         datasets.run_layer(spark, settings, layer, f"t-{layer}")
     silver = DeltaTable(lake.table("silver", "daily_bars")).to_pyarrow_table()
-    project_daily = DeltaTable(lake.table("gold", "fct_daily_prices")).to_pyarrow_table()
-    project_monthly = DeltaTable(lake.table("gold", "fct_monthly_performance")).to_pyarrow_table()
+    # Gold as the mart serves it: DuckDB computes the current adjusted frame directly.
+    project_daily = bench_peers.gold_table(lake, "fct_daily_prices", served=True)
+    project_monthly = bench_peers.gold_table(lake, "fct_monthly_performance", served=True)
     daily, monthly = bench_peers.duckdb_gold_tables(silver)
     assert daily.num_rows == info["bars"] == 3 * len(set(silver.column("trade_date").to_pylist()))
     assert bench_peers.compare(project_daily, daily, bench_peers.DAILY_KEYS, gold.DAILY_VALUES) < 1e-9
