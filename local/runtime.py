@@ -104,25 +104,20 @@ class SparkEngine:
                 given up earlier in the run, or is external and stopped answering.
         """
         session, generation, restarted = self._ready(what)
-        try:
-            return work(session)
-        except Exception as exc:
-            reason = lost_connection(exc)
-            if reason is None:
-                raise
-            if restarted:
-                raise self._give_up(what, reason) from exc
-            replaced = self._replace(generation, what, reason)
-            if replaced is None:  # the server is alive: the lost call was not a dead engine
-                raise
-            session = replaced
-        try:
-            return work(session)
-        except Exception as exc:
-            reason = lost_connection(exc)
-            if reason is None:
-                raise
-            raise self._give_up(what, reason) from exc
+        for retry in (False, True):
+            try:
+                return work(session)
+            except Exception as exc:
+                reason = lost_connection(exc)
+                if reason is None:
+                    raise
+                if restarted or retry:
+                    raise self._give_up(what, reason) from exc
+                replaced = self._replace(generation, what, reason)
+                if replaced is None:  # the server is alive: the lost call was not a dead engine
+                    raise
+                session = replaced
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def stop(self) -> None:
         if self._gone is not None:
