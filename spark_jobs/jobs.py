@@ -575,6 +575,11 @@ def run_bronze_to_silver(
 GOLD_JOB = "silver_to_gold"
 
 
+# ops.job_state's row of a silver-to-gold attempt under way: set before its first gold write,
+# cleared with the watermarks after its last (see run_silver_to_gold).
+ATTEMPT_MARK = "gold.attempt_in_flight"
+
+
 def _watermarks(tables: Tables) -> dict[str, object]:
     """Source table -> the watermark silver-to-gold saved for it (one read for every source)."""
     state = tables.read(contract("ops", "job_state")).filter(F.col("job") == GOLD_JOB)
@@ -608,7 +613,10 @@ def run_silver_to_gold(
     day_events = gold.events(bars, actions if actions_upto is not None else None)
     changed = _changed_since(bars, saved.get("silver.daily_bars"), upto)
     stored_daily = tables.existing(contract("gold", "fct_daily_prices"))
-    if stored_daily is not None:
+    # An attempt that died after writing gold rows but before its watermarks left rows equal to
+    # the changed bars while its monthly rows and gold changes are missing: then nothing is skipped.
+    interrupted = saved.get(ATTEMPT_MARK) is not None
+    if stored_daily is not None and not interrupted:
         # A daily run's compact series revise the adjusted close of every symbol with a recent event;
         # recomputing from those bars would rewrite (MERGE: the whole table) the values gold has.
         stored_factors = tables.read(contract("gold", "adjustment_factors"))
@@ -628,6 +636,8 @@ def run_silver_to_gold(
     summary.tables["gold.fct_daily_prices"] = TableSummary(symbols=len(plan))
     summary.tables["gold.fct_monthly_performance"] = TableSummary(symbols=len(plan))
     if plan:
+        _save_watermarks(tables, {ATTEMPT_MARK: upto or now}, run_id, now)
+        marks[ATTEMPT_MARK] = None  # cleared with the watermarks, once every gold write is done
         changed_gold = _write_prices(tables, bars, plan, run_id, summary, day_events)
         _record_gold_changes(tables, changed_gold, run_id, now)
         _write_dim_date(tables, bars, settings, summary)
