@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import psycopg
 import pytest
@@ -10,6 +11,14 @@ from psycopg.rows import dict_row
 
 from lakehouse import ops_store
 from tests.databases import migrated_database
+
+
+def _wait_until_gone(conn: psycopg.Connection, pid: int, seconds: float = 10.0) -> None:
+    """Wait for the backend `pid` to exit: closing a connection does not wait for its backend."""
+    deadline = time.monotonic() + seconds
+    while conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
+        assert time.monotonic() < deadline, f"backend {pid} still running {seconds} s after its connection closed"
+        time.sleep(0.02)
 
 T0 = dt.datetime(2024, 1, 5, 12, tzinfo=dt.UTC)
 
@@ -66,5 +75,7 @@ def test_only_items_whose_lock_nobody_holds_are_abandoned_and_each_is_held_while
             assert ops_store.try_lock(other, cls, item)
             ops_store.unlock(other, cls, item)
         assert not ops_store.try_lock(other, cls, "alive")
+        worker_pid = worker.info.backend_pid
         worker.close()  # the worker's session ends: its work is now abandoned
+        _wait_until_gone(other, worker_pid)  # the server ends a closed session's backend a moment later
         assert list(ops_store.abandoned(recovery, cls, ["alive"], str)) == ["alive"]
