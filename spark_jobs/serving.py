@@ -530,6 +530,10 @@ def replaced(
         return sql.SQL("TRUE")
     column = sql.Identifier(table.window_column)
     where = sql.SQL("{} BETWEEN {} AND {}").format(column, sql.Literal(bounds[0]), sql.Literal(bounds[1]))
+    # A range inside the window adds no row, only cost: the EXISTS below is evaluated for every row
+    # the scan reads, so a daily load whose 500 symbols each changed the window's day made the
+    # delete and the content check probe 500 values per mart row (120 s on 5 years of history).
+    ranges = [(s, lo, hi) for s, lo, hi in ranges if not (bounds[0] <= lo and hi <= bounds[1])]
     if not ranges:
         return where
     values = sql.SQL(", ").join(

@@ -483,3 +483,14 @@ def test_lakehouse_sql_returns_the_loaded_count(spark, lake, db, tmp_path, monke
     out = CliRunner().invoke(app, ["sql", "select count(*) from mart.daily_prices", "--json"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout) == [{"count": results["daily_prices"].rows_loaded}]
+
+
+def test_a_symbol_range_inside_the_window_adds_nothing_to_the_replaced_predicate() -> None:
+    """A daily load's 500 one-day ranges inside its window must not become 500 probes per mart row."""
+    table, day = serving.MART_TABLES["daily_prices"], dt.date(2024, 1, 2)
+    inside = ("INSIDE", day, day)
+    outside = ("REBASED", dt.date(2020, 1, 2), day)
+    only_window = serving.replaced(table, (day, day), [inside]).as_string(None)
+    assert "INSIDE" not in only_window and "EXISTS" not in only_window
+    with_history = serving.replaced(table, (day, day), [inside, outside]).as_string(None)
+    assert "REBASED" in with_history and "INSIDE" not in with_history
