@@ -84,6 +84,19 @@ backfill 7.5-9.1 s -> 8.1 s wall, Sail CPU 5.6-6.3 -> 4.7 s; daily 6.6-8.6 -> 3.
 4.8-5.2 -> 1.9 s; daily / backfill 0.87-0.94 -> 0.38-0.45. Left: the daily's 252-bar lookback
 windows (0.6 s CPU), the plan's scans of silver and gold (0.4 s), the monthly MERGE of the current
 month (0.15 s) and 0.8 s of client time building the XNYS calendar in each new process.
+This run (2026-12-02, after issue 20's work; quiet machine, load 1-2): the backfill 34.7 s (67.5 s on
+2026-11-22), client + Sail peak 2,000 MB (the client 699 MB). The daily_5y figure here is a
+regression this run found: 500 one-day symbol ranges inside the window went into the mart load's
+delete and content check as an EXISTS probed for every mart row (gold_to_postgres 122.6 s on 5
+years, 3.3 s on one month). Ranges inside the window are now left out (spark_jobs/serving.replaced,
+tested); re-measured after the fix in one run, with the test suite running alongside: daily_5y
+15.1 s (gold_to_postgres 2.2 s, bronze_to_silver 5.0 s, ingest 2.8 s, silver_to_gold 2.1 s),
+daily_1m 8.1 s: 5y / 1m 1.86 (target 1.2), daily_5y / backfill 0.43 (target 0.15). Why still
+missed: the compact payload's 100 sessions per symbol on 5 years against 23 on one month (input that
+grows with history until 100: bronze parses and silver compares 4.3x the rows), the MERGE of the
+provider's re-adjusted bars into a silver table whose files mix all symbols (Sail rewrites every
+file holding a revised row), the reload of every mart row of a symbol whose current factor moved,
+and fixed costs (ingest's 2,000 requests 2.4-2.8 s, runner 1.2-1.6 s) that weigh on a 10 s run.
 """
 NOTEBOOK_PIPELINES = {
     "pl_raw_to_bronze": "raw_to_bronze", "pl_bronze_to_silver": "bronze_to_silver",
