@@ -120,9 +120,9 @@ def _project_gold(name: str, served: bool = False):
 def gold_table(lake, name: str, served: bool = False):
     """The project's gold table `name` of `lake`, as stored (forward frame), or as the mart serves it.
 
-    Served: the forward-frame price levels (spark_jobs.gold.FORWARD_COLUMNS) times each symbol's
-    current factor, the forward factor of its last event in gold.adjustment_factors, the same
-    one multiplication spark_jobs.gold.in_current_frame does.
+    Served: the columns spark_jobs.gold.current_frame rescales, times each symbol's current factor
+    (the forward factor of its last event in gold.adjustment_factors, as spark_jobs.gold.current_factors
+    reads it), in Arrow: this process runs no Spark (the DuckDB peer's RSS is measured).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -131,9 +131,8 @@ def gold_table(lake, name: str, served: bool = False):
     from spark_jobs.tables import is_table, read_arrow
 
     rows = read_arrow(lake.table("gold", name))
-    scaled = gold.FORWARD_COLUMNS.get(name, ())
     factors_path = lake.table("gold", "adjustment_factors")
-    if not served or not scaled or not is_table(factors_path):
+    if not served or not gold.FORWARD_COLUMNS.get(name) or not is_table(factors_path):
         return rows
     factors = read_arrow(factors_path).select(["symbol", "ex_date", "forward_factor"])
     last = factors.group_by("symbol").aggregate([("ex_date", "max")]).rename_columns(["symbol", "ex_date"])
@@ -141,7 +140,11 @@ def gold_table(lake, name: str, served: bool = False):
     order = pa.array(range(rows.num_rows))
     joined = rows.append_column("_order", order).join(current, "symbol", join_type="left outer").sort_by("_order")
     factor = pc.fill_null(joined.column("forward_factor"), 1.0)
-    columns = [pc.multiply(joined.column(c), factor) if c in scaled else joined.column(c) for c in rows.column_names]
+
+    def rescaled(column: str):
+        return pc.multiply(joined.column(column), factor)
+
+    columns = gold.current_frame(name, rows.column_names, joined.column, rescaled)
     return pa.table(columns, schema=rows.schema)
 
 

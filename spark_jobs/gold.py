@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -52,6 +54,7 @@ ANNUALIZATION = math.sqrt(252.0)
 DAILY_VALUES = contracts.load("gold", "fct_daily_prices").compared
 MONTHLY_VALUES = contracts.load("gold", "fct_monthly_performance").compared
 QUOTE_VALUES = contracts.load("gold", "latest_quotes").compared
+T = TypeVar("T")  # a column of whichever engine reads gold (see current_frame)
 
 
 def _event() -> Column:
@@ -377,20 +380,34 @@ def current_factors(factors: DataFrame) -> DataFrame:
     return factors.groupBy("symbol").agg(F.max_by("forward_factor", "ex_date").alias("current_factor"))
 
 
-def in_current_frame(rows: DataFrame, table: str, current: DataFrame) -> DataFrame:
-    """`rows` of gold `table` with its :data:`FORWARD_COLUMNS` times the symbol's current factor.
+def current_frame(
+    table: str, names: Sequence[str], stored: Callable[[str], T], rescaled: Callable[[str], T]
+) -> list[T]:
+    """The columns `names` of gold `table` in the current frame, in their order: the
+    :data:`FORWARD_COLUMNS` `rescaled` (times the symbol's current factor, 1 for a symbol without
+    events), every other column as `stored`.
 
-    One multiplication of two stored doubles, so serving and every check of the mart against gold
-    get bit-identical values. Columns keep their order.
+    The one rule of which columns the mart shows rescaled, for any engine: :func:`in_current_frame`
+    passes Spark columns, a reader of the Delta files with Arrow (the benchmarks) Arrow arrays.
     """
     scaled = FORWARD_COLUMNS.get(table, ())
-    if not scaled:
+    return [rescaled(c) if c in scaled else stored(c) for c in names]
+
+
+def in_current_frame(rows: DataFrame, table: str, current: DataFrame) -> DataFrame:
+    """`rows` of gold `table` in the current frame (:func:`current_frame`), by `current`
+    (:func:`current_factors`).
+
+    One multiplication of two stored doubles, so serving and every check of the mart against gold
+    get bit-identical values.
+    """
+    if not FORWARD_COLUMNS.get(table):
         return rows
     factor = F.coalesce(F.col("_current_factor"), F.lit(1.0))
     joined = rows.join(
         F.broadcast(current.select("symbol", F.col("current_factor").alias("_current_factor"))), "symbol", "left"
     )
-    return joined.select(*[(F.col(c) * factor).alias(c) if c in scaled else F.col(c) for c in rows.columns])
+    return joined.select(*current_frame(table, rows.columns, F.col, lambda c: (F.col(c) * factor).alias(c)))
 
 
 def monthly_performance(daily: DataFrame, starts: DataFrame, load_id: str, version: str) -> DataFrame:

@@ -576,7 +576,9 @@ GOLD_JOB = "silver_to_gold"
 
 
 # ops.job_state's row of a silver-to-gold attempt under way: set before its first gold write,
-# cleared with the watermarks after its last (see run_silver_to_gold).
+# cleared (NULL) with the watermarks after its last (see run_silver_to_gold). Not a watermark: the
+# one record that gold rows may have been written after the last save. The rows' load_id cannot
+# say it (job_state keeps one run per source; docs/transforms.md, "gold", says why not a ledger).
 ATTEMPT_MARK = "gold.attempt_in_flight"
 
 

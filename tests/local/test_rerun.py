@@ -12,17 +12,9 @@ import pytest
 from local.adf.context import RunContext
 from local.adf.rerun import plan_reuse
 from local.adf.runner import rerun_pipeline, run_pipeline
-from local.run_store import PostgresRunStore, UnknownRun
-from spark_jobs import migrations
+from local.run_store import UnknownRun
 
 FIXTURES = Path(__file__).parent / "fixtures" / "adf"
-
-
-@pytest.fixture(scope="module")
-def store(pg_dsn):
-    migrations.apply(pg_dsn)
-    with PostgresRunStore(pg_dsn) as s:
-        yield s
 
 
 class Notebooks:

@@ -6,21 +6,11 @@ import json
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from local.adf.context import RunContext
 from local.adf.runner import run_pipeline
-from local.run_store import PostgresRunStore
-from spark_jobs import migrations
 
 FIXTURES = Path(__file__).parent / "fixtures" / "adf"
-
-
-@pytest.fixture(scope="module")
-def store(pg_dsn):
-    migrations.apply(pg_dsn)
-    with PostgresRunStore(pg_dsn) as s:
-        yield s
 
 
 def echo_unless_fail(call):

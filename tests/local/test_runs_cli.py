@@ -14,8 +14,6 @@ import pytest
 
 from local.adf.context import RunContext
 from local.adf.runner import rerun_pipeline, run_pipeline
-from local.run_store import PostgresRunStore
-from spark_jobs import migrations
 
 CLI = [sys.executable, "-m", "local.cli"]
 TRADE_WINDOW_JOBS = {"silver_to_gold", "gold_to_postgres"}
@@ -55,13 +53,6 @@ class Doubles:
     def context(self, store) -> RunContext:
         return RunContext(notebook_executor=self.notebook, function_executor=self.function, recorder=store,
                           sleep=lambda s: None)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def store(pg_dsn):
-    migrations.apply(pg_dsn)
-    with PostgresRunStore(pg_dsn) as s:
-        yield s
 
 
 @pytest.fixture(scope="module")
