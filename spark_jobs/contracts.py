@@ -7,6 +7,10 @@ PostgreSQL types, so the lake, the Arrow frames and the marts agree by construct
 a DataFrame against the contract before writing and fail naming the columns that differ.
 Versioning rule: adding a nullable column is a minor change; removing, retyping, renaming a column
 or making it non-nullable is major.
+
+A contract may also declare its table's file layout (``file_range``): how rows are grouped into
+data files. It is no part of the schema (readers see the same rows whatever the layout), so it
+changes no version.
 """
 
 from __future__ import annotations
@@ -93,6 +97,19 @@ class Column:
 
 
 @dataclass(frozen=True)
+class FileRange:
+    """Each data file written holds one range of `days` consecutive days of the date `column`.
+
+    A MERGE rewrites every file holding a matched row, and a read filtered on the column skips the
+    files whose min/max statistics fall outside the filter: with files that each cover one range,
+    a daily run's revisions of recent dates rewrite the few recent files, not the whole history.
+    """
+
+    column: str
+    days: int
+
+
+@dataclass(frozen=True)
 class Contract:
     """The schema of one table at one version."""
 
@@ -102,6 +119,7 @@ class Contract:
     keys: tuple[str, ...]
     columns: tuple[Column, ...]
     compared: tuple[str, ...] = ()  # a stored row changes when one of these differs
+    file_range: FileRange | None = None  # the files' layout (tables.Tables writes it); None: as the engine writes
 
     @property
     def qualified_name(self) -> str:
@@ -147,9 +165,12 @@ class Contract:
 def _parse(doc: dict, origin: str) -> Contract:
     try:
         columns = tuple(Column(c["name"], c["type"], bool(c["nullable"])) for c in doc["columns"])
+        ranged = doc.get("file_range")
+        file_range = None if ranged is None else FileRange(ranged["column"], ranged["days"])
         contract = Contract(
-            doc["layer"], doc["table"], str(doc["version"]), tuple(doc["keys"]), columns, tuple(doc.get("compared", ()))
-        )
+            doc["layer"], doc["table"], str(doc["version"]), tuple(doc["keys"]), columns,
+            tuple(doc.get("compared", ())), file_range,
+        )  # fmt: skip
     except (KeyError, TypeError) as exc:
         raise ContractError(f"contract {origin}: missing field {exc}") from None
     parts = contract.version.split(".")
@@ -165,6 +186,12 @@ def _parse(doc: dict, origin: str) -> Contract:
         missing = [k for k in listed if k not in names]
         if missing:
             raise ContractError(f"contract {origin}: {role} {missing} are not columns")
+    if file_range is not None:
+        types = {c.name: c.type for c in columns}
+        if types.get(file_range.column) != "date":
+            raise ContractError(f"contract {origin}: file_range column {file_range.column!r} is not a date column")
+        if not isinstance(file_range.days, int) or isinstance(file_range.days, bool) or file_range.days < 1:
+            raise ContractError(f"contract {origin}: file_range days {file_range.days!r} is not a positive integer")
     return contract
 
 

@@ -5,6 +5,10 @@ Every write goes through a table's contract (column names, types, order) first. 
 Sail 0.7.2 does not check that rows written with ``replaceWhere`` satisfy the predicate (Databricks
 does), so :meth:`Tables.replace_where` checks it itself before writing.
 
+A contract's ``file_range`` (see :class:`spark_jobs.contracts.FileRange`) is the one place a table's
+file layout is declared: every write here spreads the rows over files by those date ranges, and
+:meth:`Tables.optimize` keeps the order when it compacts.
+
 A local lake is also read without Spark (``lakehouse status`` reads gold and quarantine with the
 `deltalake` package): :func:`is_table`, :func:`read_arrow` and :func:`local_tables` are that path,
 and they agree with :meth:`Tables.exists` on what a table is.
@@ -68,6 +72,12 @@ def arrow_schema(location: str | Path) -> pa.Schema | None:
     return DeltaTable(str(location).removeprefix("file://")).to_pyarrow_dataset().schema
 
 
+# Hash partitions a ranged write is spread over. A range's rows are one partition (one file); two
+# ranges share a file only when their hashes collide: 64 partitions left two pairs of the 21 ranges
+# of 5 years x 91 days together, 256 none. Empty partitions write no file, and a daily append (one
+# range) is one file.
+_RANGE_PARTITIONS = 256
+
 # How engines say a path holds no Delta table (Sail, Databricks, Spark), lower case.
 _MISSING_TABLE = ("not a delta table", "not found", "no commit files", "does not exist", "path_not_found")
 
@@ -119,7 +129,7 @@ class Tables:
 
     def append(self, df: DataFrame, contract: Contract) -> None:
         with self._committing(contract):
-            self._writer(contract.check(df), "append").save(self.path(contract))
+            self._writer(contract.check(df), "append", contract).save(self.path(contract))
 
     def append_arrow(self, table: pa.Table, contract: Contract) -> None:
         """Append rows built on the driver, checked against the contract's Arrow schema here.
@@ -141,11 +151,11 @@ class Tables:
         if table.num_rows == 0:
             return
         with self._committing(contract):
-            self._writer(self.spark.createDataFrame(table), "append").save(self.path(contract))
+            self._writer(self.spark.createDataFrame(table), "append", contract).save(self.path(contract))
 
     def overwrite(self, df: DataFrame, contract: Contract) -> None:
         with self._committing(contract):
-            self._writer(contract.check(df), "overwrite").save(self.path(contract))
+            self._writer(contract.check(df), "overwrite", contract).save(self.path(contract))
 
     def replace_where(self, df: DataFrame, contract: Contract, predicate: str) -> None:
         """Replace the rows matching `predicate` by `df`, after checking every row of `df` matches it."""
@@ -159,7 +169,7 @@ class Tables:
             self.append(checked, contract)
             return
         with self._committing(contract):
-            self._writer(checked, "overwrite").option("replaceWhere", predicate).save(self.path(contract))
+            self._writer(checked, "overwrite", contract).option("replaceWhere", predicate).save(self.path(contract))
 
     def stage(self, df: DataFrame, name: str) -> DataFrame:
         """Materialize `df` as a scratch Delta table under ``ops/_staging`` and return it read back.
@@ -254,15 +264,26 @@ class Tables:
         """Compact the table's small files; the files added and removed where the engine says.
 
         Databricks runs SQL ``OPTIMIZE``; Sail 0.7.2 has none, so on a local lake the `deltalake`
-        package compacts the table directory.
+        package compacts the table directory. A table with a ``file_range`` is compacted in the
+        order of its range column (``ZORDER BY`` one column sorts by it), into files of about one
+        range each: plain compaction would bin-pack a daily run's one-day files with any others
+        and undo the layout its MERGE and reads rely on.
         """
         path = self.path(contract)
+        ranged = contract.file_range
         if not self.lake.is_local:
-            self.spark.sql(f"OPTIMIZE delta.`{path}`")
+            # Databricks: OPTIMIZE ... ZORDER BY colocates rows by the column, which its data
+            # skipping uses (https://docs.databricks.com/en/delta/data-skipping.html).
+            order = f" ZORDER BY (`{ranged.column}`)" if ranged else ""
+            self.spark.sql(f"OPTIMIZE delta.`{path}`{order}")
             return {}
         from deltalake import DeltaTable
 
-        metrics = DeltaTable(path.removeprefix("file://")).optimize.compact()
+        table = DeltaTable(path.removeprefix("file://"))
+        if ranged is None:
+            metrics = table.optimize.compact()
+        else:
+            metrics = table.optimize.z_order([ranged.column], target_size=_range_bytes(table, contract))
         return {"files_added": metrics.get("numFilesAdded", 0), "files_removed": metrics.get("numFilesRemoved", 0)}
 
     def vacuum(self, contract: Contract, retention_hours: int) -> dict[str, int]:
@@ -284,8 +305,35 @@ class Tables:
         return failpoints.during(f"delta_commit:{contract.qualified_name}", started)
 
     @staticmethod
-    def _writer(df: DataFrame, mode: str):
+    def _writer(df: DataFrame, mode: str, contract: Contract):
+        """A Delta writer of `df`, its rows grouped into files by the contract's ``file_range``.
+
+        Hash partitioning on the range number is what holds on Sail 0.7.2: it drops a sort before
+        a write (``orderBy``, ``sortWithinPartitions``) and its ``repartitionByRange`` does not
+        split by ranges, while each hash partition is written as its own files. Databricks writes
+        the same partitions (adaptive execution may coalesce a few; ``OPTIMIZE`` re-sorts them).
+        """
+        ranged = contract.file_range
+        if ranged is not None:
+            epoch_days = F.datediff(F.col(ranged.column), F.lit(_EPOCH))
+            df = df.repartition(_RANGE_PARTITIONS, F.floor(epoch_days / F.lit(ranged.days)))
         return df.write.format("delta").mode(mode)
+
+
+_EPOCH = "1970-01-01"  # ranges are counted from it: the same dates fall in the same range in every write
+
+
+def _range_bytes(table, contract: Contract) -> int:
+    """The bytes a file holding one ``file_range`` of the table holds, on average."""
+    ranged = contract.file_range
+    actions = pa.table(table.get_add_actions(flatten=True)).to_pydict()
+    if not actions.get("size_bytes"):
+        return 1
+    lows = [d for d in actions.get(f"min.{ranged.column}", []) if d is not None]
+    highs = [d for d in actions.get(f"max.{ranged.column}", []) if d is not None]
+    spanned = (max(highs) - min(lows)).days + 1 if lows and highs else ranged.days
+    ranges = max(1, -(-spanned // ranged.days))
+    return max(1, sum(actions["size_bytes"]) // ranges)
 
 
 def _affected_rows(result) -> int:
