@@ -327,17 +327,21 @@ class _Batch:
 
 
 def _stage_routed(table: SilverTable, rows: DataFrame, given: _TypingInputs, tables: Tables) -> _Batch:
-    """Type, flag and route a table's bronze rows; a materialized table's result is written to a
-    scratch table, so the counts, the rule samples, the winners and the quarantined rows read it
-    instead of each re-running the typing, rules and window functions (worth it for the bars and
-    for the corporate actions, which read every known bar; not for the few securities and quotes)."""
+    """Type, flag and route a table's bronze rows; a materialized table's flagged rows are written
+    to a scratch table, so the routing, the counts, the rule samples, the winners and the
+    quarantined rows read it instead of each re-running the typing, rules and joins (worth it for
+    the bars and for the corporate actions, which read every known bar; not for the few securities
+    and quotes). The routing over the staged rows costs a scan and a join: it stays a plan."""
     skipped = table.unchanged(rows, given) if table.unchanged else None
     if skipped is not None:  # read by the typing and by the counts; staged, the check runs once
         skipped = tables.stage(skipped, f"silver_unchanged_{table.name}")
     flagged = quality.flag(table.typed(rows, given, skipped), table.qualified_name)
-    routed = silver.route(flagged, list(table.contract.keys), table.latest_first())
-    if table.materialize:
-        routed = tables.stage(routed, f"silver_routed_{table.name}")
+    keys, order, row_id = list(table.contract.keys), table.latest_first(), list(contract("bronze", table.source).keys)
+    if not table.materialize:
+        return _Batch(table, silver.route(flagged, keys, order, row_id), skipped)
+    flagged = tables.stage(flagged, f"silver_flagged_{table.name}")
+    superseded = tables.stage(silver.superseded_rows(flagged, keys, order, row_id), f"silver_superseded_{table.name}")
+    routed = silver.tag_routes(flagged, superseded if superseded.limit(1).count() else None, row_id)
     return _Batch(table, routed, skipped)
 
 

@@ -61,7 +61,8 @@ def silver_on(spark, rows: list[dict], materialize: bool = False):
     if materialize:  # the JVM re-plans the joins for every action; caching keeps the test quick
         flagged = flagged.cache()
     winners, superseded, quarantined = silver.split(flagged, ["symbol", "trade_date"],
-                                                    [*silver.latest_first(), F.col("record_index").desc()])  # fmt: skip
+                                                    [*silver.latest_first(), F.col("record_index").desc()],
+                                                    ["source_file", "record_index"])  # fmt: skip
     results = quality.summarize(flagged, "silver.daily_bars", ["symbol", "trade_date_raw", "source_file"])
     out = silver.daily_bar_rows(winners, "l", AT, "1.0.0")
     q = silver.quarantine_rows(quarantined, "daily_bars", silver.bar_key(), ["open_raw", "high_raw", "volume_raw"],

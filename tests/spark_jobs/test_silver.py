@@ -6,10 +6,11 @@ import datetime as dt
 import json
 
 import pytest
+from pyspark.sql import functions as F
 
 from lakehouse.lake import Lake
 from lakehouse.trading_calendar import sessions
-from spark_jobs import jobs, quality
+from spark_jobs import jobs, quality, silver
 from tests.spark_jobs.raw_files import Bar, RawLake, bar_body, random_walk_bars
 
 DAYS = sessions(dt.date(2024, 1, 2), dt.date(2024, 1, 31))
@@ -268,3 +269,24 @@ def test_daily_prefilter_leaves_every_result_as_the_unfiltered_path(spark, lake_
         raw.file("daily_bars", "ORCL", "2024-03-05", "x", body, 15)
     mixed = {name: run(name, "2024-03-05", "x") for name in lakes}
     assert "symbol_matches_source: 15 rows" in mixed["filtered"] and mixed["filtered"] == mixed["unfiltered"]
+
+
+def test_routing_ranks_only_repeated_keys_and_tags_every_row_once(spark):
+    # key A: three valid ingestions and a later failing one; key B: one valid row; key C: one failing row.
+    at = dt.datetime(2024, 1, 5, tzinfo=dt.UTC)
+    rows = [("A", "f1", 0, at, ""), ("A", "f2", 0, at + dt.timedelta(hours=1), ""),
+            ("A", "f2", 7, at + dt.timedelta(hours=1), ""), ("A", "f3", 0, at + dt.timedelta(hours=2), "values_parse"),
+            ("B", "f1", 1, at, ""), ("C", "f1", 2, at, "keys_not_null")]  # fmt: skip
+    schema = "symbol string, source_file string, record_index int, ingested_at timestamp"
+    flagged = spark.createDataFrame(rows, f"{schema}, {quality.QUARANTINE_RULES_COLUMN} string")
+    order = [*silver.latest_first(), F.col("record_index").desc()]
+    routed = silver.route(flagged, ["symbol"], order, ["source_file", "record_index"])
+    got = sorted((r.symbol, r.source_file, r.record_index, r[silver.ROUTE]) for r in routed.collect())
+    assert got == [("A", "f1", 0, "superseded"), ("A", "f2", 0, "superseded"), ("A", "f2", 7, "winner"),
+                   ("A", "f3", 0, "quarantine"), ("B", "f1", 1, "winner"), ("C", "f1", 2, "quarantine")]  # fmt: skip
+    assert routed.columns == [*flagged.columns, silver.ROUTE]
+    # no repeated key: tagged without a join
+    single = flagged.filter("symbol <> 'A'")
+    assert silver.superseded_rows(single, ["symbol"], order, ["source_file", "record_index"]).count() == 0
+    plain = sorted((r.symbol, r[silver.ROUTE]) for r in silver.tag_routes(single, None, ["source_file"]).collect())
+    assert plain == [("B", "winner"), ("C", "quarantine")]
