@@ -105,9 +105,28 @@ class PostgresRunStore:
         conn = self._connection()
         if run.status == "InProgress":  # held by this session while the run goes on
             ops_store.lock(conn, RUN_LOCK_CLASS, run.run_id)
-        self._record_pipeline_run(conn, run)
+        with self._commit(run.status):
+            self._record_pipeline_run(conn, run)
         if run.status != "InProgress":
             ops_store.unlock(conn, RUN_LOCK_CLASS, run.run_id)
+
+    @contextlib.contextmanager
+    def _commit(self, status: str) -> Iterator[None]:
+        """The write of a record, committed without waiting for the WAL flush when it is a start.
+
+        Each record was its own durable commit: a daily run's 60 records waited for 60 WAL flushes,
+        most of the runner's own time. A start record (``InProgress``) is replaced by its end
+        record, whose synchronous commit flushes every earlier one; what an unflushed start risks
+        is a crash of the database server itself within its WAL writer's delay, and the run's end
+        record then writes the row whole. A crash of the runner loses nothing: the server flushes.
+        """
+        if status != "InProgress":
+            yield
+            return
+        conn = self._connection()
+        with conn.transaction():
+            conn.execute("SET LOCAL synchronous_commit TO off")
+            yield
 
     def _record_pipeline_run(self, conn: psycopg.Connection, run: PipelineRunResult) -> None:
         conn.execute(
@@ -128,6 +147,10 @@ class PostgresRunStore:
         )
 
     def record_activity_run(self, run: ActivityRun) -> None:
+        with self._commit(run.status):
+            self._record_activity_run(run)
+
+    def _record_activity_run(self, run: ActivityRun) -> None:
         self._connection().execute(
             _UPSERT_ACTIVITY,
             {
