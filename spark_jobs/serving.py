@@ -78,6 +78,10 @@ COPY_BATCH_ROWS = 65_536
 # from Spark overlaps the COPY of chunk k (one day of 500 symbols is one small chunk).
 CHUNKED_WINDOW_DAYS = 62
 READ_CHUNKS = 4
+# Symbol ranges replaced besides the window longer than this in all (days summed over the ranges;
+# about 62 days of 500 symbols) chunk the read too: a split of many symbols reloads their histories,
+# while a daily load's few rebased symbols (2 x 5 years) are one small read.
+CHUNKED_RANGE_DAYS = 31_000
 # A load that inserted more rows than this (autovacuum's analyze threshold: 50 + 10% of the table
 # before the load) checks them through the primary-key index, never a sort (see _index_order).
 INDEX_ORDER_MIN_ROWS = 50
@@ -123,9 +127,18 @@ class MartTable:
             return window.start.replace(day=1), window.end.replace(day=1)
         return window.start, window.end
 
-    def symbol_ranges(self, ranges: Iterable[SymbolRange]) -> tuple[SymbolRange, ...]:
-        """One inclusive range per symbol (the span of the given ones) on ``window_column``, sorted."""
-        if self.window_column is None:
+    def symbol_ranges(
+        self, ranges: Iterable[SymbolRange], bounds: tuple[dt.date, dt.date] | None
+    ) -> tuple[SymbolRange, ...]:
+        """What a load replaces besides the window `bounds`: per symbol the span of the given ranges
+        on ``window_column``, less the window, sorted; () when the load replaces the table whole.
+
+        The result is disjoint from the window and within itself (at most one range before the
+        window and one after it per symbol), so the load reads, deletes and checks the window and
+        the ranges as separate sets without counting a row twice; a range inside the window adds
+        nothing (a daily load's 500 one-day ranges on its own day are all inside it).
+        """
+        if self.window_column is None or bounds is None:
             return ()
         spans: dict[str, tuple[dt.date, dt.date]] = {}
         for symbol, lo, hi in ranges:
@@ -133,7 +146,20 @@ class MartTable:
                 lo, hi = lo.replace(day=1), hi.replace(day=1)
             old = spans.get(symbol)
             spans[symbol] = (min(lo, old[0]), max(hi, old[1])) if old else (lo, hi)
-        return tuple((symbol, lo, hi) for symbol, (lo, hi) in sorted(spans.items()))
+        start, end = bounds
+        before = (start - dt.timedelta(days=1)).replace(day=1) if self.monthly else start - dt.timedelta(days=1)
+        after = _next_month(end) if self.monthly else end + dt.timedelta(days=1)
+        out: list[SymbolRange] = []
+        for symbol, (lo, hi) in sorted(spans.items()):
+            if lo < start:
+                out.append((symbol, lo, min(hi, before)))
+            if hi > end:
+                out.append((symbol, max(lo, after), hi))
+        return tuple(out)
+
+
+def _next_month(day: dt.date) -> dt.date:
+    return (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
 
 
 # (symbol, first date, last date) of gold rows a load replaces besides its window
@@ -319,10 +345,14 @@ class GoldRead:
             self._thread = None
 
 
-def chunk_frames(df: DataFrame, table: MartTable, bounds: tuple[dt.date, dt.date] | None) -> list[DataFrame]:
-    """The window's rows as consecutive ranges of the first key (one frame for short windows)."""
+def chunk_frames(
+    df: DataFrame, table: MartTable, bounds: tuple[dt.date, dt.date] | None, ranges: Sequence[SymbolRange] = ()
+) -> list[DataFrame]:
+    """The rows of the window and `ranges` as consecutive ranges of the first key (one frame for
+    short windows with short ranges: choosing the chunks' edges costs a read of its own)."""
     long_window = bounds is None or (bounds[1] - bounds[0]).days > CHUNKED_WINDOW_DAYS
-    if table.window_column is None or not long_window:
+    long_ranges = sum((hi - lo).days + 1 for _, lo, hi in ranges) > CHUNKED_RANGE_DAYS
+    if table.window_column is None or not (long_window or long_ranges):
         return [df]
     first = table.keys[0]
     values = sorted(df.select(first).distinct().toArrow().column(0).to_pylist())
@@ -339,23 +369,30 @@ def chunk_frames(df: DataFrame, table: MartTable, bounds: tuple[dt.date, dt.date
 def window_rows(
     df: DataFrame, table: MartTable, bounds: tuple[dt.date, dt.date] | None, ranges: Sequence[SymbolRange] = ()
 ) -> DataFrame:
-    """Gold rows in the window, or in their symbol's range."""
+    """Gold rows in the window, then those in their symbol's range (`ranges` from
+    :meth:`MartTable.symbol_ranges`: disjoint from the window, so no row comes twice).
+
+    The window is a filter of its own, not OR-ed with the ranges' join, so the engine can skip
+    the files outside it; the ranges are an inner join with a broadcast list.
+    """
     if bounds is None:
         return df
     column = F.col(table.window_column)
-    in_window = column.between(F.lit(bounds[0]), F.lit(bounds[1]))
+    in_window = df.where(column.between(F.lit(bounds[0]), F.lit(bounds[1])))
     if not ranges:
-        return df.where(in_window)
+        return in_window
     spans = df.sparkSession.createDataFrame(
         pa.table({
-            "symbol": pa.array([r[0] for r in ranges], pa.string()),
+            "_range_symbol": pa.array([r[0] for r in ranges], pa.string()),
             "_range_lo": pa.array([r[1] for r in ranges], pa.date32()),
             "_range_hi": pa.array([r[2] for r in ranges], pa.date32()),
         })
     )  # fmt: skip
-    in_range = F.coalesce(column.between(F.col("_range_lo"), F.col("_range_hi")), F.lit(False))
-    joined = df.join(F.broadcast(spans), "symbol", "left")
-    return joined.where(in_window | in_range).drop("_range_lo", "_range_hi")
+    joined = df.join(
+        F.broadcast(spans),
+        (F.col("symbol") == F.col("_range_symbol")) & column.between(F.col("_range_lo"), F.col("_range_hi")),
+    )
+    return in_window.unionByName(joined.select(*df.columns))
 
 
 # --- the load --------------------------------------------------------------------------------
@@ -384,7 +421,8 @@ def load(
         full_refresh: replace every table whole.
         tables: mart table names to load; default all of :data:`MART_TABLES`.
         ranges: mart table name -> (symbol, first, last date) ranges to replace besides the window
-            (the gold ranges silver-to-gold recomputed); in the same swap transaction.
+            (the gold ranges silver-to-gold recomputed); in the same swap transaction. Their parts
+            inside the window are the window's (:meth:`MartTable.symbol_ranges`).
         attempts: tries in all on transient connection errors.
 
     Returns:
@@ -415,9 +453,9 @@ def load(
                 continue
             columns = check_schema(conn, table, df.schema)
             bounds = table.bounds(window, full_refresh)
-            extra = table.symbol_ranges((ranges or {}).get(table.name, ())) if bounds else ()
+            extra = table.symbol_ranges((ranges or {}).get(table.name, ()), bounds)
             rows = served(Tables(spark, lake), window_rows(df, table, bounds, extra), table).select(*columns)
-            frames = chunk_frames(rows, table, bounds if not extra else None)
+            frames = chunk_frames(rows, table, bounds, extra)
             staged.append(_Staged(table, columns, GoldRead(frames, table.keys), bounds, extra))
 
     try:
@@ -521,35 +559,59 @@ def _stage(conn: psycopg.Connection, item: _Staged) -> None:
     item.result.seconds["stage"] = round(time.perf_counter() - started, 3)
 
 
-def replaced(
-    table: MartTable, bounds: tuple[dt.date, dt.date] | None, ranges: Sequence[SymbolRange] = ()
-) -> sql.Composable:
-    """SQL predicate of the mart rows a load replaces: the window, or a symbol's range (as literals:
-    COPY takes no parameters)."""
+def replaced(table: MartTable, bounds: tuple[dt.date, dt.date] | None) -> sql.Composable:
+    """SQL predicate of the mart rows in a load's window (as literals: COPY takes no parameters);
+    the symbol ranges replaced besides it are a join with :func:`ranges_table`, never a predicate."""
     if bounds is None:
         return sql.SQL("TRUE")
     column = sql.Identifier(table.window_column)
-    where = sql.SQL("{} BETWEEN {} AND {}").format(column, sql.Literal(bounds[0]), sql.Literal(bounds[1]))
-    # A range inside the window adds no row, only cost: the EXISTS below is evaluated for every row
-    # the scan reads, so a daily load whose 500 symbols each changed the window's day made the
-    # delete and the content check probe 500 values per mart row (120 s on 5 years of history).
-    ranges = [(s, lo, hi) for s, lo, hi in ranges if not (bounds[0] <= lo and hi <= bounds[1])]
+    return sql.SQL("{} BETWEEN {} AND {}").format(column, sql.Literal(bounds[0]), sql.Literal(bounds[1]))
+
+
+def ranges_table(conn: psycopg.Connection, table: MartTable, ranges: Sequence[SymbolRange]) -> sql.Composable | None:
+    """A temporary table of `ranges` (symbol, range_lo, range_hi), COPied, for the delete and the
+    content check to join on; None without ranges. Dropped at the end of the calling transaction.
+
+    Why a table: the ranges were literals in an ``EXISTS (VALUES ...)`` OR-ed with the window, which
+    the planner can only evaluate row by row over a scan of the whole mart table (120 s on 5 years
+    with 500 ranges; with a few ranges still a sequential scan of every row for a daily load). Joined
+    from a table, each range is a scan of the primary-key index over its symbol and dates.
+    """
     if not ranges:
-        return where
-    values = sql.SQL(", ").join(
-        sql.SQL("({}, {}::date, {}::date)").format(sql.Literal(s), sql.Literal(lo), sql.Literal(hi))
-        for s, lo, hi in ranges
+        return None
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
+        raise ServingError("ranges_table must be called inside a transaction (it is dropped at its commit)")
+    name = sql.Identifier(f"{table.name}__ranges")
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(name))
+    conn.execute(
+        sql.SQL(
+            'CREATE TEMPORARY TABLE {} (symbol text COLLATE "C" NOT NULL, range_lo date NOT NULL, '
+            "range_hi date NOT NULL, PRIMARY KEY (symbol, range_lo)) ON COMMIT DROP"
+        ).format(name)
     )
-    # The range columns are named apart from the table's, so `symbol` and the window column resolve to the table.
-    in_range = sql.SQL(
-        "EXISTS (SELECT 1 FROM (VALUES {}) AS r(range_symbol, range_lo, range_hi) "
-        "WHERE r.range_symbol = {} AND {} BETWEEN r.range_lo AND r.range_hi)"
-    ).format(values, sql.Identifier("symbol"), column)
-    return sql.SQL("({} OR {})").format(where, in_range)
+    with conn.cursor() as cur, cur.copy(sql.SQL("COPY pg_temp.{} FROM STDIN").format(name)) as copy:
+        for row in ranges:
+            copy.write_row(row)
+    conn.execute(sql.SQL("ANALYZE pg_temp.{}").format(name))  # row count and symbols for the planner
+    return sql.SQL("pg_temp.{}").format(name)
 
 
-def _where(item: _Staged) -> tuple[sql.Composable, tuple]:
-    return replaced(item.table, item.bounds, item.ranges), ()
+def _in_ranges(table: MartTable, ranges: sql.Composable) -> sql.Composable:
+    """Join condition of mart rows `m` with their symbol's range `r`."""
+    return sql.SQL("m.symbol = r.symbol AND m.{} BETWEEN r.range_lo AND r.range_hi").format(
+        sql.Identifier(table.window_column)
+    )
+
+
+def _delete(conn: psycopg.Connection, target: sql.Composable, item: _Staged, ranges: sql.Composable | None) -> int:
+    """Delete the window, then the ranges (disjoint from it); the rows deleted."""
+    window = replaced(item.table, item.bounds)
+    deleted = conn.execute(sql.SQL("DELETE FROM {} WHERE {}").format(target, window)).rowcount
+    if ranges is not None:
+        deleted += conn.execute(
+            sql.SQL("DELETE FROM {} AS m USING {} AS r WHERE {}").format(target, ranges, _in_ranges(item.table, ranges))
+        ).rowcount
+    return deleted
 
 
 def _swap(conn: psycopg.Connection, staged: list[_Staged]) -> None:
@@ -562,11 +624,11 @@ def _swap(conn: psycopg.Connection, staged: list[_Staged]) -> None:
                 sql.Identifier(MART_SCHEMA), sql.Identifier(item.table.name)))  # fmt: skip
         for item in staged:
             target = sql.SQL("{}.{}").format(sql.Identifier(MART_SCHEMA), sql.Identifier(item.table.name))
-            where, params = _where(item)
             step = time.perf_counter()
             estimated = conn.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass",
                                      (item.table.qualified,)).fetchone()[0]  # fmt: skip
-            deleted = conn.execute(sql.SQL("DELETE FROM {} WHERE {}").format(target, where), params).rowcount
+            ranges = ranges_table(conn, item.table, item.ranges)
+            deleted = _delete(conn, target, item, ranges)
             columns = sql.SQL(", ").join(map(sql.Identifier, item.columns))
             inserted = conn.execute(
                 sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(target, columns, columns, item.staging)
@@ -577,7 +639,7 @@ def _swap(conn: psycopg.Connection, staged: list[_Staged]) -> None:
             step = time.perf_counter()
             digest = item.checksum
             with _index_order(conn, inserted > INDEX_ORDER_MIN_ROWS + INDEX_ORDER_SHARE * max(estimated, 0)):
-                held = _mart_checksum(conn, item.table, item.bounds, frozenset(), item.ranges)
+                held = copy_binary.read_digest(conn, checksum_query(conn, item.table, item.bounds, (), ranges))
             if held[0] != inserted:
                 raise ServingError(
                     f"{item.table.qualified}: the window holds {held[0]} rows after inserting {inserted}; "
@@ -645,21 +707,12 @@ def mart_checksum(
     primary key's (text keys are ``COLLATE "C"``, migration 062): the server reads the index, it
     does not sort the window.
     `exclude` leaves columns out (e.g. ``load_id`` to compare the content two runs loaded);
-    `ranges` adds the symbol ranges a load replaced besides its window.
+    `ranges` adds the symbol ranges a load replaced besides its window (as the load does:
+    :meth:`MartTable.symbol_ranges`).
     """
     with conn.transaction():  # ends what it began on an idle connection, a savepoint inside a caller's
-        return _mart_checksum(conn, table, bounds, frozenset(exclude), table.symbol_ranges(ranges))
-
-
-def _mart_checksum(
-    conn: psycopg.Connection,
-    table: MartTable,
-    bounds: tuple[dt.date, dt.date] | None,
-    exclude: frozenset[str],
-    ranges: Sequence[SymbolRange] = (),
-) -> tuple[int, str]:
-    query = checksum_query(conn, table, bounds, exclude, ranges)
-    return copy_binary.read_digest(conn, query)  # count and md5 of one statement: one snapshot
+        joined = ranges_table(conn, table, table.symbol_ranges(ranges, bounds))
+        return copy_binary.read_digest(conn, checksum_query(conn, table, bounds, exclude, joined))
 
 
 def checksum_query(
@@ -667,19 +720,32 @@ def checksum_query(
     table: MartTable,
     bounds: tuple[dt.date, dt.date] | None,
     exclude: Iterable[str] = (),
-    ranges: Sequence[SymbolRange] = (),
+    ranges: sql.Composable | None = None,
 ) -> sql.Composed:
-    """The SELECT whose binary COPY :func:`mart_checksum` hashes: the replaced rows in key order."""
+    """The SELECT whose binary COPY :func:`mart_checksum` hashes: the replaced rows in key order.
+
+    `ranges` is a :func:`ranges_table`: its rows are a second branch (a join) of a UNION ALL with
+    the window's, each served by an index, the few rows of both then sorted into key order.
+    """
     described = mart_columns(conn, table)
     columns = [name for name, _ in described if name not in exclude]
-    where = replaced(table, bounds, ranges)
     target = sql.SQL("{}.{}").format(sql.Identifier(MART_SCHEMA), sql.Identifier(table.name))
     # Text keys in byte order, the order the loader streams them in (Arrow sorts by code point).
     text = {name for name, kind in described if kind == "text"}
-    order = [sql.SQL('{} COLLATE "C"' if key in text else "{}").format(sql.Identifier(key)) for key in table.keys]
-    return sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {}").format(
-        sql.SQL(", ").join(map(sql.Identifier, columns)), target, where, sql.SQL(", ").join(order)
+    order = sql.SQL(", ").join(
+        sql.SQL('{} COLLATE "C"' if key in text else "{}").format(sql.Identifier(key)) for key in table.keys
     )
+    selected = sql.SQL(", ").join(map(sql.Identifier, columns))
+    window = sql.SQL("SELECT {} FROM {} WHERE {}").format(selected, target, replaced(table, bounds))
+    if ranges is None:
+        return sql.SQL("{} ORDER BY {}").format(window, order)
+    joined = sql.SQL("SELECT {} FROM {} AS m JOIN {} AS r ON {}").format(
+        sql.SQL(", ").join(sql.SQL("m.{}").format(sql.Identifier(c)) for c in columns),
+        target,
+        ranges,
+        _in_ranges(table, ranges),
+    )
+    return sql.SQL("SELECT * FROM ({} UNION ALL {}) AS replaced ORDER BY {}").format(window, joined, order)
 
 
 def _record_failure(conn: psycopg.Connection, info: str, staged: list[_Staged], exc: BaseException) -> None:
@@ -780,7 +846,7 @@ def run_gold_to_postgres(
         load_id=run_id,
         full_refresh=refresh,
         tables=tables,
-        ranges=pending.ranges(),
+        ranges=pending.ranges(window, refresh),
         attempts=settings.pg_connect_attempts,
     )
     loaded = {r.table for r in results if r.status == "succeeded"}
@@ -837,13 +903,19 @@ class PendingChanges:
     tables: Tables
     rows: list  # Rows of ops.gold_changes
 
-    def ranges(self) -> dict[str, list[SymbolRange]]:
-        """Mart table name -> (symbol, first, last date) of every pending change of its gold table."""
-        mart_of = {t.gold: t.name for t in MART_TABLES.values()}
-        out: dict[str, list[SymbolRange]] = {}
+    def ranges(self, window: DateWindow, full_refresh: bool = False) -> dict[str, tuple[SymbolRange, ...]]:
+        """Mart table name -> the (symbol, first, last date) ranges a load of `window` must replace
+        besides the window for the pending changes of its gold table (:meth:`MartTable.symbol_ranges`:
+        the parts outside the window; a change inside it is loaded with it). Tables with none are
+        left out."""
+        changed: dict[str, list[SymbolRange]] = {}
         for r in self.rows:
-            if r.table_name in mart_of:
-                out.setdefault(mart_of[r.table_name], []).append((r.symbol, r.range_start, r.range_end))
+            changed.setdefault(r.table_name, []).append((r.symbol, r.range_start, r.range_end))
+        out = {}
+        for table in MART_TABLES.values():
+            ranges = table.symbol_ranges(changed.get(table.gold, ()), table.bounds(window, full_refresh))
+            if ranges:
+                out[table.name] = ranges
         return out
 
     def mark_served(self, mart_tables: Iterable[str], load_id: str) -> int:

@@ -207,7 +207,7 @@ def test_a_split_after_five_years_rewrites_only_gold_rows_from_its_ex_date_and_t
 
         pending = serving.pending_changes(tables, MART_TABLES.values())
         results = serving.load(spark, lake, dsn, window=DateWindow(ex_day, ex_day), load_id="serve-split",
-                               ranges=pending.ranges())  # fmt: skip
+                               ranges=pending.ranges(DateWindow(ex_day, ex_day)))  # fmt: skip
         assert {r.table: r.status for r in results}["daily_prices"] == "succeeded"
         with psycopg.connect(dsn, row_factory=dict_row) as conn:
             mart = conn.execute("SELECT * FROM mart.daily_prices WHERE symbol = 'LONG' ORDER BY trade_date").fetchall()

@@ -6,11 +6,13 @@ live in a fresh database of the run's PostgreSQL per test.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gc
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -485,12 +487,108 @@ def test_lakehouse_sql_returns_the_loaded_count(spark, lake, db, tmp_path, monke
     assert json.loads(out.stdout) == [{"count": results["daily_prices"].rows_loaded}]
 
 
-def test_a_symbol_range_inside_the_window_adds_nothing_to_the_replaced_predicate() -> None:
-    """A daily load's 500 one-day ranges inside its window must not become 500 probes per mart row."""
-    table, day = serving.MART_TABLES["daily_prices"], dt.date(2024, 1, 2)
-    inside = ("INSIDE", day, day)
-    outside = ("REBASED", dt.date(2020, 1, 2), day)
-    only_window = serving.replaced(table, (day, day), [inside]).as_string(None)
-    assert "INSIDE" not in only_window and "EXISTS" not in only_window
-    with_history = serving.replaced(table, (day, day), [inside, outside]).as_string(None)
-    assert "REBASED" in with_history and "INSIDE" not in with_history
+def test_a_pending_range_inside_the_window_is_loaded_with_it_and_one_across_its_edge_is_cut_there() -> None:
+    """The ranges replaced besides a window are built without the window: a daily load's 500 one-day
+    ranges on its own day add nothing (they became 500 probes per mart row, 120 s on 5 years)."""
+    daily, monthly = MART_TABLES["daily_prices"], MART_TABLES["monthly_performance"]
+    day = dt.date(2024, 1, 17)
+    window = DateWindow(day, day)
+    changes = [
+        ("INSIDE", day, day),
+        ("REBASED", dt.date(2020, 1, 2), day),  # a new factor: the whole history up to the window
+        ("LATE", dt.date(2024, 1, 10), dt.date(2024, 1, 12)),
+        ("LATE", dt.date(2024, 1, 16), dt.date(2024, 1, 16)),  # one span per symbol
+        ("AROUND", dt.date(2024, 1, 2), dt.date(2024, 1, 31)),
+    ]
+    assert daily.symbol_ranges(changes, (day, day)) == (
+        ("AROUND", dt.date(2024, 1, 2), dt.date(2024, 1, 16)),
+        ("AROUND", dt.date(2024, 1, 18), dt.date(2024, 1, 31)),
+        ("LATE", dt.date(2024, 1, 10), dt.date(2024, 1, 16)),
+        ("REBASED", dt.date(2020, 1, 2), dt.date(2024, 1, 16)),
+    )
+    # Monthly rows: the window's month is the window; ranges stop at the month before it.
+    assert monthly.symbol_ranges(changes, monthly.bounds(window, False)) == (
+        ("REBASED", dt.date(2020, 1, 1), dt.date(2023, 12, 1)),
+    )
+    assert daily.symbol_ranges(changes, None) == () == MART_TABLES["dim_security"].symbol_ranges(changes, (day, day))
+
+    rows = [
+        _Change(gold, symbol, lo, hi)
+        for gold in ("fct_daily_prices", "fct_monthly_performance", "dim_security")
+        for symbol, lo, hi in changes
+    ]
+    pending = serving.PendingChanges(tables=None, rows=rows)
+    assert pending.ranges(window) == {
+        "daily_prices": daily.symbol_ranges(changes, (day, day)),
+        "monthly_performance": monthly.symbol_ranges(changes, monthly.bounds(window, False)),
+    }
+    inside_only = serving.PendingChanges(tables=None, rows=[r for r in rows if r.symbol == "INSIDE"])
+    assert inside_only.ranges(window) == {}
+    assert pending.ranges(window, full_refresh=True) == {}
+
+
+@dataclasses.dataclass
+class _Change:
+    """The fields of an ``ops.gold_changes`` row that ranges are built from."""
+
+    table_name: str
+    symbol: str
+    range_start: dt.date
+    range_end: dt.date
+
+
+def test_a_range_across_the_window_edge_replaces_exactly_its_rows(spark, lake, db):
+    """A late change from Jan 15 to Feb 5 of one symbol, loaded with the window Feb 1-9: January's
+    rows of that symbol from the 15th are replaced, every other row outside the window stands."""
+    load(spark, lake, db, window=DateWindow.parse("2024-01-02", "2024-02-29"), load_id="history")
+    write_all_gold(spark, lake, SYMBOLS, load_id="gold-2", bump=1.0)
+    feb = DateWindow.parse("2024-02-01", "2024-02-09")
+    change = ("AAPL", dt.date(2024, 1, 15), dt.date(2024, 2, 5))
+    result = load(spark, lake, db, window=feb, load_id="late", tables=["daily_prices"],
+                  ranges={"daily_prices": [change]})["daily_prices"]  # fmt: skip
+
+    old, new = daily_rows(SYMBOLS, "2024-01-02", "2024-02-29"), daily_rows(SYMBOLS, "2024-01-02", "2024-02-29",
+                                                                         "gold-2", bump=1.0)  # fmt: skip
+    replaced = {(r[0], r[1]) for r in new if feb.start <= r[1] <= feb.end or (r[0] == "AAPL" and r[1] >= change[1]
+                                                                             and r[1] < feb.start)}  # fmt: skip
+    expected = sorted([r for r in new if (r[0], r[1]) in replaced] + [r for r in old if (r[0], r[1]) not in replaced])
+    assert mart(db, "daily_prices") == expected
+    assert result.ranges == (("AAPL", dt.date(2024, 1, 15), dt.date(2024, 1, 31)),)
+    assert result.rows_loaded == result.rows_deleted == len(replaced) == 14 + 12
+    bounds = (feb.start, feb.end)
+    with psycopg.connect(db) as conn:
+        held = serving.mart_checksum(conn, MART_TABLES["daily_prices"], bounds, ranges=[change])
+        assert held == (result.rows_loaded, result.checksum)
+        assert serving.mart_checksum(conn, MART_TABLES["daily_prices"], bounds) != held
+
+
+def test_many_ranges_are_joined_from_a_table_each_probing_the_primary_key(spark, db, tmp_path):
+    """500 symbol ranges (every symbol's history rebased) are a temporary table the delete and the
+    content check join on: each mart scan has an index condition, no range list is probed per row."""
+    symbols = [f"S{i:03d}" for i in range(500)]
+    lake = Lake(str(tmp_path / "wide"))
+    write_gold(spark, lake, "fct_daily_prices", daily_rows(symbols, "2024-01-02", "2024-01-12"))
+    table = MART_TABLES["daily_prices"]
+    history = DateWindow.parse("2024-01-02", "2024-01-11")
+    load(spark, lake, db, window=history, load_id="history", tables=["daily_prices"])
+    write_gold(spark, lake, "fct_daily_prices", daily_rows(symbols, "2024-01-02", "2024-01-12", "gold-2", 1.0))
+    day = DateWindow.parse("2024-01-12", "2024-01-12")
+    rebased = [(s, dt.date(2024, 1, 2), day.end) for s in symbols]
+    result = load(spark, lake, db, window=day, load_id="rebased", tables=["daily_prices"],
+                  ranges={"daily_prices": rebased})["daily_prices"]  # fmt: skip
+    assert len(result.ranges) == 500 and result.rows_loaded == result.rows_deleted + 500 == 9 * 500
+    assert mart(db, "daily_prices") == sorted(daily_rows(symbols, "2024-01-02", "2024-01-12", "gold-2", 1.0))
+
+    with psycopg.connect(db) as conn, conn.transaction():
+        conn.execute("ANALYZE mart.daily_prices")
+        joined = serving.ranges_table(conn, table, table.symbol_ranges(rebased, (day.start, day.end)))
+        query = serving.checksum_query(conn, table, (day.start, day.end), (), joined)
+        assert "VALUES" not in query.as_string(conn)
+        conn.execute("SET LOCAL enable_seqscan = off")  # a plan that reads no whole table, if one exists
+        plan = "\n".join(r[0] for r in conn.execute(psycopg.sql.SQL("EXPLAIN ") + query).fetchall())
+    scans = [line for line in plan.splitlines() if re.search(r" on daily_prices( m)?  \(", line)]
+    assert len(scans) == 2 and not any("Seq Scan" in line for line in scans), plan  # the window's, the ranges'
+    assert "SubPlan" not in plan and "Join" in plan and "daily_prices__ranges" in plan, plan
+    with psycopg.connect(db) as conn:
+        held = serving.mart_checksum(conn, table, (day.start, day.end), ranges=rebased)
+    assert held == (result.rows_loaded, result.checksum)
