@@ -75,7 +75,11 @@ def arrow_schema(location: str | Path) -> pa.Schema | None:
 # Hash partitions a ranged write is spread over. A range's rows are one partition (one file); two
 # ranges share a file only when their hashes collide: 64 partitions left two pairs of the 21 ranges
 # of 5 years x 91 days together, 256 none. Empty partitions write no file, and a daily append (one
-# range) is one file.
+# range) is one file. Fewer partitions buy nothing: appending the 5-year silver.daily_bars and
+# gold.fct_daily_prices (627,500 rows each, fresh Sail per write) peaked at 446-454 / 484-602 MB with
+# 256 against 416-446 / 556-602 MB with 64 or 32, CPU alike, while 64 and 32 mixed two ranges in 2
+# and 4 files. Sail 0.7.2 ignores spark.sql.shuffle.partitions for a repartition without a count
+# (one file). The backfill's Sail peak is elsewhere: bronze_to_silver's staging of flagged rows.
 _RANGE_PARTITIONS = 256
 
 # How engines say a path holds no Delta table (Sail, Databricks, Spark), lower case.
