@@ -44,7 +44,9 @@ from spark_jobs import contracts
 from spark_jobs.silver import SECURITY_ATTRIBUTES
 
 LOOKBACK_BARS = 252
-# Calendar days that surely hold LOOKBACK_BARS sessions (252 sessions ~ 366 days) with slack.
+# Calendar days that hold LOOKBACK_BARS sessions (252 sessions ~ 366 days) with slack, for a symbol
+# that traded every session: the plan counts them, and reads a symbol with fewer (back from a long
+# halt) from its first bar (see recompute_plan).
 LOOKBACK_DAYS = 400
 MOVING_AVERAGES = (20, 50, 200)
 VOLATILITY_WINDOW = 20
@@ -90,7 +92,7 @@ BAR_INPUTS = ("open", "high", "low", "close", "volume")
 
 
 def unread_revisions(
-    changed: DataFrame, stored: DataFrame, stored_factors: DataFrame, day_events: DataFrame
+    changed: DataFrame, stored: DataFrame, stored_factors: DataFrame, day_events: DataFrame, since: dt.date
 ) -> DataFrame:
     """The (symbol, trade_date) of `changed` bars whose revision gold does not read.
 
@@ -107,8 +109,14 @@ def unread_revisions(
         stored: gold.fct_daily_prices.
         stored_factors: gold.adjustment_factors.
         day_events: :func:`events` of the silver bars.
+        since: the earliest trade date of `changed`. Every join is on the date, so only the gold
+            rows and events from it on can match; as a literal it lets the scans skip the files
+            (one date range each) of the history before it.
     """
     keys = ["symbol", "trade_date"]
+    stored = stored.filter(F.col("trade_date") >= F.lit(since))
+    stored_factors = stored_factors.filter(F.col("ex_date") >= F.lit(since))
+    day_events = day_events.filter(F.col("ex_date") >= F.lit(since))
     gold_row = stored.select(*keys, *[F.col(c).alias(f"_gold_{c}") for c in BAR_INPUTS])
     event_now = day_events.select(
         "symbol", F.col("ex_date").alias("trade_date"), F.col("split_factor").alias("_split_now"),
@@ -133,42 +141,87 @@ def unread_revisions(
     )
 
 
-def recompute_plan(changed: DataFrame, silver: DataFrame, stored: DataFrame, day_events: DataFrame) -> DataFrame:
+def recompute_plan(
+    changed: DataFrame, silver: DataFrame, stored: DataFrame, day_events: DataFrame, since: dt.date | None = None
+) -> DataFrame:
     """:func:`recompute_starts` plus what writing the recomputed rows needs, in one pass.
 
+    Args:
+        since: a date no later than any trade date of `changed` (None: not known). The rows from
+            it on (silver's from LOOKBACK_DAYS before it, to count the lookback) are joined with
+            each symbol's first change; the history before it only enters through per-symbol
+            aggregates without a join (first bar; highest adj_close and last date stored), all
+            before any start date. A daily run's plan so joins the months its changes reach, not
+            the whole history; minimum, maximum and count are exact, so the plan is the one the
+            whole history gives.
+
     Returns:
-        (symbol, start_date, full, first_row, last_row, rows, prev_peak, stored_last, last_event):
-        ``last_event`` is the latest ex-date of the symbol's :func:`events` (see
+        (symbol, start_date, full, first_row, last_row, rows, lookback_from, prev_peak, stored_last,
+        last_event): ``lookback_from`` is where :func:`span_for` reads the symbol's lookback from
+        (LOOKBACK_DAYS before the start when those days hold LOOKBACK_BARS bars, else its first
+        bar); ``last_event`` is the latest ex-date of the symbol's :func:`events` (see
         :func:`factors_change`); the first
         and last trade date of the recomputed rows and their number (0 when the start is after the
         last bar), the highest stored adj_close before the start (NULL when there is none), and the
         last stored trade date (NULL for a symbol gold does not hold; every recomputed row is a new
         key when the start is after it).
     """
+
+    def recent(df: DataFrame, days_before: int = 0) -> DataFrame:
+        if since is None:
+            return df
+        return df.filter(F.col("trade_date") >= F.lit(since - dt.timedelta(days=days_before)))
+
+    def older(df: DataFrame) -> DataFrame:
+        return df.limit(0) if since is None else df.filter(F.col("trade_date") < F.lit(since))
+
     first_change = changed.groupBy("symbol").agg(F.min("trade_date").alias("first_change"))
+    first_date = silver.groupBy("symbol").agg(F.min("trade_date").alias("first_date"))
     recomputed = F.col("trade_date") >= F.col("first_change")
-    per_symbol = (
-        silver.join(first_change, "symbol", "inner")
+    lookback = ~recomputed & (F.col("trade_date") >= F.date_sub("first_change", LOOKBACK_DAYS))
+    # Rows at or after a symbol's first change, and the LOOKBACK_DAYS before it, are all recent;
+    # its last bar is one of them when it has any.
+    reached = (
+        recent(silver, LOOKBACK_DAYS)
+        .join(first_change, "symbol", "inner")
         .groupBy("symbol")
         .agg(
-            F.min("trade_date").alias("first_date"),
-            F.min("first_change").alias("first_change"),
             F.min(F.when(recomputed, F.col("trade_date"))).alias("first_row"),
             F.max("trade_date").alias("last_row"),
             F.count(F.when(recomputed, F.lit(1))).alias("rows"),
+            F.count(F.when(lookback, F.lit(1))).alias("lookback_bars"),
         )
     )
+    per_symbol = (
+        first_change.join(first_date, "symbol", "inner")
+        .join(reached, "symbol", "left")
+        .withColumn("rows", F.coalesce(F.col("rows"), F.lit(0).cast("bigint")))
+    )
     start = F.greatest(F.col("first_change"), F.col("first_date"))
+    # A full recompute has no bar before its start (lookback_bars 0): it reads from its first bar.
+    enough = F.coalesce(F.col("lookback_bars"), F.lit(0)) >= LOOKBACK_BARS
+    lookback_from = F.when(enough, F.date_sub(start, LOOKBACK_DAYS)).otherwise(F.col("first_date"))
     plan = per_symbol.select(
         "symbol", start.alias("start_date"), (start <= F.col("first_date")).alias("full"),
         F.when(F.col("rows") > 0, F.col("first_row")).alias("first_row"),
-        F.when(F.col("rows") > 0, F.col("last_row")).alias("last_row"), "rows",
+        F.when(F.col("rows") > 0, F.col("last_row")).alias("last_row"), "rows", lookback_from.alias("lookback_from"),
     )  # fmt: skip
     before = F.col("trade_date") < F.col("start_date")
-    held = (
-        stored.join(plan.select("symbol", "start_date"), "symbol", "inner")
+    held_recent = (
+        recent(stored)
+        .join(plan.select("symbol", "start_date"), "symbol", "inner")
         .groupBy("symbol")
         .agg(F.max(F.when(before, F.col("adj_close"))).alias("prev_peak"), F.max("trade_date").alias("stored_last"))
+    )
+    held_older = (
+        older(stored)
+        .groupBy("symbol")
+        .agg(F.max("adj_close").alias("prev_peak"), F.max("trade_date").alias("stored_last"))
+    )
+    held = (
+        held_recent.unionByName(held_older)
+        .groupBy("symbol")
+        .agg(F.max("prev_peak").alias("prev_peak"), F.max("stored_last").alias("stored_last"))
     )
     latest = day_events.groupBy("symbol").agg(F.max("ex_date").alias("last_event"))
     return plan.join(held, "symbol", "left").join(latest, "symbol", "left")
@@ -192,9 +245,21 @@ def factors_change(start_date: dt.date, stored_last: dt.date | None, last_event:
 
 
 def span_for(silver: DataFrame, starts: DataFrame) -> DataFrame:
-    """Silver bars of each symbol from LOOKBACK_BARS bars before its start date to its last bar."""
-    near = silver.join(F.broadcast(starts.select("symbol", "start_date")), "symbol", "inner").filter(
-        F.col("trade_date") >= F.date_sub(F.col("start_date"), LOOKBACK_DAYS)
+    """Silver bars of each symbol from LOOKBACK_BARS bars before its start date to its last bar.
+
+    Args:
+        starts: (symbol, start_date) and, from :func:`recompute_plan`, ``lookback_from``: the date
+            the LOOKBACK_BARS bars surely begin after. Without it, LOOKBACK_DAYS before the start
+            (enough only for a symbol that traded on most sessions).
+    """
+    if "lookback_from" in starts.columns:
+        reach = F.col("lookback_from")
+    else:
+        reach = F.date_sub(F.col("start_date"), LOOKBACK_DAYS)
+    near = (
+        silver.join(F.broadcast(starts.select("symbol", "start_date", reach.alias("_from"))), "symbol", "inner")
+        .filter(F.col("trade_date") >= F.col("_from"))
+        .drop("_from")
     )
     by_date = Window.partitionBy("symbol").orderBy("trade_date")
     numbered = near.withColumn("_rn", F.row_number().over(by_date))

@@ -204,6 +204,7 @@ class _TypingInputs:
     """What typing a silver table's bronze rows may need besides those rows."""
 
     current_bars: DataFrame
+    stored_bars: DataFrame  # of current_bars, those the batch's bars read (_stored_bars)
     sessions: DataFrame
     today: dt.date
     has_bars: bool  # silver.daily_bars holds rows: only then can a batch bar be unchanged
@@ -269,10 +270,10 @@ SILVER_TABLES: tuple[SilverTable, ...] = (
     SilverTable(
         "daily_bars", "daily_bars", materialize=True,
         unchanged=lambda rows, given: (
-            silver.unchanged_bars(rows, given.current_bars, given.sessions, given.today) if given.has_bars else None
+            silver.unchanged_bars(rows, given.stored_bars, given.sessions, given.today) if given.has_bars else None
         ),
         typed=lambda rows, given, skip: silver.typed_daily_bars(
-            rows, given.current_bars, given.sessions, given.today, skip
+            rows, given.stored_bars, given.sessions, given.today, skip
         ),
         rows=silver.daily_bar_rows, latest_first=_bar_order,
         sample_keys=("symbol", "trade_date_raw", "source_file"), quarantine_key=silver.bar_key,
@@ -404,8 +405,11 @@ def _route_all(batches: list[_Batch]) -> list[_Routed]:
     return out
 
 
-def _merge(tables: Tables, routed: _Routed, current: DataFrame, run_id: str, now: dt.datetime) -> dict[str, int]:
-    """Merge a routed batch's winners into its silver table; new / revised / unchanged counts.
+def _merge(
+    tables: Tables, routed: _Routed, current: DataFrame, stored: DataFrame, run_id: str, now: dt.datetime
+) -> dict[str, int]:
+    """Merge a routed batch's winners into its silver table (`current`; `stored`: those of its rows
+    the winners' keys can match); new / revised / unchanged counts.
 
     Only revised rows go through MERGE and new ones are appended: a daily run's compact payloads
     repeat 99 known bars per symbol, and Sail's MERGE joins the whole table and rewrites the files
@@ -418,7 +422,7 @@ def _merge(tables: Tables, routed: _Routed, current: DataFrame, run_id: str, now
         tables.append(rows, c)
         winners = routed.rows_in - routed.superseded - routed.quarantined_count
         return {"new": winners - routed.unchanged, "revised": 0, "unchanged": routed.unchanged}
-    classified = silver.classify_changes(rows, current, list(c.keys), c.compared)
+    classified = silver.classify_changes(rows, stored, list(c.keys), c.compared)
     if table.materialize:
         classified = tables.stage(classified, f"silver_{table.name}")
     counts = {"new": 0, "revised": 0, "unchanged": routed.unchanged}
@@ -451,6 +455,9 @@ def _table_summary(routed: _Routed, changes: dict[str, int], files: int) -> Tabl
 SILVER_JOB = "bronze_to_silver"
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 @dataclass
 class _Pending:
     """Bronze rows of files silver has not processed yet, and those files (pinned before any write)."""
@@ -469,10 +476,14 @@ def _pending(tables: Tables, table: str, window: DateWindow, full_refresh: bool)
     skips it later; with `full_refresh` every file of the window is processed again. The file list
     is collected once, so the rows processed and the files recorded are the same set even if bronze
     grows meanwhile.
+
+    The rows are also bounded by their earliest ``ingested_at``, as a literal: the window of a daily
+    run holds the backfill's bronze too (677,500 rows on five years of history for 50,000 new), and
+    only a literal lets the engine skip bronze files by their min/max statistics.
     """
     source = f"bronze.{table}"
     rows = tables.read(contract("bronze", table)).filter(window.predicate("ingest_date"))
-    files = rows.select("source_file", "ingest_date").distinct()
+    files = rows.groupBy("source_file", "ingest_date").agg(F.min(F.unix_micros("ingested_at")).alias("_since"))
     if not full_refresh:
         done = _processed(tables, source).select("source_file")
         files = files.join(done, "source_file", "left_anti")
@@ -480,7 +491,11 @@ def _pending(tables: Tables, table: str, window: DateWindow, full_refresh: bool)
     if not found:
         return _Pending(source, rows.limit(0), [])
     listed = tables.spark.createDataFrame([(r.source_file,) for r in found], "source_file string")
-    return _Pending(source, rows.join(F.broadcast(listed), "source_file", "left_semi"), found)
+    pinned = rows.join(F.broadcast(listed), "source_file", "left_semi")
+    if all(r["_since"] is not None for r in found):  # ingested_at is never NULL (contract); if it were, no bound
+        since = _EPOCH + dt.timedelta(microseconds=min(r["_since"] for r in found))
+        pinned = pinned.filter(F.col("ingested_at") >= F.lit(since))
+    return _Pending(source, pinned, found)
 
 
 def _processed(tables: Tables, source: str) -> DataFrame:
@@ -514,6 +529,23 @@ def _record_processed(tables: Tables, pending: list[_Pending], run_id: str, now:
     return len(rows)
 
 
+def _stored_bars(spark: SparkSession, current: DataFrame, bronze: DataFrame) -> DataFrame:
+    """The stored bars a batch of bronze bars reads (silver.stored_bars), bounded from its first bar.
+
+    Two small actions (each symbol's first batch bar; the symbols without a stored bar in the
+    bound before it) make the bound a literal, which Delta file skipping needs: a bound joined in
+    from the batch would still read the whole table.
+    """
+    firsts = silver.first_bars(bronze).collect()
+    if not firsts:
+        return current.filter(F.lit(False))
+    since = min(r["_first"] for r in firsts) - silver.LOOKBACK
+    listed = spark.createDataFrame([(r["symbol"], r["_first"]) for r in firsts], "symbol string, _first date")
+    recent = silver.stored_bars(current, since, [])
+    older = sorted(r["symbol"] for r in silver.without_recent_bar(recent, F.broadcast(listed)).collect())
+    return silver.stored_bars(current, since, older)
+
+
 @telemetry.job("bronze_to_silver")
 def run_bronze_to_silver(
     spark: SparkSession,
@@ -534,12 +566,15 @@ def run_bronze_to_silver(
     started, now = time.monotonic(), _now()
     current = {t.name: tables.read(t.contract) for t in SILVER_TABLES}
     pending = {t.name: _pending(tables, t.source, window, full_refresh) for t in SILVER_TABLES}
+    bars, has_bars = current["daily_bars"], current["daily_bars"].limit(1).count() > 0
     inputs = _TypingInputs(
-        current_bars=current["daily_bars"],
+        current_bars=bars,
+        stored_bars=_stored_bars(spark, bars, pending["daily_bars"].rows) if has_bars else bars,
         sessions=_sessions(spark, settings),
         today=today or dt.datetime.now(dt.UTC).date(),
-        has_bars=current["daily_bars"].limit(1).count() > 0,
+        has_bars=has_bars,
     )
+    stored = {**current, "daily_bars": inputs.stored_bars}
     batches = []
     for t in SILVER_TABLES:
         batches.append(_stage_routed(t, pending[t.name].rows, inputs, tables))
@@ -556,7 +591,7 @@ def run_bronze_to_silver(
     for r in routed:
         changes = {"new": 0, "revised": 0, "unchanged": 0}
         if r.rows_in:
-            changes = _merge(tables, r, current[r.table.name], run_id, now)
+            changes = _merge(tables, r, current[r.table.name], stored[r.table.name], run_id, now)
             key, values = r.table.quarantine_key(), list(r.table.quarantine_values)
             parts = silver.quarantine_rows(r.quarantined, r.table.name, key, values, run_id, now, q_contract.version)
             quarantine_parts.append(parts)
@@ -618,15 +653,19 @@ def run_silver_to_gold(
     actions_upto = None if actions is None else actions.agg(F.max("updated_at").alias("m")).first().m
     day_events = gold.events(bars, actions if actions_upto is not None else None)
     changed = _changed_since(bars, saved.get("silver.daily_bars"), upto)
+    # Nothing newer than the watermarks: no plan to compute (its query scans silver and gold).
+    moved = full_refresh or (upto is not None and upto != saved.get("silver.daily_bars"))
+    moved = moved or (actions_upto is not None and actions_upto != saved.get("silver.corporate_actions"))
     stored_daily = tables.existing(contract("gold", "fct_daily_prices"))
     # An attempt that died after writing gold rows but before its watermarks left rows equal to
     # the changed bars while its monthly rows and gold changes are missing: then nothing is skipped.
     interrupted = saved.get(ATTEMPT_MARK) is not None
-    if stored_daily is not None and not interrupted:
+    first_bar = changed.agg(F.min("trade_date")).first()[0] if moved and stored_daily is not None else None
+    if first_bar is not None and not interrupted:
         # A daily run's compact series revise the adjusted close of every symbol with a recent event;
         # recomputing from those bars would rewrite (MERGE: the whole table) the values gold has.
         stored_factors = tables.read(contract("gold", "adjustment_factors"))
-        unread = gold.unread_revisions(changed, stored_daily, stored_factors, day_events)
+        unread = gold.unread_revisions(changed, stored_daily, stored_factors, day_events, first_bar)
         changed = changed.join(unread, ["symbol", "trade_date"], "left_anti")
     changed = changed.select("symbol", "trade_date")
     if full_refresh:
@@ -634,11 +673,13 @@ def run_silver_to_gold(
     if actions_upto is not None:
         changed_actions = _changed_since(actions, saved.get("silver.corporate_actions"), actions_upto)
         changed = changed.unionByName(changed_actions.select("symbol", F.col("ex_date").alias("trade_date")))
-    # Nothing newer than the watermarks: no plan to compute (its query scans silver and gold).
-    moved = full_refresh or (upto is not None and upto != saved.get("silver.daily_bars"))
-    moved = moved or (actions_upto is not None and actions_upto != saved.get("silver.corporate_actions"))
     stored = tables.read(contract("gold", "fct_daily_prices"))
-    plan = gold.recompute_plan(changed, bars, stored, day_events).collect() if moved else []
+    # Each symbol's first change, collected (a row per symbol): its earliest date bounds, as a
+    # literal, what the plan joins of silver and gold (see gold.recompute_plan).
+    first = changed.groupBy("symbol").agg(F.min("trade_date").alias("trade_date")).collect() if moved else []
+    since = min(r.trade_date for r in first) if first else None
+    firsts = spark.createDataFrame([(r.symbol, r.trade_date) for r in first], "symbol string, trade_date date")
+    plan = gold.recompute_plan(firsts, bars, stored, day_events, since).collect() if first else []
     summary.tables["gold.fct_daily_prices"] = TableSummary(symbols=len(plan))
     summary.tables["gold.fct_monthly_performance"] = TableSummary(symbols=len(plan))
     if plan:
@@ -701,8 +742,8 @@ def _write_prices(
     daily_contract = contract("gold", "fct_daily_prices")
     monthly_contract = contract("gold", "fct_monthly_performance")
     starts = spark.createDataFrame(
-        [(r.symbol, r.start_date, bool(r.full), r.prev_peak) for r in plan],
-        "symbol string, start_date date, full boolean, prev_peak double",
+        [(r.symbol, r.start_date, bool(r.full), r.prev_peak, r.lookback_from) for r in plan],
+        "symbol string, start_date date, full boolean, prev_peak double, lookback_from date",
     )
     symbols = F.broadcast(starts.select("symbol"))
     factors_contract = contract("gold", "adjustment_factors")
@@ -736,7 +777,7 @@ def _write_prices(
     # daily run's new sessions) is appended as computed, without staging or comparing it.
     # The literal bound lets the scan skip what no lookback reaches (the join bounds each symbol).
     earliest = min(r.start_date for r in plan)
-    reached = bars.filter(F.col("trade_date") >= F.lit(earliest - dt.timedelta(days=gold.LOOKBACK_DAYS)))
+    reached = bars.filter(F.col("trade_date") >= F.lit(min(r.lookback_from for r in plan)))
     span = symbol_bars if all(r.full for r in plan) else gold.span_for(reached, starts)
     daily = gold.daily_prices(span, starts, run_id, daily_contract.version, factors)
     rows = sum(r.rows for r in plan)
@@ -886,8 +927,17 @@ MAINTAINED: tuple[tuple[str, str], ...] = tuple(
     for layer, names in (
         ("bronze", ("daily_bars", "security_overview", "quotes", "rejected_files", "corporate_actions")),
         ("silver", ("daily_bars", "securities", "quotes", "quarantine", "corporate_actions")),
-        ("gold", ("dim_security", "dim_date", "fct_daily_prices", "fct_monthly_performance", "latest_quotes",
-                  "adjustment_factors")),
+        (
+            "gold",
+            (
+                "dim_security",
+                "dim_date",
+                "fct_daily_prices",
+                "fct_monthly_performance",
+                "latest_quotes",
+                "adjustment_factors",
+            ),
+        ),
         ("ops", ("processed_files", "gold_changes")),
     )
     for name in names

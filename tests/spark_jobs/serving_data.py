@@ -116,5 +116,3 @@ def write_all_gold(spark, lake: Lake, symbols=("AAPL", "MSFT"), load_id: str = "
                monthly_rows(symbols, ["2024-01-01", "2024-02-01"], load_id, bump))  # fmt: skip
     write_gold(spark, lake, "dim_security", security_rows(symbols, load_id))
     write_gold(spark, lake, "latest_quotes", quote_rows(symbols, load_id, bump))
-
-

@@ -290,3 +290,56 @@ def test_routing_ranks_only_repeated_keys_and_tags_every_row_once(spark):
     assert silver.superseded_rows(single, ["symbol"], order, ["source_file", "record_index"]).count() == 0
     plain = sorted((r.symbol, r[silver.ROUTE]) for r in silver.tag_routes(single, None, ["source_file"]).collect())
     assert plain == [("B", "winner"), ("C", "quarantine")]
+
+
+def test_a_daily_batch_reads_stored_bars_from_its_first_day_and_a_long_gap_keeps_its_previous_close(
+    spark, lake_settings, tmp_path, endpoints, monkeypatch
+):  # fmt: skip
+    """The stored bars a daily batch reads start a literal LOOKBACK before its first bar (older date
+    ranges are skipped), except for a symbol whose previous bar is older than that: its history is
+    read whole, so its new bar is measured against that bar exactly as without the bound."""
+    from lakehouse.settings import load_settings
+    from spark_jobs.tables import Tables, contract
+
+    unbounded = load_settings(home=tmp_path / "unbounded", spark_remote=endpoints.spark_remote)
+    lakes = {"bounded": lake_settings, "unbounded": unbounded}
+    gap = random_walk_bars(HISTORY[:6], seed=5)  # GAP stops trading on Jan 9 ...
+    last = gap[HISTORY[5].isoformat()]
+    for settings in lakes.values():
+        raw = RawLake(Lake.from_settings(settings))
+        raw.daily_bars("AAPL", random_walk_bars(HISTORY, seed=1), "2024-03-01", run_id="h")
+        raw.daily_bars("GAP", gap, "2024-03-01", run_id="h")
+    for name in lakes:
+        run_to_silver(spark, lakes[name], "2024-03-01", run_id="h")
+
+    aapl = random_walk_bars([*HISTORY, dt.date(2024, 3, 1)], seed=1)
+    twice = last.close * 2  # ... and is back on Mar 1 at twice its last close
+    jumped = Bar(twice, twice, twice, twice, 1)
+    for settings in lakes.values():
+        raw = RawLake(Lake.from_settings(settings))
+        raw.daily_bars("AAPL", {d: aapl[d] for d in list(aapl)[-5:]}, "2024-03-04", run_id="d")
+        raw.daily_bars("GAP", {"2024-03-01": jumped}, "2024-03-04", run_id="d")
+
+    tables = Tables(spark, Lake.from_settings(lake_settings))
+    jobs.run_raw_to_bronze(spark, lake_settings, "2024-03-04", "2024-03-04", "d")
+    pending = jobs._pending(tables, "daily_bars", jobs.DateWindow.parse("2024-03-04", "2024-03-04"), False)
+    read = jobs._stored_bars(spark, tables.read(contract("silver", "daily_bars")), pending.rows)
+    since = dt.date(2024, 2, 26) - silver.LOOKBACK  # AAPL's first re-sent bar
+    firsts = {r.symbol: r.first for r in read.groupBy("symbol").agg(F.min("trade_date").alias("first")).collect()}
+    assert firsts == {"AAPL": since, "GAP": HISTORY[0]}  # since: Friday Jan 26
+
+    summaries = {"bounded": run_to_silver(spark, lake_settings, "2024-03-04", run_id="d")}
+    with monkeypatch.context() as m:
+        m.setattr(silver, "LOOKBACK", dt.timedelta(days=36500))
+        summaries["unbounded"] = run_to_silver(spark, unbounded, "2024-03-04", run_id="d")
+    for s in summaries.values():
+        s.pop("seconds")
+    assert summaries["bounded"] == summaries["unbounded"]
+    failed = {r["rule"]: r["failed_count"] for r in summaries["bounded"]["dq"]["failed_rules"]}
+    assert failed["daily_move_explained"] == 1  # GAP's jump, against its Jan 9 close
+    for table, volatile in (("daily_bars", "updated_at"), ("quarantine", "quarantined_at")):
+        got = {}
+        for name, settings in lakes.items():
+            df = Tables(spark, Lake.from_settings(settings)).read(contract("silver", table)).drop(volatile)
+            got[name] = sorted((r.asDict() for r in df.collect()), key=repr)
+        assert got["bounded"] == got["unbounded"]
