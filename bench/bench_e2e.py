@@ -84,19 +84,44 @@ backfill 7.5-9.1 s -> 8.1 s wall, Sail CPU 5.6-6.3 -> 4.7 s; daily 6.6-8.6 -> 3.
 4.8-5.2 -> 1.9 s; daily / backfill 0.87-0.94 -> 0.38-0.45. Left: the daily's 252-bar lookback
 windows (0.6 s CPU), the plan's scans of silver and gold (0.4 s), the monthly MERGE of the current
 month (0.15 s) and 0.8 s of client time building the XNYS calendar in each new process.
-This run (2026-12-02, after issue 20's work; quiet machine, load 1-2): the backfill 34.7 s (67.5 s on
-2026-11-22), client + Sail peak 2,000 MB (the client 699 MB). The daily_5y figure here is a
-regression this run found: 500 one-day symbol ranges inside the window went into the mart load's
-delete and content check as an EXISTS probed for every mart row (gold_to_postgres 122.6 s on 5
-years, 3.3 s on one month). Ranges inside the window are now left out (spark_jobs/serving.replaced,
-tested); re-measured after the fix in one run, with the test suite running alongside: daily_5y
-15.1 s (gold_to_postgres 2.2 s, bronze_to_silver 5.0 s, ingest 2.8 s, silver_to_gold 2.1 s),
-daily_1m 8.1 s: 5y / 1m 1.86 (target 1.2), daily_5y / backfill 0.43 (target 0.15). Why still
-missed: the compact payload's 100 sessions per symbol on 5 years against 23 on one month (input that
-grows with history until 100: bronze parses and silver compares 4.3x the rows), the MERGE of the
-provider's re-adjusted bars into a silver table whose files mix all symbols (Sail rewrites every
-file holding a revised row), the reload of every mart row of a symbol whose current factor moved,
-and fixed costs (ingest's 2,000 requests 2.4-2.8 s, runner 1.2-1.6 s) that weigh on a 10 s run.
+Earlier run (2026-12-02 05:46, before this session's second half): backfill 34.7 s, peak 2,000 MB; a
+regression it found (500 one-day symbol ranges probed as an EXISTS for every mart row: daily
+gold_to_postgres 122.6 s on 5 years) was fixed, then the daily run re-measured at 15.1 s (5y) /
+8.1 s (1m): 1.86.
+What the daily run on 5 years paid for its history, and what changed (each profiled first, every
+Spark action timed with Sail's CPU seconds, old and new code alternating on the same lakes; details
+in docs/transforms.md and docs/serving.md):
+- silver.daily_bars after the backfill was 2 files mixing five years, and Sail 0.7.2's MERGE
+  rewrites every file holding a matched row: the provider's re-adjusted bars (~200 a day) rewrote all
+  627,500 rows. Silver's daily bars and gold's daily prices are now written one 91-day range per file
+  (a contract's `file_range`): the MERGE rewrites the 2-3 recent files of ~21, and reads bounded by a
+  literal trade_date skip the rest.
+- bronze_to_silver read the whole stored table three times (the pre-filter, the previous close, the
+  revision check) and the whole bronze window (the backfill's 677,500 rows share the daily's
+  ingest date in this benchmark): stored bars are now read from 31 days before the batch's first bar
+  (a symbol without a bar in that bound is looked up in full: exact), pending bronze is bounded by
+  its earliest ingested_at. Daily 5y Sail CPU 4.7-6.2 -> 3.6-4.2 s, same silver.
+- silver_to_gold's plan joined all of silver and gold with the changed bars: now from the earliest
+  change on, the history before it as per-symbol aggregates (plan CPU 0.72 -> 0.27 s); found on the
+  way: a symbol back from a halt of over a year got NULL ma_200 (400 calendar days held fewer than
+  252 bars): fixed, tested.
+- gold_to_postgres: rebased symbols' ranges as literals in an OR EXISTS made PostgreSQL scan the
+  628,000 mart rows twice; now a temporary ranges table joined on the primary key: 1.94 -> 0.61 s.
+- fixed costs: the XNYS calendar (1.0-1.3 s a process) is kept per user keyed by its definition
+  (~25 ms); run-store start records commit without waiting for the WAL flush.
+This run (2026-12-02 08:15, quiet machine, load 1-2): daily_5y 9.9 / 10.5 s (ingest 2.6-2.8,
+raw_to_bronze 1.1-1.5, bronze_to_silver 2.3-2.4, silver_to_gold 1.8-1.9, gold_to_postgres 0.5-0.6,
+runner 1.2-1.4) against daily_1m 8.1 / 7.8 s (2.4-2.6, 0.7-0.8, 1.4-1.5, 1.1-1.4, 0.5, 1.2-1.3):
+5y / 1m 1.29 (1.86 before; target 1.2: missed by 0.7 s). What is left between them: the compact
+payload itself (100 sessions a symbol on 5 years, 23 on one month: raw_to_bronze parses 50,000
+rows against 11,500, +0.5 s; input that stops growing at 100 sessions of history), the MERGE of the
+revised bars (the 3 recent files, 76,500 rows, and a join with the whole target: 1.5-2.2 Sail CPU s
+on 5 years against 0.2-0.3; a trade_date bound in its ON clause changes nothing on Sail 0.7.2), the
+252-bar lookback windows over 126,500 bars against 11,500 (bit-identical moving sums need the same
+span) and the factors of the two symbols with a new event over their whole history.
+Daily 5y / backfill 0.28 (target 0.15: missed): the daily run on one month, which does no
+history-proportional work, is itself 0.22 of the backfill: its fixed costs (2,000 API requests
+2.4-2.6 s, the runner 1.2-1.3 s, four Spark jobs' plans and commits ~3.5 s) are the floor.
 """
 NOTEBOOK_PIPELINES = {
     "pl_raw_to_bronze": "raw_to_bronze", "pl_bronze_to_silver": "bronze_to_silver",

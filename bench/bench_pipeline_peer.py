@@ -74,15 +74,24 @@ the table's files), counts 0.6, appends 0.6, the classify pass 0.6. Not done: co
 bars with silver before validating (a bar equal to the stored one may still be the file's last bar
 that the stale rule reads, or a duplicate whose later copy decides the winner: the filter must keep
 those), and staging the corporate-action typing once.
-This run (2026-12-02, after issue 20's work): project 49.7 s (41.5 s without the ingestion's API
-calls) against DuckDB 19.0 and 15.0 s: 2.93 (2.45 without ingest). The project's run had a 66-s test
-run beside it (bronze_to_silver 18.2 s here against 9.7 s in e2e's undisturbed backfill an hour
-apart); e2e's backfill of the same data took 34.7 s (27.4 s without ingest), about 2.0x (1.6x) the
-peer. Peak RSS 1,898 MB (target 2,048: met; the client 0.70 GB after per-file Arrow batches,
-GoldRead keeping no chunks, and children counted by their own VmHWM). What separates the two: DuckDB
-reads RAW in one process with its JSON reader (4.7-6.5 s), the project parses in Python and appends
-to Delta through Spark Connect (6.5-7.8 s), silver's validation and MERGE on Sail (9.7 s undisturbed
-against DuckDB's 1.4-1.6 s), and both pay PostgreSQL's index maintenance (7.2-9.2 s against 7.3-7.7 s).
+Earlier run (2026-12-02 05:52): project 49.7 s against DuckDB 17.0 s, 2.93, disturbed by a test run.
+This run (2026-12-02 08:15, quiet, load 1-2): project 38.8 s (31.1 s without the ingestion's API
+calls) against DuckDB 15.7 and 15.4 s: **2.50** (2.01 without ingest); e2e's backfill in the same
+session 36.5 s (2.36). Peak RSS 1,932 MB here, 2,008 in e2e (1,968-2,055 in this session's
+backfills; target 2,048: at the edge; the peak is Sail staging silver's 627,500 flagged rows, 49
+columns, as one 57 MB file: ~1.19 GB; the client 0.70-0.73 GB). Stage by stage against the peer
+(project / DuckDB): ingest 7.7 s / none (the peer reads what it landed; 2,000 HTTP requests, 213 MB,
+parsed and hashed), RAW -> BRONZE 6.8 / read 4.6-5.1 (Python parsing and Arrow batches through Spark
+Connect against DuckDB's JSON reader), BRONZE -> SILVER 9.3 / 1.4-1.5, SILVER -> GOLD 4.6 / 1.3-1.5,
+GOLD -> POSTGRES 9.0 / 7.4-7.8 (both pay the indexed mart's maintenance), runner 1.2. Silver is the
+gap: this session cut its Sail CPU 19.4 -> 11.6 s (the routing window ranked every row over ~20
+columns; now only repeated keys are ranked over the staged flagged rows), but on 2 cores Sail's wall
+time fell less than its CPU (9.7 -> 8.5-9.3 s): what remains is the typing, the previous-close join
+and the rules over 627,500 rows, staged as one wide Delta file and read back by the counts, the
+winners and the quarantine.
+Missed: 1.5. What would close it, measured but not done: a narrower staged frame (the 8 `*_raw`
+strings and 14 `_ok_*` flags re-derivable after routing), the previous close from a narrow parse,
+and the ingestion's JSON parse (orjson is outside the deployed pins).
 """
 PEER_DATABASE = "pipeline_peer_duckdb"
 PROJECT_DATABASE = "e2e_run_backfill"  # where bench_e2e's backfill loads its marts

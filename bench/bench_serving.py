@@ -48,6 +48,15 @@ floor; the binary COPY into the UNLOGGED staging table is the price of the atomi
 at about (staging + swap) / COPY, which is why it sits near the 1.3 target, and why it rises when
 the machine is busy (two writes of the rows instead of one). A full-window replace adds the DELETE
 of the window's old rows and their index entries inside the same transaction (`project_reload`).
+This run (2026-12-02, quiet): the floor moved, not the load. Migration 062 (issue 20) made the mart's
+`symbol` columns `COLLATE "C"`: every primary-key comparison is now a byte comparison instead of a
+locale-aware one, so the server's COPY into the indexed table fell from 11.2 s (2026-11-22) to 4.5 s,
+while the project's load fell from 12.4 to 6.75 s (read 2.3-2.4, staging 2.7, INSERT ... SELECT
+2.9, content check 0.9-1.2: the swap is 3.8-4.1 s). The ratio rose to 1.50: missed. The load pays
+two writes of the rows (UNLOGGED staging, then the indexed table) for its atomic window, and the
+read of gold through Spark, which no longer hides behind a slow COPY. Not changed this session: a
+COPY straight into the mart inside the swap transaction would drop the staging write but hold the
+window's lock for the whole transfer (readers of the window wait for the read of gold).
 """
 
 

@@ -61,3 +61,19 @@ def test_duckdb_gold_is_the_projects_gold_and_a_changed_value_is_caught(spark, e
     off = daily.set_column(daily.schema.get_field_index("ma_20"), "ma_20", pc.multiply(daily["ma_20"], 1.001))
     with pytest.raises(bench_peers.PeerMismatch, match="ma_20"):
         bench_peers.compare(project_daily, off, bench_peers.DAILY_KEYS, gold.DAILY_VALUES)
+
+
+def test_the_jvm_peers_parquet_tables_accept_every_argument_of_the_methods_they_override() -> None:
+    """The JVM peer swaps the jobs' Tables for a parquet subclass: an override that no longer takes
+    an argument the jobs pass fails only in `make bench` (the writer once lost the contract)."""
+    import inspect
+
+    from spark_jobs.tables import Tables
+
+    peer = bench_peers.parquet_tables()
+    overridden = [n for n in vars(peer) if not n.startswith("__") and hasattr(Tables, n)]
+    assert "_writer" in overridden
+    for name in overridden:
+        named = [p.name for p in inspect.signature(getattr(Tables, name)).parameters.values()
+                 if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]  # fmt: skip
+        inspect.signature(getattr(peer, name)).bind(**dict.fromkeys(named))  # raises TypeError naming it
