@@ -59,23 +59,12 @@ def db(pg_dsn: str):
         yield dsn
 
 
-def copy_in(conn: psycopg.Connection, table: pa.Table, batch_rows: int) -> str:
-    digest = hashlib.md5()
-    with conn.cursor() as cur, cur.copy("COPY t FROM STDIN (FORMAT binary)") as copy:
-        copy.write(copy_binary.SIGNATURE)
-        for chunk in copy_binary.encode(table, batch_rows):
-            digest.update(chunk)
-            copy.write(chunk)
-        copy.write(copy_binary.TRAILER)
-    return digest.hexdigest()
-
-
-def copy_in_columns(conn: psycopg.Connection, table: pa.Table) -> str:
+def copy_in(conn: psycopg.Connection, table: pa.Table, batch_rows: int = 1_000) -> str:
     """COPY `table` into t's columns of the same names; the md5 of the tuples sent."""
     digest = hashlib.md5()
     with conn.cursor() as cur, cur.copy(f"COPY t ({', '.join(table.column_names)}) FROM STDIN (FORMAT binary)") as copy:
         copy.write(copy_binary.SIGNATURE)
-        for chunk in copy_binary.encode(table, 1_000):
+        for chunk in copy_binary.encode(table, batch_rows):
             digest.update(chunk)
             copy.write(chunk)
         copy.write(copy_binary.TRAILER)
@@ -101,13 +90,7 @@ def test_the_bytes_equal_the_servers_own_binary_copy(db):
     with psycopg.connect(db) as conn:
         conn.execute(f"CREATE TEMP TABLE t ({PG_COLUMNS}, n bigserial)")
         columns = ", ".join(TABLE.column_names)
-        digest = hashlib.md5()
-        with conn.cursor() as cur, cur.copy(f"COPY t ({columns}) FROM STDIN (FORMAT binary)") as copy:
-            copy.write(copy_binary.SIGNATURE)
-            for chunk in copy_binary.encode(TABLE, 2):
-                digest.update(chunk)
-                copy.write(chunk)
-            copy.write(copy_binary.TRAILER)
+        sent = copy_in(conn, TABLE, 2)
         dump = bytearray()
         with (
             conn.cursor() as cur,
@@ -117,7 +100,7 @@ def test_the_bytes_equal_the_servers_own_binary_copy(db):
                 dump += data
     assert bytes(dump[: len(copy_binary.SIGNATURE)]) == copy_binary.SIGNATURE
     body = bytes(dump[len(copy_binary.SIGNATURE) : -len(copy_binary.TRAILER)])
-    assert hashlib.md5(body).hexdigest() == digest.hexdigest()
+    assert hashlib.md5(body).hexdigest() == sent
 
 
 def test_read_digest_hashes_the_servers_tuples_as_encode_hashed_them_and_counts_them(db):
@@ -126,7 +109,7 @@ def test_read_digest_hashes_the_servers_tuples_as_encode_hashed_them_and_counts_
     rows = pa.concat_tables([TABLE] * 500)
     with psycopg.connect(db) as conn:
         conn.execute(f"CREATE TEMP TABLE t ({PG_COLUMNS}, n bigserial)")
-        sent = copy_in_columns(conn, rows)
+        sent = copy_in(conn, rows)
         columns = sql.SQL(", ").join(map(sql.Identifier, TABLE.column_names))
         ordered = sql.SQL("SELECT {} FROM t WHERE n <= {} ORDER BY n")
         assert copy_binary.read_digest(conn, ordered.format(columns, rows.num_rows)) == (rows.num_rows, sent)
