@@ -248,19 +248,13 @@ def span_for(silver: DataFrame, starts: DataFrame) -> DataFrame:
     """Silver bars of each symbol from LOOKBACK_BARS bars before its start date to its last bar.
 
     Args:
-        starts: (symbol, start_date) and, from :func:`recompute_plan`, ``lookback_from``: the date
-            the LOOKBACK_BARS bars surely begin after. Without it, LOOKBACK_DAYS before the start
-            (enough only for a symbol that traded on most sessions).
+        starts: (symbol, start_date, lookback_from), ``lookback_from`` as :func:`recompute_plan`
+            gives it: a date the LOOKBACK_BARS bars begin after, which LOOKBACK_DAYS before the
+            start is not for a symbol back from a long halt.
     """
-    if "lookback_from" in starts.columns:
-        reach = F.col("lookback_from")
-    else:
-        reach = F.date_sub(F.col("start_date"), LOOKBACK_DAYS)
-    near = (
-        silver.join(F.broadcast(starts.select("symbol", "start_date", reach.alias("_from"))), "symbol", "inner")
-        .filter(F.col("trade_date") >= F.col("_from"))
-        .drop("_from")
-    )
+    bounds = F.broadcast(starts.select("symbol", "start_date", "lookback_from"))
+    near = silver.join(bounds, "symbol", "inner").filter(F.col("trade_date") >= F.col("lookback_from"))
+    near = near.drop("lookback_from")
     by_date = Window.partitionBy("symbol").orderBy("trade_date")
     numbered = near.withColumn("_rn", F.row_number().over(by_date))
     first_in = Window.partitionBy("symbol")

@@ -678,8 +678,10 @@ def run_silver_to_gold(
     # literal, what the plan joins of silver and gold (see gold.recompute_plan).
     first = changed.groupBy("symbol").agg(F.min("trade_date").alias("trade_date")).collect() if moved else []
     since = min(r.trade_date for r in first) if first else None
-    firsts = spark.createDataFrame([(r.symbol, r.trade_date) for r in first], "symbol string, trade_date date")
-    plan = gold.recompute_plan(firsts, bars, stored, day_events, since).collect() if first else []
+    plan = []
+    if first:
+        firsts = spark.createDataFrame([(r.symbol, r.trade_date) for r in first], "symbol string, trade_date date")
+        plan = gold.recompute_plan(firsts, bars, stored, day_events, since).collect()
     summary.tables["gold.fct_daily_prices"] = TableSummary(symbols=len(plan))
     summary.tables["gold.fct_monthly_performance"] = TableSummary(symbols=len(plan))
     if plan:

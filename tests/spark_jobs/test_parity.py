@@ -99,7 +99,9 @@ def gold_on(spark) -> dict[str, list[tuple]]:
     changed = bars.filter("trade_date >= DATE'2024-02-01'").select("symbol", "trade_date")
     starts = gold.recompute_starts(changed, bars)
     with_peak = starts.withColumn("prev_peak", F.when(starts.symbol == "MSFT", F.lit(150.0)))
-    daily = gold.daily_prices(gold.span_for(bars, starts), with_peak, "l", "1.0.0")
+    # every symbol trades every session here: the lookback's LOOKBACK_BARS lie in LOOKBACK_DAYS
+    reach = starts.withColumn("lookback_from", F.date_sub("start_date", gold.LOOKBACK_DAYS))
+    daily = gold.daily_prices(gold.span_for(bars, reach), with_peak, "l", "1.0.0")
     full = bars.select("symbol").distinct().withColumn("start_date", F.lit(DAYS[0]))
     full_daily = gold.daily_prices(bars, full.withColumn("prev_peak", F.lit(None).cast("double")), "l", "1.0.0")
     monthly = gold.monthly_performance(full_daily, full, "l", "1.0.0")
