@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -92,22 +93,32 @@ def _bronze_counts(tables: Tables, table: str, window: DateWindow, files: list[s
 def _load(tables: Tables, table: str, batches, window: DateWindow) -> tuple[TableSummary, dict[str, int]]:
     """Append batches of whole files to a bronze table, then prove every file's rows arrived once.
 
+    A batch is appended on a second thread while the driver parses the next one: parsing is the
+    driver's CPU and the append the engine's, so they overlap instead of taking turns (RAW -> BRONZE
+    of 500 symbols x 5 years: about 4 s of parsing and 4.5 s of appends). One append at a time, in
+    the batches' order; the driver holds the batch being sent and the one being parsed, no more.
+
     Returns:
         The table's counts, and the bronze rows per loaded file as counted back after the load.
     """
     target, rejected_contract = contract("bronze", table), contract("bronze", "rejected_files")
     parsed: dict[str, int] = {}
     rejected = 0
-    for batch in batches:
-        if batch.rows:
-            tables.append(bronze.to_frame(tables.spark, batch.rows, target), target)
-        if batch.column_rows:
-            tables.append_arrow(batch.take_arrow_table(target), target)
-        if batch.rejected:
-            tables.append(bronze.to_frame(tables.spark, batch.rejected, rejected_contract), rejected_contract)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bronze-append") as writer:
+        writing: Future | None = None
+        for batch in batches:
+            if writing is not None:
+                writing.result()  # the previous append's error surfaces here, before the next is sent
+            # Joined into one table only now: while the previous batch was sent, this one was still
+            # its per-file arrays, not a second copy of the rows beside the sent batch's.
+            columns = batch.take_arrow_table(target) if batch.column_rows else None
+            writing = writer.submit(_append_batch, tables, target, rejected_contract, batch.rows, columns,
+                                    batch.rejected)  # fmt: skip
             rejected += len(batch.rejected)
-        parsed.update(batch.records_per_file)
-        del batch  # freed before the generator parses the next one: one batch alive at a time, not two
+            parsed.update(batch.records_per_file)
+            del batch, columns  # the writer holds what it sends; the next batch is parsed meanwhile
+        if writing is not None:
+            writing.result()
     landed = _bronze_counts(tables, table, window, [p for p, n in parsed.items() if n])
     wrong = {p: (n, landed.get(p, 0)) for p, n in parsed.items() if landed.get(p, 0) != n}
     if wrong:
@@ -122,6 +133,18 @@ def _load(tables: Tables, table: str, batches, window: DateWindow) -> tuple[Tabl
         rows_written=sum(landed.values()),
     )
     return counts, landed
+
+
+def _append_batch(
+    tables: Tables, target: Contract, rejected_contract: Contract, rows: list[dict], columns, rejected: list[dict]
+) -> None:
+    """One batch's rows (as row dicts and as an Arrow table) and its rejected files, appended."""
+    if rows:
+        tables.append(bronze.to_frame(tables.spark, rows, target), target)
+    if columns is not None:
+        tables.append_arrow(columns, target)
+    if rejected:
+        tables.append(bronze.to_frame(tables.spark, rejected, rejected_contract), rejected_contract)
 
 
 def _begin(job: str, start_date, end_date, run_id: str, full_refresh) -> tuple[DateWindow, bool, JobSummary]:
