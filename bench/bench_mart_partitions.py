@@ -18,8 +18,9 @@ from the first byte to commit, then checks the whole table's (rows, md5) against
 
 - windows: ``backfill`` (all ``years`` into an empty mart), ``month`` (the last calendar month,
   replacing its loaded rows), ``day`` (the last session, replacing its loaded rows);
-- ``insert_select``: what ``spark_jobs.serving`` does: binary COPY into an UNLOGGED staging table,
-  then one transaction: delete the window, INSERT ... SELECT, count and md5 the window;
+- ``insert_select``: what ``spark_jobs.serving`` did when this was measured: binary COPY into an UNLOGGED
+  staging table, then one transaction: delete the window, INSERT ... SELECT, count and md5 the window
+  (serving now COPies straight into the mart inside that transaction: docs/serving.md);
 - ``partition_swap``: per partition the window touches, a plain table COPied (plus the rows of the
   old partition outside the window), then its primary key and index (derived from the parent's),
   a CHECK constraint equal to the bounds (so ATTACH skips its validation scan), md5 of its window
@@ -482,6 +483,8 @@ TARGETS = [
 ]  # fmt: skip
 FINDINGS = """\
 **Decision: do not partition mart.daily_prices; keep the staging + DELETE + INSERT ... SELECT swap.**
+(Since then the load drops the staging write: DELETE and COPY straight into the mart in one
+transaction, which keeps the MVCC guarantee below; see docs/serving.md.)
 Medians of one run (500 symbols x 5 years, monthly partitions, load average 2.5-6.8; a run an hour
 earlier on a quieter machine gave the same order):
 

@@ -24,7 +24,7 @@ from lakehouse.job_summary import JobSummary, TableSummary
 from lakehouse.lake import Lake
 from lakehouse.raw_store import RawStore, cluster_raw_store
 from lakehouse.settings import Settings
-from spark_jobs import bronze, gold, quality, raw, silver
+from spark_jobs import bronze, gold, quality, raw, serving, silver
 from spark_jobs.contracts import Contract
 from spark_jobs.job_params import DateWindow, parse_flag
 from spark_jobs.tables import Tables, contract
@@ -979,16 +979,24 @@ def run_maintenance(
     full_refresh=False,
     vacuum_retention_hours: int = 168,
 ) -> JobSummary:
-    """Compact small files and vacuum old ones on every table; report versions and row counts."""
+    """Compact small files and vacuum old ones on every table; report versions and row counts.
+
+    First the gold changes served more than ``serving.SERVED_CHANGES_RETENTION`` ago are deleted:
+    serving marks what it loaded with a MERGE over that table, so the table must not keep every
+    change ever served (reported as the table's ``rows_deleted``).
+    """
     window = DateWindow.parse(start_date, end_date)
     tables, _ = _context(spark, settings)
     started = time.monotonic()
     summary = JobSummary(job="maintenance", run_id=run_id, start_date=window.start, end_date=window.end)
+    pruned = serving.prune_served_changes(tables, _now() - serving.SERVED_CHANGES_RETENTION)
     for layer, name in MAINTAINED:
         c = contract(layer, name)
         if not tables.exists(c):
             continue
         done = tables.optimize(c) | tables.vacuum(c, vacuum_retention_hours)
         summary.tables[c.qualified_name] = TableSummary(**done, rows=tables.read(c).count())
+    if pruned:
+        summary.tables["ops.gold_changes"].rows_deleted = pruned
     summary.seconds = round(time.monotonic() - started, 3)
     return summary

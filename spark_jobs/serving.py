@@ -1,20 +1,24 @@
 """GOLD -> SERVING: load a window of the gold Delta tables into the PostgreSQL marts, atomically.
 
-For each mart table of a load:
+First, for every mart table of a load, compare the gold schema with the mart table and fail
+naming the mismatched columns, before anything is written. Then one transaction replaces every
+table's window; per table it:
 
-1. compare the gold schema with the mart table and fail naming the mismatched columns, before
-   anything is written (every table is checked before the first one is staged);
-2. read the gold window through Arrow (``DataFrame.toArrow()`` over Spark Connect), in key order;
-3. stream it with binary COPY (:mod:`spark_jobs.copy_binary`, whole batches, no per-row Python)
-   into an UNLOGGED staging table, hashing the bytes sent: that md5 is the window's checksum.
+1. deletes exactly the window (and the changed ranges, below);
+2. reads the gold window through Arrow (``DataFrame.toArrow()`` over Spark Connect), in key order,
+   and streams it with binary COPY (:mod:`spark_jobs.copy_binary`, whole batches, no per-row
+   Python) straight into the mart table, hashing the bytes sent: that md5 is the window's checksum;
+3. checks the mart's content over what it replaced against that checksum, and marks the audit row
+   succeeded with rows and checksum.
 
-Then one transaction swaps every table: delete exactly the window, insert from staging, check the
-window's row count, and mark the audit rows succeeded with rows and checksum. A reader on another connection
-sees the old rows or the new rows of every table, never a mix, and never one table new and another
-old. A failure anywhere leaves the previous rows and an audit row with status ``failed``; a loader
-killed outright leaves a ``running`` row whose advisory lock is gone, which the next load (or
-:func:`recover_abandoned`) marks failed. Transient connection errors retry the whole attempt with
-backoff; that is safe because an attempt replaces its window, it never appends.
+The rows are written once (a staging table written first, then ``INSERT ... SELECT``, wrote them
+twice); the transaction's locks block other loads and writers, never readers. A reader on another
+connection sees the old rows or the new rows of every table, never a mix, and never one table new
+and another old. A failure anywhere, mid-COPY included, leaves the previous rows and an audit row
+with status ``failed``; a loader killed outright leaves a ``running`` row whose advisory lock is
+gone, which the next load (or :func:`recover_abandoned`) marks failed. Transient connection errors
+retry the whole attempt with backoff; that is safe because an attempt replaces its window, it
+never appends.
 
 Windows per table: ``daily_prices`` rows with ``trade_date`` in [start, end]; ``monthly_performance``
 every month the window touches; ``dim_security`` (SCD2 history changes anywhere) and
@@ -70,7 +74,7 @@ from spark_jobs.tables import Tables
 log = logging.getLogger(__name__)
 
 MART_SCHEMA = "mart"
-STAGING_SCHEMA = "staging"
+STAGING_SCHEMA = "staging"  # staging.<table>__<audit_id> of loaders before issue 20; dropped if left
 # First key of the two-key advisory locks a live loader holds on its audit rows ('load').
 AUDIT_LOCK_CLASS = int.from_bytes(b"load", "big")
 COPY_BATCH_ROWS = 65_536
@@ -190,12 +194,12 @@ class TableLoad:
     checksum: str | None = None
     audit_id: int | None = None
     reason: str | None = None
-    seconds: dict[str, float] = field(default_factory=dict)  # read, stage, swap (shared by the tables)
+    seconds: dict[str, float] = field(default_factory=dict)  # delete, read (in copy), copy, verify, swap (all)
     ranges: tuple[SymbolRange, ...] = ()  # replaced besides the window
 
 
 @dataclass
-class _Staged:
+class _Planned:
     table: MartTable
     columns: list[str]
     data: GoldRead
@@ -206,10 +210,8 @@ class _Staged:
     result: TableLoad | None = field(default=None)
 
     @property
-    def staging(self) -> sql.Composed:
-        return sql.SQL("{}.{}").format(
-            sql.Identifier(STAGING_SCHEMA), sql.Identifier(f"{self.table.name}__{self.audit_id}")
-        )
+    def target(self) -> sql.Composed:
+        return sql.SQL("{}.{}").format(sql.Identifier(MART_SCHEMA), sql.Identifier(self.table.name))
 
 
 # --- schema comparison ------------------------------------------------------------------------
@@ -438,7 +440,7 @@ def load(
     if not load_id or not load_id.strip():
         raise ValueError("load_id (the run_id) must not be empty")
     selected = _select(tables)
-    staged: list[_Staged] = []
+    planned: list[_Planned] = []
     skipped: list[TableLoad] = []
     with pg.connect(info, attempts=attempts, autocommit=True) as conn:
         for table in selected:
@@ -456,17 +458,17 @@ def load(
             extra = table.symbol_ranges((ranges or {}).get(table.name, ()), bounds)
             rows = served(Tables(spark, lake), window_rows(df, table, bounds, extra), table).select(*columns)
             frames = chunk_frames(rows, table, bounds, extra)
-            staged.append(_Staged(table, columns, GoldRead(frames, table.keys), bounds, extra))
+            planned.append(_Planned(table, columns, GoldRead(frames, table.keys), bounds, extra))
 
     try:
         for attempt in pg.retrying(attempts):
             with attempt:
                 number = attempt.retry_state.attempt_number
-                _attempt(info, staged, load_id=load_id, full_refresh=full_refresh, attempt=number)
+                _attempt(info, planned, load_id=load_id, full_refresh=full_refresh, attempt=number)
     finally:
-        for item in staged:
+        for item in planned:
             item.data.close()
-    return [s.result for s in staged if s.result is not None] + skipped
+    return [s.result for s in planned if s.result is not None] + skipped
 
 
 def _mart_is_empty(conn: psycopg.Connection, table: MartTable) -> bool:
@@ -489,27 +491,22 @@ def _select(tables: Iterable[str] | None) -> list[MartTable]:
     return [t for t in MART_TABLES.values() if t.name in names]  # fixed order: no lock-order deadlocks
 
 
-def _attempt(info: str, staged: list[_Staged], *, load_id: str, full_refresh: bool, attempt: int) -> None:
+def _attempt(info: str, planned: list[_Planned], *, load_id: str, full_refresh: bool, attempt: int) -> None:
     conn = pg.connect(info, attempts=1, autocommit=True)
     try:
         recover_abandoned(conn)
-        for item in staged:
+        for item in planned:
             item.audit_id = _open_audit(conn, item, load_id, full_refresh, attempt)
         try:
-            for item in staged:
-                _stage(conn, item)
-            failpoints.failpoint("pg_load:staged")  # every table COPied into staging, nothing swapped
-            _swap(conn, staged)
+            _swap(conn, planned)
         except BaseException as exc:
-            _record_failure(conn, info, staged, exc)
+            _record_failure(conn, info, planned, exc)
             raise
-        finally:
-            _drop_staging(conn, staged)
     finally:
         conn.close()  # ends the session: its advisory locks go with it
 
 
-def _open_audit(conn: psycopg.Connection, item: _Staged, load_id: str, full_refresh: bool, attempt: int) -> int:
+def _open_audit(conn: psycopg.Connection, item: _Planned, load_id: str, full_refresh: bool, attempt: int) -> int:
     """Insert the 'running' audit row and take its advisory lock in one transaction."""
     lo, hi = item.bounds if item.bounds else (None, None)
     with conn.transaction():
@@ -535,28 +532,33 @@ def _lock_key(audit_id: int) -> int:
     return audit_id % 2_147_483_647
 
 
-def _stage(conn: psycopg.Connection, item: _Staged) -> None:
-    """CREATE UNLOGGED staging table; binary COPY the Arrow rows into it, hashing what is sent."""
+def _copy(conn: psycopg.Connection, item: _Planned) -> int:
+    """Binary COPY the gold rows straight into the mart table, hashing what is sent; the rows copied.
+
+    Called inside the swap transaction, after the window was deleted: the rows are written once.
+    A failure mid-stream (a rejected row, a gold read that fails, a lost connection) aborts the
+    transaction with the rows sent so far; a loader killed mid-stream ends its session, which
+    rolls them back: the old window stays.
+    """
     started = time.perf_counter()
-    conn.execute(
-        sql.SQL("CREATE UNLOGGED TABLE {} (LIKE {}.{})").format(
-            item.staging, sql.Identifier(MART_SCHEMA), sql.Identifier(item.table.name)
-        )
-    )
     columns = sql.SQL(", ").join(map(sql.Identifier, item.columns))
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(item.staging, columns)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(item.target, columns)
     digest = hashlib.md5(usedforsecurity=False)
-    with conn.cursor() as cur, cur.copy(statement) as copy:
-        copy.write(copy_binary.SIGNATURE)
-        for data in item.data:
-            for chunk in copy_binary.encode(data, COPY_BATCH_ROWS):
-                digest.update(chunk)
-                copy.write(chunk)
-            del data  # released before the next chunk is awaited
-        copy.write(copy_binary.TRAILER)
+    with conn.cursor() as cur:
+        with cur.copy(statement) as copy:
+            copy.write(copy_binary.SIGNATURE)
+            for data in item.data:
+                for chunk in copy_binary.encode(data, COPY_BATCH_ROWS):
+                    digest.update(chunk)
+                    copy.write(chunk)
+                del data  # released before the next chunk is awaited
+                failpoints.failpoint("pg_load:copy")  # the window deleted, part of its new rows sent
+            copy.write(copy_binary.TRAILER)
+        copied = cur.rowcount
     item.checksum = digest.hexdigest()
-    item.result.seconds["read"] = round(item.data.seconds, 3)  # overlaps "stage", which includes it
-    item.result.seconds["stage"] = round(time.perf_counter() - started, 3)
+    item.result.seconds["read"] = round(item.data.seconds, 3)  # overlaps "copy", which includes it
+    item.result.seconds["copy"] = round(time.perf_counter() - started, 3)
+    return copied
 
 
 def replaced(table: MartTable, bounds: tuple[dt.date, dt.date] | None) -> sql.Composable:
@@ -603,7 +605,7 @@ def _in_ranges(table: MartTable, ranges: sql.Composable) -> sql.Composable:
     )
 
 
-def _delete(conn: psycopg.Connection, target: sql.Composable, item: _Staged, ranges: sql.Composable | None) -> int:
+def _delete(conn: psycopg.Connection, target: sql.Composable, item: _Planned, ranges: sql.Composable | None) -> int:
     """Delete the window, then the ranges (disjoint from it); the rows deleted."""
     window = replaced(item.table, item.bounds)
     deleted = conn.execute(sql.SQL("DELETE FROM {} WHERE {}").format(target, window)).rowcount
@@ -614,28 +616,31 @@ def _delete(conn: psycopg.Connection, target: sql.Composable, item: _Staged, ran
     return deleted
 
 
-def _swap(conn: psycopg.Connection, staged: list[_Staged]) -> None:
-    """One transaction: per table, delete the window, insert the staged rows, checksum, audit."""
+def _swap(conn: psycopg.Connection, planned: list[_Planned]) -> None:
+    """One transaction: per table, delete the window, COPY the gold rows in, checksum, audit.
+
+    The rows stream from gold into the mart inside the transaction: written once, where a COPY into
+    a staging table first wrote them twice (an UNLOGGED table, then ``INSERT ... SELECT`` into the
+    indexed mart). The transaction, and its table locks, now last through the read of gold; the
+    locks block other loads and writers of the tables, never readers, who see the old rows (MVCC)
+    until the commit.
+    """
     started = time.perf_counter()
     with conn.transaction():
-        for item in staged:
+        for item in planned:
             # Blocks other loads of the table (and writers), never readers.
             conn.execute(sql.SQL("LOCK TABLE {}.{} IN SHARE ROW EXCLUSIVE MODE").format(
                 sql.Identifier(MART_SCHEMA), sql.Identifier(item.table.name)))  # fmt: skip
-        for item in staged:
-            target = sql.SQL("{}.{}").format(sql.Identifier(MART_SCHEMA), sql.Identifier(item.table.name))
+        for item in planned:
             step = time.perf_counter()
             estimated = conn.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass",
                                      (item.table.qualified,)).fetchone()[0]  # fmt: skip
             ranges = ranges_table(conn, item.table, item.ranges)
-            deleted = _delete(conn, target, item, ranges)
-            columns = sql.SQL(", ").join(map(sql.Identifier, item.columns))
-            inserted = conn.execute(
-                sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(target, columns, columns, item.staging)
-            ).rowcount
+            deleted = _delete(conn, item.target, item, ranges)
+            item.result.seconds["delete"] = round(time.perf_counter() - step, 3)
+            inserted = _copy(conn, item)
             if inserted != item.data.num_rows:
-                raise ServingError(f"{item.table.qualified}: staged {item.data.num_rows} rows but inserted {inserted}")
-            item.result.seconds["insert"] = round(time.perf_counter() - step, 3)
+                raise ServingError(f"{item.table.qualified}: read {item.data.num_rows} rows but copied {inserted}")
             step = time.perf_counter()
             digest = item.checksum
             with _index_order(conn, inserted > INDEX_ORDER_MIN_ROWS + INDEX_ORDER_SHARE * max(estimated, 0)):
@@ -663,7 +668,7 @@ def _swap(conn: psycopg.Connection, staged: list[_Staged]) -> None:
             log.info("%s: deleted %s, inserted %s (%.3fs into the swap)", item.table.qualified, deleted,
                      inserted, time.perf_counter() - started)  # fmt: skip
         failpoints.failpoint("pg_load:swap")  # every window deleted and re-inserted, not committed
-    for item in staged:
+    for item in planned:
         item.result.seconds["swap"] = round(time.perf_counter() - started, 3)
 
 
@@ -748,11 +753,11 @@ def checksum_query(
     return sql.SQL("SELECT * FROM ({} UNION ALL {}) AS replaced ORDER BY {}").format(window, joined, order)
 
 
-def _record_failure(conn: psycopg.Connection, info: str, staged: list[_Staged], exc: BaseException) -> None:
+def _record_failure(conn: psycopg.Connection, info: str, planned: list[_Planned], exc: BaseException) -> None:
     """Mark this attempt's audit rows failed, on the same connection if it still works."""
     message = f"{type(exc).__name__}: {exc}".strip()[:4000]
-    ids = [s.audit_id for s in staged if s.audit_id is not None]
-    for item in staged:
+    ids = [s.audit_id for s in planned if s.audit_id is not None]
+    for item in planned:
         if item.result is not None:
             item.result.status, item.result.reason = "failed", message
     if not ids:
@@ -771,19 +776,9 @@ def _record_failure(conn: psycopg.Connection, info: str, staged: list[_Staged], 
         log.exception("could not mark audit rows %s failed; the next load will (abandoned)", ids)
 
 
-def _drop_staging(conn: psycopg.Connection, staged: list[_Staged]) -> None:
-    if conn.broken or conn.closed:
-        return  # recover_abandoned drops them once the dead session's locks are gone
-    try:
-        for item in staged:
-            if item.audit_id is not None:
-                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(item.staging))
-    except psycopg.Error:
-        log.warning("could not drop staging tables of this load; the next load will")
-
-
 def recover_abandoned(conn: psycopg.Connection) -> list[int]:
-    """Mark 'running' audit rows whose loader is gone as failed, and drop their staging tables.
+    """Mark 'running' audit rows whose loader is gone as failed, and drop any staging table they left
+    (loads no longer stage; a loader of an earlier version killed before an upgrade may have).
 
     A live loader holds an advisory lock on each of its audit rows for its whole session; when the
     process is killed or its connection lost, PostgreSQL releases the lock. Must be called on a
@@ -932,6 +927,31 @@ class PendingChanges:
         frame = self.tables.spark.createDataFrame(pa.Table.from_pylist(served, schema=c.arrow_schema()))
         self.tables.merge(frame, c, matched_condition="t.recorded_at = s.recorded_at")
         return len(served)
+
+
+# Served changes kept for inspection (which load served which gold run's ranges); older ones are
+# pruned by maintenance, so the MERGE that marks a load's changes served reads a bounded table.
+SERVED_CHANGES_RETENTION = dt.timedelta(days=30)
+
+
+def prune_served_changes(tables: Tables, served_before: dt.datetime) -> int:
+    """Delete the ``ops.gold_changes`` rows served before `served_before`; the rows deleted.
+
+    Why: :meth:`PendingChanges.mark_served` is a MERGE, and Sail 0.7.2's MERGE joins the whole
+    target, so a table keeping every change ever served (about 1,000 rows a day) made each daily
+    load's marking grow with history (measured 0.04-0.17 s on an empty history, 1.0-1.6 s on a
+    year, 3.3-5.5 s on five). Pending rows (``served_by`` NULL) are never deleted.
+    """
+    c = contracts.load("ops", "gold_changes")
+    changes = tables.existing(c)
+    if changes is None:
+        return 0
+    cutoff = served_before.astimezone(dt.UTC)  # an instant, whatever the session's time zone
+    predicate = f"served_by IS NOT NULL AND served_at < TIMESTAMP '{cutoff:%Y-%m-%d %H:%M:%S.%f}+00:00'"
+    old = changes.filter(F.expr(predicate)).count()
+    if old:
+        tables.delete(c, predicate)
+    return old
 
 
 def pending_changes(tables: Tables, selected: Iterable[MartTable]) -> PendingChanges:

@@ -49,7 +49,7 @@ DELTA_COMMITS = [
     ("delta_commit:gold.fct_daily_prices", "silver_to_gold: Delta commit of gold.fct_daily_prices (MERGE)"),
 ]
 PG_LOAD = [
-    ("pg_load:staged", "gold_to_postgres: after COPY into staging, before the swap"),
+    ("pg_load:copy", "gold_to_postgres: mid-COPY into the mart inside the replace transaction (window deleted)"),
     ("pg_load:swap", "gold_to_postgres: inside the replace transaction (deleted and re-inserted, not committed)"),
 ]
 ENGINE_KILLS = [
@@ -184,8 +184,8 @@ def test_the_engine_killed_mid_commit_is_restarted_and_the_rerun_ends_as_if_neve
 def test_a_load_killed_inside_its_swap_leaves_the_old_rows_and_the_next_load_recovers(case, reference, endpoints):
     """The cheap one for `make test`: on the reference's loaded marts, a rerun of pl_gold_to_postgres is
     killed inside its replace transaction; readers still see the rows of before; the audit rows it
-    left 'running', its staging tables and its run left 'InProgress' are cleaned up by the next
-    command, whose load ends equal."""
+    left 'running' and its run left 'InProgress' are cleaned up by the next command, whose load ends
+    equal. The load COPies straight into the marts: no staging table exists at any point."""
     from lakehouse.settings import load_settings
     from local.adf.runner import run_pipeline
     from local.runtime import local_platform
@@ -193,7 +193,7 @@ def test_a_load_killed_inside_its_swap_leaves_the_old_rows_and_the_next_load_rec
     scenario, expected = reference
     c = case("crash recovery", "SIGKILL inside the mart swap transaction of a reload, then load again",
              expected="marts unchanged after the kill (atomic swap); next load marks the abandoned audit failed, "
-                      "drops its staging, ends with equal marts",
+                      "ends with equal marts; no staging table at any point",
              crash_point="gold_to_postgres: replace transaction (reload of loaded marts)")  # fmt: skip
     before = Outcome.of(scenario).marts
     params = {"startDate": scenario.start, "endDate": scenario.end, "runId": "crash-in-swap"}
@@ -202,7 +202,7 @@ def test_a_load_killed_inside_its_swap_leaves_the_old_rows_and_the_next_load_rec
     assert killed.killed, killed.output[-3000:]
     after_kill = pipeline_runs.ops_state(scenario.dsn)
     assert Outcome.of(scenario).marts == before == expected.marts
-    assert after_kill["load_audit"].get("running") == 3 and after_kill["staging_tables"] == 3, after_kill
+    assert after_kill["load_audit"].get("running") == 3 and after_kill["staging_tables"] == 0, after_kill
     with pipeline_runs.scenario_environment(scenario), local_platform(load_settings()) as platform:
         run = run_pipeline("pl_gold_to_postgres", params | {"runId": "after-crash"}, platform.run_context())
     assert run.status == "Succeeded", run.error

@@ -74,3 +74,32 @@ def test_maintenance_compacts_and_keeps_contents(pipeline, raw_lake):
     summary = jobs.run_maintenance(pipeline.spark, pipeline.settings, "2024-03-01", "2024-03-04", "maint")
     assert summary.tables["gold.fct_daily_prices"].rows == 2 * len(DAYS)
     assert snapshot(pipeline) == before
+
+
+def test_maintenance_deletes_the_gold_changes_served_longer_ago_than_the_retention(spark, lake_settings):
+    """Served changes older than the retention go (serving's marking MERGE reads the whole table);
+    recently served ones and pending ones, however old, stay, and the summary counts what went."""
+    import pyarrow as pa
+
+    from lakehouse.lake import Lake
+    from spark_jobs import serving
+    from spark_jobs.tables import Tables, contract
+
+    tables = Tables(spark, Lake.from_settings(lake_settings))
+    c = contract("ops", "gold_changes")
+    now = dt.datetime.now(dt.UTC)
+    retention = serving.SERVED_CHANGES_RETENTION
+    rows = [("OLD", now - retention - dt.timedelta(days=1)), ("RECENT", now - retention + dt.timedelta(days=1)),
+            ("PENDING", None)]  # fmt: skip
+    tables.append_arrow(pa.Table.from_pylist([
+        {"gold_run_id": "run-1", "table_name": "fct_daily_prices", "symbol": symbol,
+         "range_start": dt.date(2024, 1, 2), "range_end": dt.date(2024, 1, 31),
+         "recorded_at": now - 2 * retention, "served_by": served and "load-1", "served_at": served,
+         "schema_version": c.version}
+        for symbol, served in rows
+    ], schema=c.arrow_schema()), c)  # fmt: skip
+
+    summary = jobs.run_maintenance(spark, lake_settings, "2024-03-01", "2024-03-04", "maint")
+
+    assert sorted(r.symbol for r in tables.read(c).collect()) == ["PENDING", "RECENT"]
+    assert summary.tables["ops.gold_changes"].rows_deleted == 1

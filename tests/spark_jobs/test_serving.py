@@ -316,6 +316,115 @@ def test_a_loader_killed_inside_its_transaction_leaves_the_old_rows(spark, lake,
     assert fetch(db, "SELECT count(*) FROM pg_tables WHERE schemaname = 'staging'") == [(0,)]
 
 
+def test_the_rows_are_copied_straight_into_the_mart_without_a_staging_table(spark, lake, db):
+    """Written once: inside its swap the loader has created no staging table (one per table before)."""
+    load(spark, lake, db, load_id="old")
+    write_all_gold(spark, lake, SYMBOLS, load_id="gold-new", bump=1.0)
+    blocker = Blocker(db, "symbol = 'AAPL' AND trade_date = '2024-01-12'")
+    loader = threading.Thread(target=lambda: load(spark, lake, db, load_id="direct"))
+    loader.start()
+    try:
+        blocker.wait_for_blocked_loader()  # dim_security copied, daily_prices' window being deleted
+        staging = fetch(db, "SELECT count(*) FROM pg_tables WHERE schemaname = 'staging'")
+    finally:
+        blocker.release()
+        loader.join(timeout=60)
+    assert staging == [(0,)]
+    assert [a["status"] for a in audit(db, "direct")] == ["succeeded"] * 4
+
+
+def wide_gold(spark, tmp_path: Path, symbols: int = 20) -> tuple[Lake, list[tuple], DateWindow]:
+    """daily_prices of `symbols` symbols over a window long enough to be read in READ_CHUNKS chunks."""
+    lake = Lake(str(tmp_path / "wide"))
+    daily = daily_rows([f"S{i:02d}" for i in range(symbols)], "2024-01-02", "2024-03-28")
+    write_gold(spark, lake, "fct_daily_prices", daily)
+    return lake, daily, DateWindow.parse("2024-01-02", "2024-03-28")
+
+
+def test_a_copy_rejected_half_way_leaves_the_old_window(spark, db, tmp_path):
+    """The server rejects a row of the last chunk after the first chunks were copied into the mart
+    (the window already deleted): the transaction rolls back to the old window, the audit says failed."""
+    lake, daily, window = wide_gold(spark, tmp_path)
+    load(spark, lake, db, window=window, load_id="old", tables=["daily_prices"])
+    before = mart(db, "daily_prices")
+    newer = [(*r[:17], "gold-new", r[18]) for r in daily]
+    newer[-1] = (*newer[-1][:2], None, *newer[-1][3:])  # open NULL: the mart's NOT NULL rejects it
+    write_gold(spark, lake, "fct_daily_prices", newer)
+
+    with pytest.raises(psycopg.errors.NotNullViolation) as caught:
+        load(spark, lake, db, window=window, load_id="bad", tables=["daily_prices"])
+    line = int(re.search(r"COPY daily_prices\S*, line (\d+)", str(caught.value.diag.context)).group(1))
+    assert line == len(daily)  # every earlier row was sent (and copied) before the rejection
+    assert mart(db, "daily_prices") == before
+    (failed,) = audit(db, "bad")
+    assert failed["status"] == "failed" and "open" in failed["error"] and failed["attempt"] == 1
+
+
+def test_a_gold_read_failing_half_way_leaves_the_old_window(spark, db, tmp_path, monkeypatch):
+    """The read of the last chunk fails in the engine after the first chunks were copied into the
+    mart: the COPY is aborted, the transaction rolls back to the old window, the engine's error is raised."""
+    from pyspark.sql import functions as F
+
+    lake, daily, window = wide_gold(spark, tmp_path)
+    load(spark, lake, db, window=window, load_id="old", tables=["daily_prices"])
+    before = mart(db, "daily_prices")
+    write_gold(spark, lake, "fct_daily_prices", [(*r[:17], "gold-new", r[18]) for r in daily])
+    chunked = serving.chunk_frames
+
+    def failing_last(df, *args):
+        frames = chunked(df, *args)
+        last = frames[-1]
+        broken = F.when(F.col("symbol") >= F.lit("S00"), F.raise_error(F.lit("gold read failed"))).cast("double")
+        return [*frames[:-1], last.select(*[broken.alias(c) if c == "open" else c for c in last.columns])]
+
+    monkeypatch.setattr(serving, "chunk_frames", failing_last)
+    with pytest.raises(Exception, match="gold read failed"):
+        load(spark, lake, db, window=window, load_id="bad", tables=["daily_prices"])
+    assert mart(db, "daily_prices") == before
+    (failed,) = audit(db, "bad")
+    assert failed["status"] == "failed" and "gold read failed" in failed["error"]
+
+
+KILLED_MID_COPY = """
+import sys
+from lakehouse.lake import Lake
+from local.spark import connect
+from spark_jobs import serving
+spark = connect(sys.argv[1])
+serving.load(spark, Lake(sys.argv[2]), sys.argv[3], window=serving.DateWindow.parse("2024-01-02", "2024-03-28"),
+             load_id="killed", tables=["daily_prices"])
+"""
+
+
+def test_a_loader_killed_mid_copy_leaves_the_old_window(spark, db, tmp_path, endpoints):
+    """SIGKILL after the first chunk of the window went into the mart: the session ends, PostgreSQL
+    rolls the deleted window and the copied rows back; the next load marks the audit row abandoned."""
+    lake, daily, window = wide_gold(spark, tmp_path)
+    load(spark, lake, db, window=window, load_id="old", tables=["daily_prices"])
+    before = mart(db, "daily_prices")
+    write_gold(spark, lake, "fct_daily_prices", [(*r[:17], "gold-new", r[18]) for r in daily])
+    hits = tmp_path / "failpoints.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LAKEHOUSE_FAILPOINTS": "pg_load:copy",
+           "LAKEHOUSE_FAILPOINT_LOG": str(hits)}  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", KILLED_MID_COPY, endpoints.spark_remote, lake.root, db],
+                          cwd=ROOT, env=env, timeout=300)  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL
+    assert [json.loads(h)["failpoint"] for h in hits.read_text().splitlines()] == ["pg_load:copy"]
+    deadline = time.monotonic() + 30
+    while fetch(db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'lakehouse-serving' "
+                    "AND datname = current_database()") != [(0,)]:  # fmt: skip
+        assert time.monotonic() < deadline, "the killed loader's backend did not go away"
+        time.sleep(0.05)
+
+    assert mart(db, "daily_prices") == before
+    with psycopg.connect(db, autocommit=True) as conn:
+        marked = serving.recover_abandoned(conn)
+    (killed,) = audit(db, "killed")
+    assert marked == [killed["audit_id"]] and killed["error"].startswith("abandoned")
+    load(spark, lake, db, window=window, load_id="after", tables=["daily_prices"])
+    assert {r[17] for r in mart(db, "daily_prices")} == {"gold-new"}
+
+
 def test_a_lost_connection_is_retried_and_the_load_completes(spark, lake, db):
     load(spark, lake, db, load_id="old")
     write_all_gold(spark, lake, SYMBOLS, load_id="gold-new", bump=4.0)
@@ -592,3 +701,36 @@ def test_many_ranges_are_joined_from_a_table_each_probing_the_primary_key(spark,
     with psycopg.connect(db) as conn:
         held = serving.mart_checksum(conn, table, (day.start, day.end), ranges=rebased)
     assert held == (result.rows_loaded, result.checksum)
+
+
+def test_pruning_deletes_only_changes_served_before_the_cutoff(spark, tmp_path):
+    """Maintenance keeps ops.gold_changes small (the MERGE marking a load's changes reads all of it):
+    rows served before the cutoff go; rows served after it and pending rows, however old, stay."""
+    import pyarrow as pa
+
+    from spark_jobs import contracts
+    from spark_jobs.tables import Tables
+
+    tables = Tables(spark, Lake(str(tmp_path / "lake")))
+    c = contracts.load("ops", "gold_changes")
+    assert serving.prune_served_changes(tables, dt.datetime.now(dt.UTC)) == 0  # no table yet
+    cutoff = dt.datetime(2026, 11, 2, 4, 0, tzinfo=dt.UTC)
+    minute = dt.timedelta(minutes=1)
+    rows = [  # (symbol, recorded, served_at)
+        ("OLD", cutoff - dt.timedelta(days=40), cutoff - dt.timedelta(days=39)),
+        ("JUST_BEFORE", cutoff - dt.timedelta(days=2), cutoff - minute),
+        ("JUST_AFTER", cutoff - dt.timedelta(days=2), cutoff + minute),
+        ("PENDING", cutoff - dt.timedelta(days=60), None),
+    ]
+    tables.append_arrow(pa.Table.from_pylist([
+        {"gold_run_id": "run-1", "table_name": "fct_daily_prices", "symbol": symbol,
+         "range_start": dt.date(2026, 9, 1), "range_end": dt.date(2026, 9, 30), "recorded_at": recorded,
+         "served_by": served and "load-1", "served_at": served, "schema_version": c.version}
+        for symbol, recorded, served in rows
+    ], schema=c.arrow_schema()), c)  # fmt: skip
+
+    assert serving.prune_served_changes(tables, cutoff.astimezone(dt.timezone(dt.timedelta(hours=-5)))) == 2
+    assert sorted(r.symbol for r in tables.read(c).collect()) == ["JUST_AFTER", "PENDING"]
+    pending = serving.pending_changes(tables, serving.MART_TABLES.values())
+    assert [r.symbol for r in pending.rows] == ["PENDING"]
+    assert serving.prune_served_changes(tables, cutoff) == 0
