@@ -12,6 +12,18 @@ import runs ``pythonnet.load("coreclr")``. That only works when a CoreCLR runtim
 Configuration is explicit (``pythonnet.set_runtime(clr_loader.get_coreclr(...))``) and mirrored
 into the documented environment variables (``DOTNET_ROOT``, ``PYTHONNET_RUNTIME``,
 ``PYTHONNET_CORECLR_RUNTIME_CONFIG``) so child processes see the same runtime.
+
+Every ``lakehouse`` command that runs a pipeline starts .NET once, on its critical path (the GIL
+is held while .NET loads, so a background thread hides little of it); two settings cut that start
+about in half (CPU seconds to load and evaluate 60 expressions: 1.25-1.7 -> 0.75-0.9), without
+touching what the engine computes:
+
+- the framework's loader references all 174 assemblies of its publish folder (ASP.NET, Razor,
+  Azure Storage...: 0.5 s) where expressions need one; :func:`load_dotnet` references that one
+  and lets .NET load its dependencies from the same folder when first used (60-70 assemblies loaded, not 240);
+- tiered compilation re-compiles, on a background thread, every method called 30 times (0.2 s
+  of CPU after the first expressions, competing with Spark for two cores); a short-lived process
+  gains nothing from it, so a method is promoted after 1,000 calls instead.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ import gc
 import importlib.util
 import os
 import shutil
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +42,11 @@ from pathlib import Path
 from typing import Literal
 
 MIN_MAJOR = 5  # the framework's Evaluator assembly targets net5.0
+FRAMEWORK_PACKAGE = "data_factory_testing_framework"
+FRAMEWORK_LOADER = f"{FRAMEWORK_PACKAGE}._pythonnet"  # its package __init__ references every assembly
+EXPRESSIONS_ASSEMBLY = "Microsoft.Azure.DataFactoryTestingFramework.Expressions"
+# Runtime settings for a short-lived process (see the module docstring); a value set by the user wins.
+JIT_SETTINGS = {"DOTNET_TC_CallCountThreshold": "1000"}
 _lock = threading.Lock()
 _configured: DotnetRuntime | None = None
 _loaded = False
@@ -136,6 +154,8 @@ def ensure_dotnet() -> DotnetRuntime:
 
         os.environ["DOTNET_ROOT"] = str(runtime.dotnet_root)
         os.environ["PYTHONNET_RUNTIME"] = "coreclr"
+        for name, value in JIT_SETTINGS.items():
+            os.environ.setdefault(name, value)
         if ctypes.util.find_library("icuuc") is None:
             # .NET aborts at start without ICU unless told to run culture-invariant.
             os.environ.setdefault("DOTNET_SYSTEM_GLOBALIZATION_INVARIANT", "1")
@@ -181,8 +201,33 @@ def load_dotnet() -> DotnetRuntime:
             atexit.register(gc.unfreeze)  # atexit runs hooks last-in first-out: this one after unload
             pythonnet.load()  # registers pythonnet.unload
             atexit.register(_freeze_heap_for_shutdown)  # before unload
+        _reference_expressions_assembly()
         _loaded = True
         return runtime
+
+
+def _reference_expressions_assembly() -> None:
+    """Reference the framework's expression assembly alone, in place of its loader's every assembly.
+
+    The framework's ``_pythonnet`` package is registered without running its ``__init__`` (which
+    would start .NET again and reference the 174 files of its ``bin`` folder); its modules import
+    from it as before. The assembly is loaded from its file, so .NET resolves what it depends on
+    from that folder as it is needed. Left alone when the framework is already imported (it then
+    referenced everything itself) or not installed (importing it raises its own error).
+    """
+    if FRAMEWORK_LOADER in sys.modules:
+        return
+    package = importlib.util.find_spec(FRAMEWORK_PACKAGE)  # a top-level package: found, not imported
+    if package is None or not package.origin:
+        return
+    folder = Path(package.origin).parent / "_pythonnet"
+    import clr
+
+    clr.AddReference(str(folder / "bin" / EXPRESSIONS_ASSEMBLY))  # no suffix: pythonnet probes "<path>.dll"
+    spec = importlib.util.spec_from_file_location(
+        FRAMEWORK_LOADER, folder / "__init__.py", submodule_search_locations=[str(folder)]
+    )
+    sys.modules[FRAMEWORK_LOADER] = importlib.util.module_from_spec(spec)  # not executed
 
 
 def _freeze_heap_for_shutdown() -> None:

@@ -62,3 +62,27 @@ def test_a_run_is_visible_while_in_progress(store, pg_dsn):
     assert seen == ["InProgress"]
     assert store.pipeline_runs(pipeline="pl_child", limit=1)[0]["run_id"] == result.run_id
     assert store.pipeline_runs(pipeline="pl_child", limit=1)[0]["status"] == "Succeeded"
+
+
+def test_a_start_record_the_database_refuses_leaves_the_store_recording(store, pg_dsn):
+    """Start records go in one pipelined transaction: a refused one is rolled back, the next lands."""
+    import datetime as dt
+    import uuid
+
+    import pytest
+
+    from local.adf.records import ActivityRun, PipelineRunResult
+
+    pipeline = PipelineRunResult(str(uuid.uuid4()), "pl_x", {}, "InProgress", dt.datetime.now(dt.UTC))
+    store.record_pipeline_run(pipeline)
+
+    def start(attempt: int) -> None:
+        store.record_activity_run(ActivityRun(str(uuid.uuid4()), pipeline.run_id, "pl_x", "A", "SetVariable",
+                                              "InProgress", dt.datetime.now(dt.UTC), attempt=attempt))  # fmt: skip
+
+    with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+        start(2**40)  # out of the column's integer range
+    start(1)
+    assert [(a["status"], a["attempt"]) for a in store.activity_runs(pipeline.run_id)] == [("InProgress", 1)]
+    pipeline.status, pipeline.end = "Succeeded", dt.datetime.now(dt.UTC)
+    store.record_pipeline_run(pipeline)

@@ -155,6 +155,121 @@ def test_the_default_store_is_named_after_the_framework_and_its_parser(monkeypat
     assert len(fingerprint) == 16 and fingerprint == expressions.parser_fingerprint()
 
 
+# -- loading in a fresh process ----------------------------------------------------------------
+
+_WARM_UP_PROBE = """
+import sys
+from local.adf import expressions
+expressions.warm_up()
+expressions._warm_up.join()
+print(expressions._loaded_engine is not None, flush=True)
+"""
+
+
+def _run_probe(code: str, *args: str) -> str:
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[3]
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_warm_up_thread_loads_the_engine_in_a_fresh_process():
+    """It did not: the parse store's name imported the framework before .NET was configured, the
+    thread's error was swallowed, and every run loaded .NET on its first expression instead."""
+    assert _run_probe(_WARM_UP_PROBE).strip() == "True"
+
+
+def test_a_second_warm_up_returns_while_the_first_is_loading(monkeypatch):
+    """`local_context` calls it again when the run starts: it waited there for the whole load."""
+    import threading
+
+    release = threading.Event()
+
+    def slow_engine():
+        with expressions._setup_lock:  # as the real load holds it
+            release.wait(10)
+
+    monkeypatch.setattr(expressions, "_engine", slow_engine)
+    monkeypatch.setattr(expressions, "_warm_up", None)
+    monkeypatch.setattr(expressions, "_loaded_engine", None)
+    expressions.warm_up()
+    loading = expressions._warm_up
+    try:
+        second = threading.Thread(target=expressions.warm_up)
+        second.start()
+        second.join(2)
+        assert not second.is_alive()
+    finally:
+        release.set()
+        loading.join()
+
+
+def test_the_parse_store_is_named_without_importing_the_framework():
+    probe = "import sys; from local.adf import expressions; expressions.parser_fingerprint(); "
+    probe += "print(sorted(m for m in sys.modules if m.startswith('data_factory_testing_framework')))"
+    assert _run_probe(probe).strip() == "[]"
+
+
+_SAME_VALUES_PROBE = """
+import json, sys
+from local.adf import expressions
+if sys.argv[1] == "framework":  # the framework's own loader: every assembly of its bin folder
+    from local.dotnet_runtime import ensure_dotnet
+    ensure_dotnet()
+    import data_factory_testing_framework  # noqa: F401
+state = expressions.pipeline_state({"runDate": "2024-01-05", "days": 3}, {}, {"RunId": "r"}, {"x": [1, 2]})
+expressions.set_result(state, "Step", "Failed", None, {"errorCode": "E1", "message": "it broke"})
+out = []
+for text in json.loads(sys.argv[2]):
+    try:
+        out.append(["value", expressions.evaluate_expression(text, state)])
+    except expressions.ExpressionError as exc:
+        out.append(["error", str(exc)])
+print(json.dumps(out, default=str))
+"""
+ENGINE_EXPRESSIONS = [
+    "@formatDateTime(addDays(pipeline().parameters.runDate, 2), 'yyyy-MM-dd')",
+    "@convertTimeZone('2024-01-01T00:00:00Z', 'UTC', 'Eastern Standard Time')",
+    "@xpath(xml('<a><b>1</b></a>'), 'string(/a/b)')",
+    "@base64ToString(base64('abc'))",
+    "@uriComponent('a b')",
+    "@json('{\"a\": [1, 2.5, null]}')",
+    "@activity('Step').error.message",
+    "@ticks(startOfMonth(pipeline().parameters.runDate))",
+    "@div(1, 0)",
+    "@int('x')",
+    "@variables('missing')",
+]
+
+
+def test_the_engine_loaded_with_one_assembly_gives_what_the_frameworks_loader_gives():
+    """``local.dotnet_runtime`` references the expression assembly alone (its dependencies load from
+    the framework's folder as needed): values and errors are those of the framework's own loader."""
+    import json
+
+    texts = json.dumps(ENGINE_EXPRESSIONS)
+    ours = json.loads(_run_probe(_SAME_VALUES_PROBE, "ours", texts))
+    framework = json.loads(_run_probe(_SAME_VALUES_PROBE, "framework", texts))
+    assert ours == framework
+    assert [kind for kind, _ in ours].count("error") == 3
+
+
+def test_upstream_the_frameworks_loader_references_every_assembly_of_its_folder():
+    """What ``local.dotnet_runtime`` stands in for; when the framework changes its loader, look again."""
+    import importlib.util
+
+    origin = Path(importlib.util.find_spec("data_factory_testing_framework").origin)
+    loader = (origin.parent / "_pythonnet" / "__init__.py").read_text()
+    assert 'pythonnet.load("coreclr")' in loader
+    assert '.glob("**/*.dll")' in loader and "clr.AddReference(" in loader
+    assert (
+        origin.parent / "_pythonnet" / "bin" / "Microsoft.Azure.DataFactoryTestingFramework.Expressions.dll"
+    ).is_file()
+
+
 # -- the process exit -------------------------------------------------------------------------
 
 _EXIT_PROBE = """
