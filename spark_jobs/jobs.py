@@ -838,17 +838,20 @@ def _write_prices(
 
 
 def _write_changed(tables: Tables, rows: DataFrame, c: Contract) -> None:
-    """Write recomputed gold rows: append the new keys, MERGE only the stored rows whose compared
+    """Write recomputed gold rows: append the new keys, merge only the stored rows whose compared
     values changed, leave the others as stored.
 
     What MERGE with a condition on the compared values leaves in the table, but Sail 0.7.2's MERGE
     joins and rewrites the whole table whatever the source: a recompute that reproduces most of
-    what is stored then writes only what differs. `rows` is read several times: pass a staged frame.
+    what is stored then writes only what differs. A table with a ``file_range`` is compared in the
+    ranges `rows` fall in only (its keys hold the range's date), and its changed rows rewrite
+    those ranges (:meth:`Tables.merge`). `rows` is read several times: pass a staged frame.
     """
     stored = tables.existing(c)
     if stored is None:
         tables.append(rows, c)
         return
+    stored = tables.in_ranges_of(stored, rows, c)
     keys = list(c.keys)
     held = stored.select(*keys, *[F.col(v).alias(f"_stored_{v}") for v in c.compared])
     same = F.lit(True)

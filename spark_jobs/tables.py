@@ -1,7 +1,9 @@
 """The only module that reads and writes Delta tables.
 
 Every write goes through a table's contract (column names, types, order) first. Upserts are SQL
-``MERGE INTO delta.`path```, the statement that runs unchanged on Sail and on Databricks.
+``MERGE INTO delta.`path```, the statement that runs unchanged on Sail and on Databricks, except
+the updates of a table laid out by date ranges: those rewrite the ranges they touch with
+``replaceWhere`` (:meth:`Tables.merge`).
 Sail 0.7.2 does not check that rows written with ``replaceWhere`` satisfy the predicate (Databricks
 does), so :meth:`Tables.replace_where` checks it itself before writing.
 
@@ -16,6 +18,7 @@ and they agree with :meth:`Tables.exists` on what a table is.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +31,7 @@ from pyspark.sql import functions as F
 from lakehouse import failpoints
 from lakehouse.lake import Container, Lake
 from spark_jobs import contracts
-from spark_jobs.contracts import Contract
+from spark_jobs.contracts import Contract, FileRange
 
 
 def is_table(location: str | Path) -> bool:
@@ -197,44 +200,106 @@ class Tables:
         matched_condition: str | None = None,
         update_set: dict[str, str] | None = None,
         update: bool = True,
-    ) -> int:
-        """Upsert `source` into the table on `keys` (default: the contract's keys) with SQL MERGE.
+    ) -> None:
+        """Upsert `source` into the table on `keys` (default: the contract's keys), as SQL MERGE does.
+
+        An update of a table with a ``file_range`` whose keys hold its column is no MERGE: the
+        ranges the source's rows fall in are rewritten (:meth:`_merge_ranges`). Sail 0.7.2's MERGE
+        joins the source with the whole target: a daily run's ~200 revised bars cost 1.1-1.4 Sail
+        CPU s on five years of history against 0.1 on one month, rewritten by range 0.24 (the same
+        3 recent files); a split re-adjusting every bar of the table 5.4 s and 1.5 GB against 1.4 s
+        and 0.9 GB, so no source is too wide for the ranges.
 
         Args:
-            source: rows with exactly the contract's columns.
+            source: rows with exactly the contract's columns, at most one per key.
             contract: the target table.
             keys: the business key to match on.
             matched_condition: extra condition (over aliases ``t`` target, ``s`` source) for updates;
                 matched rows failing it are left unchanged.
             update_set: column -> SQL expression for updates; default every column from the source.
             update: False inserts new keys only and never touches existing rows.
-
-        Returns:
-            The row count the engine reports for the MERGE (Databricks: rows affected; Sail 0.7.2:
-            rows in the files it rewrote), or the rows of a first write. Informational only.
         """
         checked = contract.check(source)
         if not self.exists(contract):
             self.append(checked, contract)
-            return self.read(contract).count()
+            return
         keys = keys or contract.keys
+        sets = {c: f"s.`{c}`" for c in contract.column_names} | (update_set or {})
+        ranged = contract.file_range
+        if update and ranged is not None and ranged.column in keys:
+            spans = _spans(checked, ranged)
+            if spans is not None:
+                if spans:
+                    self._merge_ranges(checked, contract, keys, spans, matched_condition or "TRUE", sets)
+                return
         view = f"merge_src_{uuid.uuid4().hex}"
         checked.createOrReplaceTempView(view)
         on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
         matched = ""
         if update:
             when = f"WHEN MATCHED AND ({matched_condition})" if matched_condition else "WHEN MATCHED"
-            sets = {c: f"s.`{c}`" for c in contract.column_names} | (update_set or {})
             matched = f"{when} THEN UPDATE SET " + ", ".join(f"`{c}` = {e}" for c, e in sets.items()) + " "
         try:
             with self._committing(contract):
-                result = self.spark.sql(
+                self.spark.sql(
                     f"MERGE INTO delta.`{self.path(contract)}` AS t USING {view} AS s ON {on} "
                     f"{matched}WHEN NOT MATCHED THEN INSERT *"
-                ).first()
+                ).collect()
         finally:
             self.spark.catalog.dropTempView(view)
-        return _affected_rows(result)
+
+    def in_ranges_of(self, stored: DataFrame, rows: DataFrame, contract: Contract) -> DataFrame:
+        """The rows of `stored` (the table) in the ``file_range`` ranges that `rows` fall in, bounded
+        by a literal so the other files are skipped: the only rows a key of `rows` can match when
+        the keys hold the range's column. All of `stored` otherwise."""
+        ranged = contract.file_range
+        spans = _spans(rows, ranged) if ranged is not None and ranged.column in contract.keys else None
+        if spans is None:
+            return stored
+        return stored.filter(F.expr(_span_predicate(ranged.column, spans)) if spans else F.lit(False))
+
+    def _merge_ranges(
+        self,
+        source: DataFrame,
+        contract: Contract,
+        keys: tuple[str, ...],
+        spans: list[tuple[dt.date, dt.date]],
+        condition: str,
+        sets: dict[str, str],
+    ) -> None:
+        """What MERGE leaves in the table, written by rewriting the file ranges `spans` only.
+
+        The stored rows of those ranges (a literal bound: the other files are skipped) are joined
+        with the source on the keys; a matched row meeting `condition` takes `sets`, the others stay
+        as stored, a new key is inserted, and the whole is written back with ``replaceWhere`` on the
+        same ranges: one Delta commit that removes the ranges' rows and adds the merged ones, so no
+        row of a range is lost, and a failed write leaves the table as it was. Every row written
+        satisfies the predicate, which Databricks checks ("Arbitrary selective overwrite with
+        replaceWhere", https://docs.databricks.com/delta/selective-overwrite.html, on by default:
+        ``spark.databricks.delta.replaceWhere.constraintCheck.enabled``); Sail 0.7.2 checks nothing
+        and deletes by the predicate row by row, so a file mixing ranges keeps its other rows. The
+        stored rows are read before the commit: like the read-then-append writes of the jobs, this
+        relies on the layer pipelines running one at a time (ADF ``concurrency: 1``); two such
+        writes at once commit one and fail the other, as two MERGEs do
+        (tests/reliability/test_concurrency.py).
+        """
+        predicate = _span_predicate(contract.file_range.column, spans)
+        target, changes = f"merge_tgt_{uuid.uuid4().hex}", f"merge_src_{uuid.uuid4().hex}"
+        self.read(contract).filter(F.expr(predicate)).withColumn("_t", F.lit(True)).createOrReplaceTempView(target)
+        source.withColumn("_s", F.lit(True)).createOrReplaceTempView(changes)
+        on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+        columns = ", ".join(
+            f"CASE WHEN s._s IS NULL THEN t.`{c}` WHEN t._t IS NULL THEN s.`{c}` WHEN ({condition}) THEN {sets[c]} "
+            f"ELSE t.`{c}` END AS `{c}`"
+            for c in contract.column_names
+        )
+        try:
+            merged = self.spark.sql(f"SELECT {columns} FROM {target} AS t FULL OUTER JOIN {changes} AS s ON {on}")
+            with self._committing(contract):
+                self._writer(merged, "overwrite", contract).option("replaceWhere", predicate).save(self.path(contract))
+        finally:
+            self.spark.catalog.dropTempView(target)
+            self.spark.catalog.dropTempView(changes)
 
     def upsert(
         self,
@@ -327,6 +392,30 @@ class Tables:
 _EPOCH = "1970-01-01"  # ranges are counted from it: the same dates fall in the same range in every write
 
 
+def _spans(rows: DataFrame, ranged: FileRange) -> list[tuple[dt.date, dt.date]] | None:
+    """The ``file_range`` ranges holding `rows`, adjacent ones joined, as [first day, day after the
+    last) spans; None when a row has no date (no range holds it). One action over `rows`."""
+    number = F.floor(F.datediff(F.col(ranged.column), F.lit(_EPOCH)) / F.lit(ranged.days)).alias("n")
+    numbers = [r.n for r in rows.select(number).distinct().collect()]
+    if None in numbers:
+        return None
+    numbers.sort()
+    spans: list[list[int]] = []
+    for n in numbers:
+        if spans and spans[-1][1] == n:
+            spans[-1][1] = n + 1
+        else:
+            spans.append([n, n + 1])
+    epoch = dt.date.fromisoformat(_EPOCH)
+    return [
+        (epoch + dt.timedelta(days=lo * ranged.days), epoch + dt.timedelta(days=hi * ranged.days)) for lo, hi in spans
+    ]
+
+
+def _span_predicate(column: str, spans: list[tuple[dt.date, dt.date]]) -> str:
+    return " OR ".join(f"(`{column}` >= DATE'{lo}' AND `{column}` < DATE'{hi}')" for lo, hi in spans)
+
+
 def _range_bytes(table, contract: Contract) -> int:
     """The bytes a file holding one ``file_range`` of the table holds, on average."""
     ranged = contract.file_range
@@ -338,17 +427,6 @@ def _range_bytes(table, contract: Contract) -> int:
     spanned = (max(highs) - min(lows)).days + 1 if lows and highs else ranged.days
     ranges = max(1, -(-spanned // ranged.days))
     return max(1, sum(actions["size_bytes"]) // ranges)
-
-
-def _affected_rows(result) -> int:
-    """The count a MERGE reports: Databricks ``num_affected_rows``, Sail 0.7.2 a single ``count``."""
-    if result is None:
-        return 0
-    values = result.asDict()
-    for name in ("num_affected_rows", "count"):
-        if name in values and values[name] is not None:
-            return int(values[name])
-    return int(next(iter(values.values())) or 0)
 
 
 def contract(layer: str, table: str) -> Contract:

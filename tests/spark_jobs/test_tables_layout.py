@@ -1,8 +1,9 @@
-"""The file layout a contract declares (``file_range``): what a daily run's MERGE and a date-filtered
+"""The file layout a contract declares (``file_range``): what a daily run's merge and a date-filtered
 read pay for depends on it, not on how much history the table holds."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from itertools import pairwise
@@ -10,8 +11,10 @@ from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
 
 from lakehouse.lake import Lake
+from lakehouse.settings import load_settings
 from spark_jobs import contracts
 from spark_jobs.tables import Tables, contract
 
@@ -76,8 +79,8 @@ def history(spark, lake_settings):
 
 
 def test_a_merge_of_recent_revisions_rewrites_only_the_files_of_those_dates(history):
-    """A daily run's revisions (2 symbols' last 60 sessions, as a provider's re-adjusted closes) are
-    a MERGE: it removes only the files covering those dates, not every file of the history."""
+    """A daily run's revisions (2 symbols' last 60 sessions, as a provider's re-adjusted closes)
+    remove only the files covering those dates, not every file of the history."""
     tables, c, location, last = history
     ranges = _ranges(location)
     assert len(ranges) >= 8, f"a 2-year append should be spread over one file per 91 days: {ranges}"
@@ -151,3 +154,103 @@ def test_a_file_range_names_a_date_column_and_a_positive_number_of_days(file_ran
 def test_the_tables_a_daily_run_merges_or_reads_by_date_declare_their_range():
     for layer, table in (("silver", "daily_bars"), ("gold", "fct_daily_prices")):
         assert contracts.load(layer, table).file_range == contracts.FileRange("trade_date", 91)
+
+
+# Silver's merge of revised bars (jobs._merge): a later ingestion with other values wins and counts a revision.
+REVISED = "s.ingested_at > t.ingested_at"
+REVISION = {"revision": "t.revision + 1"}
+
+
+def _changes(tables, c, last: dt.date, case: str):
+    """A merge source for `case`, built from the stored rows (collected: fixed while the table changes)."""
+    stored = tables.read(c)
+    later = F.col("ingested_at") + F.expr("INTERVAL 1 DAY")
+    recent = F.col("trade_date") > F.lit(last - dt.timedelta(days=84))
+    if case == "whole history":  # a split: every bar of one symbol re-adjusted
+        rows = stored.filter(F.col("symbol") == "S03").withColumn("adjusted_close", F.col("adjusted_close") / 4)
+        rows = rows.withColumn("ingested_at", later)
+    else:
+        revised = stored.filter(F.col("symbol").isin("S03", "S07") & recent).withColumn("ingested_at", later)
+        stale = stored.filter((F.col("symbol") == "S05") & recent)  # not ingested later: left as stored
+        far_back = stored.filter(
+            (F.col("symbol") == "S09") & (F.col("trade_date") < F.lit(FIRST + dt.timedelta(days=20)))
+        )
+        rows = revised.unionByName(stale).unionByName(far_back.withColumn("ingested_at", later))
+        rows = rows.withColumn("adjusted_close", F.col("adjusted_close") * 0.99)
+        new = _bars(tables.spark, c, last + dt.timedelta(days=3), 1, 4).withColumn(
+            "symbol", F.concat(F.lit("N"), "symbol")
+        )
+        rows = rows.unionByName(new)  # new keys, one in a range no file holds yet
+    return tables.spark.createDataFrame(rows.collect(), c.ddl())
+
+
+@pytest.mark.parametrize("case", ["revisions, stale rows, far-back rows and new keys", "whole history", "insert only"])
+def test_a_merge_into_a_ranged_table_leaves_what_sql_merge_leaves(history, tmp_path, lake_settings, case):
+    """The ranges a ranged table's merge rewrites hold what SQL MERGE (the path of a table without a
+    range) leaves: matched rows meeting the condition updated, the others and the rest of the ranges
+    as stored, new keys inserted; the files of the ranges it does not touch stay."""
+    tables, c, location, last = history
+    source = _changes(tables, c, last, case)
+    kwargs = {"update": False} if case == "insert only" else {"matched_condition": REVISED, "update_set": REVISION}
+    other = Tables(
+        tables.spark,
+        Lake.from_settings(load_settings(home=tmp_path / "merged", spark_remote=lake_settings.spark_remote)),
+    )
+    unranged = dataclasses.replace(c, file_range=None)
+    other.append(tables.read(c), unranged)
+    before = _ranges(location)
+
+    tables.merge(source, c, **kwargs)
+    other.merge(source, unranged, **kwargs)
+
+    assertDataFrameEqual(tables.read(c), other.read(unranged))
+    touched = {p for p, (_, hi) in before.items() if hi > str(last - dt.timedelta(days=84))}
+    kept = set(_ranges(location)) & set(before)
+    if case == "whole history":
+        assert not kept, "every range holds a revised row: every file is rewritten"
+    elif case == "insert only":  # no stored row changes: new files only
+        assert kept == set(before)
+    else:
+        assert touched.isdisjoint(kept) and len(kept) >= len(before) - len(touched) - 1, (len(kept), len(before))
+
+
+def test_a_merge_of_recent_revisions_reads_no_file_of_older_dates(history):
+    """A daily run's revisions read the ranges they rewrite and skip the rest of the history: an
+    unreadable file of old dates does not stop them (Sail 0.7.2's MERGE joins the whole target and
+    fails on it)."""
+    tables, c, location, last = history
+    source = _changes(tables, c, last, "recent").filter(F.col("trade_date") > F.lit(last - dt.timedelta(days=84)))
+    oldest = min(_ranges(location).items(), key=lambda item: item[1])[0]
+    (location / oldest).write_bytes(b"not parquet")
+
+    tables.merge(source, c, matched_condition=REVISED, update_set=REVISION)
+
+    recent = tables.read(c).filter(F.col("trade_date") > F.lit(last - dt.timedelta(days=84)))
+    revised = recent.filter(F.col("revision") == 2).select("symbol").distinct().collect()
+    assert sorted(r.symbol for r in revised) == ["S03", "S07"]
+    assert recent.filter(F.col("symbol").startswith("N")).count() == 4
+
+
+def test_a_merge_into_files_mixing_ranges_keeps_their_other_rows(spark, lake_settings, tmp_path):
+    """A table whose files mix ranges (written before its layout, or compacted on Databricks): the
+    ranges rewritten hold what MERGE leaves, and the rows of other dates in the same files stay
+    (the engine deletes by the replaceWhere predicate row by row, not file by file)."""
+    c = contract("silver", "daily_bars")
+    unranged = dataclasses.replace(c, file_range=None)
+    rows = spark.createDataFrame(_bars(spark, c, FIRST, SESSIONS, SYMBOLS).collect(), c.ddl())
+    mixed = Tables(spark, Lake.from_settings(lake_settings))
+    merged = Tables(
+        spark, Lake.from_settings(load_settings(home=tmp_path / "merged", spark_remote=lake_settings.spark_remote))
+    )
+    mixed.append(rows.coalesce(1), unranged)
+    merged.append(rows, unranged)
+    location = Path(mixed.path(c).removeprefix("file://"))
+    assert len(_ranges(location)) == 1, "the history should be one file of every date"
+    last = mixed.read(c).agg(F.max("trade_date")).first()[0]
+    source = _changes(mixed, c, last, "recent")
+
+    mixed.merge(source, c, matched_condition=REVISED, update_set=REVISION)
+    merged.merge(source, unranged, matched_condition=REVISED, update_set=REVISION)
+
+    assertDataFrameEqual(mixed.read(c), merged.read(unranged))
+    assert mixed.read(c).count() == SYMBOLS * SESSIONS + 4
