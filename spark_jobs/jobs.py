@@ -277,7 +277,9 @@ def _bar_order() -> list[Column]:
 
 
 def _quote_order() -> list[Column]:
-    return [F.col("sequence_number").desc()]
+    """The highest sequence number first; the numbers count per Event Hubs partition, so equal ones
+    (one quote sent on two partitions) go to the latest capture: a total order, one winner every run."""
+    return [F.col("sequence_number").desc(), *silver.latest_first()]
 
 
 def _key(*columns: str) -> Callable[[], Column]:

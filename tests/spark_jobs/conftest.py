@@ -17,8 +17,9 @@ from tests.spark_jobs.raw_files import RawLake
 
 
 @pytest.fixture
-def lake_settings(tmp_path: Path, endpoints) -> Settings:
-    """Settings of a fresh tmp lake on the session's Sail server; no DSN, so DQ results stay in the summary."""
+def lake_settings(tmp_path: Path, endpoints, clean_environment: None) -> Settings:
+    """Settings of a fresh tmp lake on the session's Sail server; no DSN, so DQ results stay in the
+    summary. Nothing comes from the environment (see ``clean_environment``)."""
     return load_settings(home=tmp_path / "home", spark_remote=endpoints.spark_remote)
 
 

@@ -79,7 +79,11 @@ class RawLake:
         self.lake = lake
         self.provider = provider
         self.root = lake.local_path("raw")
-        self._mtime = dt.datetime(2024, 1, 1, tzinfo=dt.UTC).timestamp()
+        # Continue after the newest file already in the lake: a second RawLake on the same lake then
+        # writes later ingestions, not files whose ingested_at ties with the first one's.
+        files = self.root.rglob("*") if self.root.exists() else []
+        held = [p.stat().st_mtime for p in files if p.is_file() and "_manifests" not in p.parts]
+        self._mtime = max([dt.datetime(2024, 1, 1, tzinfo=dt.UTC).timestamp(), *held])
 
     def _write(self, rel: str, data: bytes) -> str:
         path = self.root / rel
