@@ -89,9 +89,13 @@ columns; now only repeated keys are ranked over the staged flagged rows), but on
 time fell less than its CPU (9.7 -> 8.5-9.3 s): what remains is the typing, the previous-close join
 and the rules over 627,500 rows, staged as one wide Delta file and read back by the counts, the
 winners and the quarantine.
-Missed: 1.5. What would close it, measured but not done: a narrower staged frame (the 8 `*_raw`
-strings and 14 `_ok_*` flags re-derivable after routing), the previous close from a narrow parse,
-and the ingestion's JSON parse (orjson is outside the deployed pins).
+Missed: 1.5. Since this run (transforms.md, "Fourth pass"): silver's typing holds no wide frame (its
+windows and left-side joins held the 627,500 typed bars; now aggregates joined with the helper as the
+held side) and stages 29 columns instead of 49: silver's wall 7.5-8.2 -> 5.1 s, Sail CPU 7.5-8.2 ->
+5.0-5.1 s, Sail peak 1,087-1,133 -> 633-657 MB on the same bronze (load 2.6); e2e backfill at load
+1.4-1.9: bronze_to_silver 5.7 -> 3.4 s, whole backfill 21.1 -> 18.5 s, peak RSS 2,338 -> 1,660 MB.
+Not done: the previous close from a narrow parse, the ingestion's JSON parse (orjson is outside the
+deployed pins).
 """
 PEER_DATABASE = "pipeline_peer_duckdb"
 PROJECT_DATABASE = "e2e_run_backfill"  # where bench_e2e's backfill loads its marts

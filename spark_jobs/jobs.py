@@ -262,6 +262,7 @@ class SilverTable:
     materialize: bool = False  # write the routed and the classified rows to scratch tables (large or costly batches)
     # keys whose rows are stored already and pass every rule (with ``_rows``): left out before typing
     unchanged: Callable[[DataFrame, _TypingInputs], DataFrame | None] | None = None
+    received: tuple[str, ...] = ()  # values as received that only a quarantined row keeps (see _staged)
 
     @property
     def contract(self) -> Contract:
@@ -303,6 +304,7 @@ SILVER_TABLES: tuple[SilverTable, ...] = (
         rows=silver.daily_bar_rows, latest_first=_bar_order,
         sample_keys=("symbol", "trade_date_raw", "source_file"), quarantine_key=silver.bar_key,
         quarantine_values=("symbol", "path_symbol", "trade_date_raw", *[f"{c}_raw" for c in silver.BAR_VALUES]),
+        received=tuple(f"{c}_raw" for c in silver.BAR_VALUES),
     ),
     SilverTable(
         "securities", "security_overview",
@@ -325,6 +327,7 @@ SILVER_TABLES: tuple[SilverTable, ...] = (
         sample_keys=("symbol", "ex_date_raw", "source_file"),
         quarantine_key=_key("symbol", "action", "ex_date_raw", "record_index"),
         quarantine_values=("symbol", "path_symbol", "action", "ex_date_raw", "value_raw"),
+        received=("value_raw",),
     ),
 )  # fmt: skip
 
@@ -352,6 +355,17 @@ class _Batch:
     skipped: DataFrame | None  # keys left out as unchanged, with their row counts (``_rows``)
 
 
+def _staged(table: SilverTable, flagged: DataFrame) -> DataFrame:
+    """The columns of a table's flagged rows that are read after the rules: the rows' own columns
+    and the rules' outcomes (:data:`quality.COLUMNS`), not the rules' helper columns; the values as
+    received (`table.received`) only on quarantined rows, NULL on the others (winners keep their
+    typed values). The backfill's bars went from 49 columns to 29, 8 of them NULL.
+    """
+    bad = F.col(quality.QUARANTINE_RULES_COLUMN) != ""
+    kept = [c for c in flagged.columns if not c.startswith("_") or c in quality.COLUMNS]
+    return flagged.select(*[F.when(bad, F.col(c)).alias(c) if c in table.received else F.col(c) for c in kept])
+
+
 def _stage_routed(table: SilverTable, rows: DataFrame, given: _TypingInputs, tables: Tables) -> _Batch:
     """Type, flag and route a table's bronze rows; a materialized table's flagged rows are written
     to a scratch table, so the routing, the counts, the rule samples, the winners and the
@@ -365,7 +379,7 @@ def _stage_routed(table: SilverTable, rows: DataFrame, given: _TypingInputs, tab
     keys, order, row_id = list(table.contract.keys), table.latest_first(), list(contract("bronze", table.source).keys)
     if not table.materialize:
         return _Batch(table, silver.route(flagged, keys, order, row_id), skipped)
-    flagged = tables.stage(flagged, f"silver_flagged_{table.name}")
+    flagged = tables.stage(_staged(table, flagged), f"silver_flagged_{table.name}")
     superseded = tables.stage(silver.superseded_rows(flagged, keys, order, row_id), f"silver_superseded_{table.name}")
     routed = silver.tag_routes(flagged, superseded if superseded.limit(1).count() else None, row_id)
     return _Batch(table, routed, skipped)

@@ -132,33 +132,50 @@ class DataQualityError(RuntimeError):
     """A `fail` rule did not hold; results were recorded before this was raised."""
 
 
-def _ok(rule_index: int) -> str:
-    return f"_ok_{rule_index}"
+FAILED_COLUMN = "_failed"  # bit i set: rule i of the table failed
+COLUMNS = (FAILED_COLUMN, QUARANTINE_RULES_COLUMN, FAIL_RULES_COLUMN)  # what flag adds
+
+
+def _failed(rule_index: int):
+    """Over :func:`flag`'s columns: TRUE when rule `rule_index` failed."""
+    return (F.col(FAILED_COLUMN).bitwiseAND(F.lit(1 << rule_index))) != 0
 
 
 def flag(df: DataFrame, table: str) -> DataFrame:
-    """`df` plus one boolean per rule and two columns naming the failed quarantine / fail rules."""
+    """`df` plus the failed rules as one bit mask (:data:`FAILED_COLUMN`) and two columns naming the
+    failed quarantine / fail rules.
+
+    One integer instead of a boolean per rule: the flagged rows of a large batch are staged (written
+    and read back), and the rules' outcomes are read only by the counts and the samples.
+    """
     rules = RULES[table]
-    flagged = df.withColumns({_ok(i): F.coalesce(F.expr(r.expectation), F.lit(False)) for i, r in enumerate(rules)})
+    if len(rules) > 62:
+        raise ValueError(f"{table}: {len(rules)} rules do not fit the failure bit mask")
+    bits = [F.when(F.coalesce(F.expr(r.expectation), F.lit(False)), 0).otherwise(1 << i) for i, r in enumerate(rules)]
+    mask = bits[0]
+    for bit in bits[1:]:
+        mask = mask + bit
+    flagged = df.withColumn(FAILED_COLUMN, mask.cast("bigint"))
 
     def names(severity: str):
-        picked = [F.when(~F.col(_ok(i)), F.lit(r.name)) for i, r in enumerate(rules) if r.severity == severity]
+        picked = [F.when(_failed(i), F.lit(r.name)) for i, r in enumerate(rules) if r.severity == severity]
         return F.concat_ws(",", *picked) if picked else F.lit("")
 
     return flagged.withColumns({QUARANTINE_RULES_COLUMN: names("quarantine"), FAIL_RULES_COLUMN: names("fail")})
 
 
 def passes_all(table: str):
-    """Over :func:`flag`'s columns: TRUE when the row passes every rule of `table`, whatever the severity."""
+    """TRUE when a row passes every rule of `table`, whatever the severity: the rules' expressions
+    themselves, for a check that needs no :func:`flag` columns (silver's pre-filter)."""
     ok = F.lit(True)
-    for i in range(len(RULES[table])):
-        ok = ok & F.col(_ok(i))
+    for r in RULES[table]:
+        ok = ok & F.coalesce(F.expr(r.expectation), F.lit(False))
     return ok
 
 
 def failure_counts(table: str) -> list:
     """Aggregate expressions counting each rule's failures (``f0``, ``f1``, ...), for one pass."""
-    return [F.sum(F.when(F.col(_ok(i)), 0).otherwise(1)).alias(f"f{i}") for i in range(len(RULES[table]))]
+    return [F.sum(F.when(_failed(i), 1).otherwise(0)).alias(f"f{i}") for i in range(len(RULES[table]))]
 
 
 def summarize(flagged: DataFrame, table: str, key_columns: list[str], counts=None) -> list[RuleResult]:
@@ -176,7 +193,7 @@ def summarize(flagged: DataFrame, table: str, key_columns: list[str], counts=Non
         sample: list = []
         if failed:
             keys = [F.col(k).cast("string").alias(k) for k in key_columns]
-            rows = flagged.filter(~F.col(_ok(i))).select(*keys).orderBy(*key_columns).limit(SAMPLE_SIZE)
+            rows = flagged.filter(_failed(i)).select(*keys).orderBy(*key_columns).limit(SAMPLE_SIZE)
             sample = [r.asDict() for r in rows.collect()]
         results.append(RuleResult(table, rule.name, rule.severity, failed == 0, failed, sample))
     return results

@@ -127,15 +127,38 @@ def typed_daily_bars(
 
     Helper columns for the sessions rules: ``_missing_sessions`` (sessions between a bar and the
     symbol's previous bar) and ``_sessions_behind`` (on a file's last bar of a symbol: sessions
-    between it and the file's ingestion date).
+    between it and the file's ingestion date). Each helper is computed on its keys and attached
+    (:func:`_attach`): no window or join holds the wide rows (the backfill's memory peak).
     """
     typed = _bar_values(bronze, sessions, today)
     if unchanged is not None:
         typed = typed.join(unchanged.select("symbol", "trade_date"), ["symbol", "trade_date"], "left_anti")
-    in_file = Window.partitionBy("source_file", "symbol", "trade_date_raw")
-    typed = typed.withColumn("_rows_in_file_with_key", F.count(F.lit(1)).over(in_file))
-    typed = typed.join(_previous_close(typed, prior), on=["symbol", "trade_date"], how="left")
-    return _session_gaps(typed, sessions)
+    columns = typed.columns
+    in_file = typed.groupBy("source_file", "symbol", "trade_date_raw").agg(
+        F.count(F.lit(1)).alias("_rows_in_file_with_key")
+    )
+    previous = _previous_close(typed, prior)
+    attached = _attach(_attach(typed, in_file, ["source_file", "symbol", "trade_date_raw"]), previous,
+                       ["symbol", "trade_date"])  # fmt: skip
+    helpers = ["_rows_in_file_with_key", "_prev_close", "_prev_trade_date", "_missing_sessions", "_sessions_behind"]
+    return _session_gaps(attached, sessions, keys=typed).select(*columns, *helpers)
+
+
+def _attach(rows: DataFrame, helper: DataFrame, keys: list[str]) -> DataFrame:
+    """`rows` with the other columns of `helper` (one row per key), matched on `keys`; NULL matches
+    NULL, as in a window's partition.
+
+    The helper is the left side of a right join: Sail 0.7.2 holds a join's left side in memory and
+    streams its right side, so the narrow helper is held and the wide rows stream. A window over the
+    wide rows, or a left join with them on the left, held every typed bar of the backfill (627,500
+    rows with their strings: most of its 1.2 GB peak in the Sail server).
+    """
+    renamed = helper.select(*[F.col(k).alias(f"_key_{k}") for k in keys], *[c for c in helper.columns if c not in keys])
+    matched = None
+    for k in keys:
+        same = F.col(f"_key_{k}").eqNullSafe(F.col(k))
+        matched = same if matched is None else matched & same
+    return renamed.join(rows, matched, "right").drop(*[f"_key_{k}" for k in keys])
 
 
 def unchanged_bars(bronze: DataFrame, current: DataFrame, sessions: DataFrame, today: dt.date) -> DataFrame:
@@ -191,11 +214,9 @@ def unchanged_bars(bronze: DataFrame, current: DataFrame, sessions: DataFrame, t
         F.col("_equal") & (F.col("trade_date") < F.col("_last_in_file")) & F.col("_prev_close").isNotNull()
         & (F.col("_first_change").isNull() | (F.col("_session_number") <= F.col("_first_change")))
     )  # fmt: skip
-    flagged = quality.flag(rows, "silver.daily_bars").withColumn(
-        "_skip", F.coalesce(known & quality.passes_all("silver.daily_bars"), F.lit(False))
-    )
+    checked = rows.withColumn("_skip", F.coalesce(known & quality.passes_all("silver.daily_bars"), F.lit(False)))
     return (
-        flagged.filter("symbol IS NOT NULL AND trade_date IS NOT NULL")
+        checked.filter("symbol IS NOT NULL AND trade_date IS NOT NULL")
         .groupBy("symbol", "trade_date")
         .agg(F.min(F.col("_skip").cast("int")).alias("_skip"), F.count(F.lit(1)).alias("_rows"))
         .filter("_skip = 1")
@@ -203,24 +224,31 @@ def unchanged_bars(bronze: DataFrame, current: DataFrame, sessions: DataFrame, t
     )
 
 
-def _session_gaps(typed: DataFrame, sessions: DataFrame) -> DataFrame:
-    """``_missing_sessions`` and ``_sessions_behind`` (see :func:`typed_daily_bars`)."""
+def _session_gaps(typed: DataFrame, sessions: DataFrame, keys: DataFrame | None = None) -> DataFrame:
+    """``_missing_sessions`` and ``_sessions_behind`` (see :func:`typed_daily_bars`): each helper
+    computed on the keys alone and attached (:func:`_attach`), not a window over the wide rows.
+
+    `keys`: the same rows as `typed` with fewer joins above them (default `typed`), for the per-file
+    and per-ingestion aggregates (Sail does not share a frame between two branches: each computes it).
+    """
+    keys = typed if keys is None else keys
     numbers = sessions.select(F.col("trade_date").alias("_d"), F.col("_session_number").alias("_n"))
     previous = numbers.select(F.col("_d").alias("_prev_trade_date"), F.col("_n").alias("_prev_session_number"))
-    typed = typed.join(previous, "_prev_trade_date", "left")
-    typed = typed.withColumn("_missing_sessions", F.col("_session_number") - F.col("_prev_session_number") - 1)
-    ingested = typed.select(F.col("ingest_date").alias("_ingest_date")).distinct()
+    ingested = keys.select(F.col("ingest_date")).distinct()
     through = (
-        ingested.join(numbers, F.col("_d") <= F.col("_ingest_date").cast("date"), "inner")
-        .groupBy("_ingest_date")
+        ingested.join(numbers, F.col("_d") <= F.col("ingest_date").cast("date"), "inner")
+        .groupBy("ingest_date")
         .agg(F.max("_n").alias("_ingest_session_number"))
     )
-    last_in_file = F.max("trade_date").over(Window.partitionBy("source_file", "symbol"))
-    typed = typed.withColumn("_is_last_in_file", F.col("trade_date") == last_in_file)
-    typed = typed.join(through, F.col("ingest_date") == F.col("_ingest_date"), "left").drop("_ingest_date")
-    behind = F.when(F.col("_is_last_in_file"), F.col("_ingest_session_number") - F.col("_session_number"))
+    last = keys.groupBy("source_file", "symbol").agg(F.max("trade_date").alias("_last_in_file"))
+    typed = _attach(_attach(_attach(typed, previous, ["_prev_trade_date"]), through, ["ingest_date"]), last,
+                    ["source_file", "symbol"])  # fmt: skip
+    typed = typed.withColumn("_missing_sessions", F.col("_session_number") - F.col("_prev_session_number") - 1)
+    behind = F.when(
+        F.col("trade_date") == F.col("_last_in_file"), F.col("_ingest_session_number") - F.col("_session_number")
+    )
     return typed.withColumn("_sessions_behind", behind).drop(
-        "_prev_session_number", "_ingest_session_number", "_is_last_in_file"
+        "_prev_session_number", "_ingest_session_number", "_last_in_file"
     )
 
 

@@ -360,3 +360,76 @@ def test_a_daily_batch_reads_stored_bars_from_its_first_day_and_a_long_gap_keeps
             df = Tables(spark, Lake.from_settings(settings)).read(contract("silver", table)).drop(volatile)
             got[name] = sorted((r.asDict() for r in df.collect()), key=repr)
         assert got["bounded"] == got["unbounded"]
+
+
+def test_flag_marks_each_failed_rule_as_one_bit_and_names_the_failed_rules(spark):
+    """One bit per rule (rule i: bit i), read by the counts and the samples."""
+    rows = [("A", "A", dt.date(2024, 1, 2), "Apple"), ("B", "B", None, "Bee"), ("C", "X", dt.date(2024, 1, 2), "")]
+    frame = spark.createDataFrame(rows, "symbol string, path_symbol string, as_of_date date, name string")
+    flagged = quality.flag(frame, "silver.securities")  # keys_not_null, symbol_matches_source, name_present
+    got = {r.symbol: r for r in flagged.collect()}
+    assert {s: r[quality.FAILED_COLUMN] for s, r in got.items()} == {"A": 0, "B": 1, "C": 2 | 4}
+    assert {s: (r[quality.QUARANTINE_RULES_COLUMN], r[quality.FAIL_RULES_COLUMN]) for s, r in got.items()} == {
+        "A": ("", ""), "B": ("keys_not_null", ""), "C": ("", "symbol_matches_source"),
+    }  # fmt: skip
+    counts = flagged.agg(*quality.failure_counts("silver.securities")).first()
+    assert (counts.f0, counts.f1, counts.f2) == (1, 1, 1)
+    assert [r.symbol for r in flagged.filter(quality.passes_all("silver.securities")).collect()] == ["A"]
+    results = quality.summarize(flagged, "silver.securities", ["symbol"], counts)
+    assert [(r.rule, r.failed_count, r.sample_keys) for r in results] == [
+        ("keys_not_null", 1, [{"symbol": "B"}]), ("symbol_matches_source", 1, [{"symbol": "C"}]),
+        ("name_present", 1, [{"symbol": "C"}]),
+    ]  # fmt: skip
+
+
+def _bronze_bars(spark, rows: list[tuple]):
+    """Bronze bars of (symbol, trade_date, open, record_index, source_file), the other values GOOD's."""
+    at = dt.datetime(2024, 1, 5, 22, tzinfo=dt.UTC)
+    v = [GOOD[k] for k in ("2. high", "3. low", "4. close", "5. adjusted close", "6. volume", "7. dividend amount",
+                           "8. split coefficient")]  # fmt: skip
+    full = [(s, "AAPL", d, o, *v, i, f, dt.date(2024, 1, 5), "r", at) for s, d, o, i, f in rows]
+    schema = (
+        "symbol string, path_symbol string, trade_date string, open string, high string, low string, "
+        "close string, adjusted_close string, volume string, dividend_amount string, split_coefficient string, "
+        "record_index int, source_file string, ingest_date date, ingest_run_id string, ingested_at timestamp"
+    )
+    return spark.createDataFrame(full, schema)
+
+
+def test_typed_bars_group_null_keys_within_a_file_as_one_key(spark):
+    """The per-file helpers (rows of a key in a file, the file's last bar of a symbol) are aggregates
+    joined back: a NULL symbol or date is one key, as in the window they replace."""
+    bronze = _bronze_bars(spark, [
+        ("AAPL", "2024-01-02", "10.0", 0, "f1"), ("AAPL", "2024-01-02", "10.0", 1, "f1"),
+        ("AAPL", None, "10.0", 2, "f1"), ("AAPL", None, "10.0", 3, "f1"), ("AAPL", "2024-01-03", "10.0", 4, "f1"),
+        (None, "2024-01-03", "10.0", 5, "f1"), (None, "2024-01-03", "10.0", 6, "f1"),
+        ("AAPL", "2024-01-02", "10.0", 0, "f2"),
+    ])  # fmt: skip
+    sessions = silver.sessions_frame(spark, DAYS)
+    prior = spark.createDataFrame([], "symbol string, trade_date date, close double")
+    typed = silver.typed_daily_bars(bronze, prior, sessions, dt.date(2024, 3, 15))
+    got = {(r.source_file, r.record_index): (r._rows_in_file_with_key, r._sessions_behind) for r in typed.collect()}
+    assert got == {
+        ("f1", 0): (2, None), ("f1", 1): (2, None), ("f1", 2): (2, None), ("f1", 3): (2, None),
+        ("f1", 4): (1, 2),  # the file's last AAPL bar: Jan 3, two sessions before the Jan 5 ingestion
+        ("f1", 5): (2, 2), ("f1", 6): (2, 2),  # no symbol: one key of its own, with its own last bar
+        ("f2", 0): (1, 3),
+    }  # fmt: skip
+
+
+def test_staged_bars_keep_the_values_as_received_only_on_quarantined_rows(spark):
+    """The staged flagged bars (read by the routing, counts, samples, winners and quarantine) hold the
+    rows' own columns and the rules' outcomes, not the rules' helper columns; a winner keeps its
+    typed values, a quarantined row its values as received."""
+    bronze = _bronze_bars(spark, [("AAPL", "2024-01-02", "10.0", 0, "f1"), ("AAPL", "2024-01-03", "n/a", 1, "f1")])
+    sessions = silver.sessions_frame(spark, DAYS)
+    prior = spark.createDataFrame([], "symbol string, trade_date date, close double")
+    bars = next(t for t in jobs.SILVER_TABLES if t.name == "daily_bars")
+    flagged = quality.flag(silver.typed_daily_bars(bronze, prior, sessions, dt.date(2024, 3, 15)), "silver.daily_bars")
+    staged = jobs._staged(bars, flagged)
+    assert not [c for c in staged.columns if c.startswith("_") and c not in quality.COLUMNS]
+    got = {r.record_index: r for r in staged.collect()}
+    assert (got[0].open, got[0].open_raw, got[0].close_raw, got[0][quality.QUARANTINE_RULES_COLUMN]) == (
+        10.0, None, None, "")  # fmt: skip
+    assert (got[1].open, got[1].open_raw, got[1].close_raw, got[1][quality.QUARANTINE_RULES_COLUMN]) == (
+        None, "n/a", "10.5", "values_parse,prices_positive")  # fmt: skip
