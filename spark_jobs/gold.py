@@ -355,8 +355,8 @@ def adjustment_factors(bars: DataFrame, day_events: DataFrame) -> DataFrame:
 
 
 def adjusted(bars: DataFrame, factors: DataFrame | None = None) -> DataFrame:
-    """`bars` plus ``_divisor`` (the product of the event factors on or before each day) and the
-    forward-frame ``adj_close`` (close / _divisor).
+    """The symbol, trade_date and :data:`BAR_INPUTS` of `bars`, plus ``_divisor`` (the product of the
+    event factors on or before each day) and the forward-frame ``adj_close`` (close / _divisor).
 
     Args:
         bars: silver bars.
@@ -366,19 +366,23 @@ def adjusted(bars: DataFrame, factors: DataFrame | None = None) -> DataFrame:
     if factors is None:
         factors = adjustment_factors(bars, events(bars))
     # One timeline of bars and events; on an ex-date the event sorts first, so it divides that day's bar.
-    marks = bars.select("symbol", "trade_date", F.lit(1).alias("_kind"), F.lit(0.0).alias("_log")).unionByName(
+    # The bar values ride along it (an event row holds zeros, dropped with the row) rather than the
+    # divisors being joined back to the bars (a join of every bar with its divisor).
+    placeholders = [F.lit(0).cast("bigint" if c == "volume" else "double").alias(c) for c in BAR_INPUTS]
+    marks = bars.select("symbol", "trade_date", *BAR_INPUTS, F.lit(1).alias("_kind"), F.lit(0.0).alias("_log"))
+    marks = marks.unionByName(
         factors.select(
-            "symbol", F.col("ex_date").alias("trade_date"), F.lit(0).alias("_kind"), F.log("event_factor").alias("_log")
+            "symbol", F.col("ex_date").alias("trade_date"), *placeholders, F.lit(0).alias("_kind"),
+            F.log("event_factor").alias("_log"),
         )
-    )
+    )  # fmt: skip
     so_far = Window.partitionBy("symbol").orderBy("trade_date", "_kind").rowsBetween(Window.unboundedPreceding, 0)
-    per_bar = (
+    return (
         marks.withColumn("_divisor", F.exp(F.sum("_log").over(so_far)))
         .filter(F.col("_kind") == 1)
-        .select("symbol", "trade_date", "_divisor")
-    )
-    return bars.join(per_bar, ["symbol", "trade_date"], "inner").withColumn(
-        "adj_close", F.col("close") / F.col("_divisor")
+        .select(
+            "symbol", "trade_date", *BAR_INPUTS, "_divisor", (F.col("close") / F.col("_divisor")).alias("adj_close")
+        )
     )
 
 
@@ -400,11 +404,14 @@ def daily_prices(
     def last(n: int):
         return by_date.rowsBetween(-(n - 1), 0)
 
-    df = adjusted(span, factors)
+    # adj_close is never NULL (silver's close is not): a window of the last n bars holds n values
+    # once the bar is at least the n-th, so one row number stands in for a count per moving average
+    # (each framed window costs Sail 0.7.2 about as much as the average itself).
+    df = adjusted(span, factors).withColumn("_n", F.row_number().over(by_date))
     ratio = F.col("adj_close") / F.lag("adj_close").over(by_date)
     df = df.withColumn("daily_return", ratio - 1.0).withColumn("log_return", F.log(ratio))
     for n in MOVING_AVERAGES:
-        df = df.withColumn(f"ma_{n}", F.when(F.count("adj_close").over(last(n)) == n, F.avg("adj_close").over(last(n))))
+        df = df.withColumn(f"ma_{n}", F.when(F.col("_n") >= n, F.avg("adj_close").over(last(n))))
     vol = last(VOLATILITY_WINDOW)
     df = df.withColumn(
         "volatility_20d",
