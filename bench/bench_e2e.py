@@ -109,26 +109,29 @@ in docs/transforms.md and docs/serving.md):
   628,000 mart rows twice; now a temporary ranges table joined on the primary key: 1.94 -> 0.61 s.
 - fixed costs: the XNYS calendar (1.0-1.3 s a process) is kept per user keyed by its definition
   (~25 ms); run-store start records commit without waiting for the WAL flush.
-This run (2026-12-02 08:15, quiet machine, load 1-2): daily_5y 9.9 / 10.5 s (ingest 2.6-2.8,
-raw_to_bronze 1.1-1.5, bronze_to_silver 2.3-2.4, silver_to_gold 1.8-1.9, gold_to_postgres 0.5-0.6,
-runner 1.2-1.4) against daily_1m 8.1 / 7.8 s (2.4-2.6, 0.7-0.8, 1.4-1.5, 1.1-1.4, 0.5, 1.2-1.3):
-5y / 1m 1.29 (1.86 before; target 1.2: missed by 0.7 s). What is left between them: the compact
-payload itself (100 sessions a symbol on 5 years, 23 on one month: raw_to_bronze parses 50,000
-rows against 11,500, +0.5 s; input that stops growing at 100 sessions of history), the MERGE of the
-revised bars (the 3 recent files, 76,500 rows, and a join with the whole target: 1.5-2.2 Sail CPU s
-on 5 years against 0.2-0.3; a trade_date bound in its ON clause changes nothing on Sail 0.7.2), the
-252-bar lookback windows over 126,500 bars against 11,500 (bit-identical moving sums need the same
-span) and the factors of the two symbols with a new event over their whole history.
-Daily 5y / backfill 0.28 (target 0.15: missed): the daily run on one month, which does no
-history-proportional work, is itself 0.22 of the backfill: its fixed costs (2,000 API requests
-2.4-2.6 s, the runner 1.2-1.3 s, four Spark jobs' plans and commits ~3.5 s) are the floor.
-After that run, the MERGE of the revised bars became a rewrite of the date ranges they fall in
-(`Tables.merge` on a table with a `file_range`: the ranges' stored rows read by a literal bound,
-merged, written back with replaceWhere in one commit). Jobs called on copies of this benchmark's
-prepared lakes, old and new code alternating (load 8-10, Sail CPU s): the revised bars' write on 5
-years 1.08-1.37 -> 0.24 (one month 0.12-0.13 -> 0.14-0.15), bronze_to_silver 2.0-2.34 -> 1.25-1.38
-(one month 0.75 -> 0.71-0.82); a gold correction (18 recomputed rows) silver_to_gold 1.71-1.76 ->
-0.74-0.83. Every silver, gold and ops table identical. The e2e ratio awaits the next make bench.
+Run of 2026-12-02 08:15 (the previous machine, AMD EPYC, quiet): daily 5y / 1m 10.2 / 7.94 s = 1.29,
+daily 5y / backfill 10.2 / 36.5 s = 0.28, backfill peak RSS 2,008 MB.
+Changed since, each measured with old and new code alternating (details in docs/transforms.md,
+serving.md, orchestration.md, ingestion.md): revised bars rewrite the date ranges they fall in
+(replaceWhere, one commit) instead of Sail's MERGE, whose join read the whole target (the 5y write
+of ~200 revised bars 1.08-1.37 -> 0.24 Sail CPU s); silver's typing holds no wide rows (backfill
+silver Sail CPU 7.5-8.2 -> 5.0-5.1 s, Sail peak 1.1 GB -> 0.64); the runner's .NET start (its
+warm-up thread had failed in every process; one assembly referenced instead of 174: overhead median
+2.67 -> 1.49 s at load 7-13); raw_to_bronze parses a batch while the previous one is appended; the
+mart load COPies straight into the mart; gold's moving averages gated by one row number.
+This run (2026-12-02 11:55, on a replacement machine about twice as fast: Intel Xeon, 2 cores, load
+1.4-1.8): backfill 16.1 s (ingest 4.2, raw_to_bronze 2.7, bronze_to_silver 3.5, silver_to_gold 1.7,
+gold_to_postgres 3.55, runner 0.37), peak RSS 1,651 MB (target 2,048: met, 400 MB to spare).
+Daily 5y 4.99 s (1.31, 0.69, 1.18, 0.91, 0.32, 0.54) against 1m 3.90 s (1.29, 0.41, 0.91, 0.54, 0.22,
+0.48): **1.28** (target 1.2: missed by 0.3 s). What differs is input and lookback: raw_to_bronze
+parses the compact payloads' 50,000 rows against 11,500 (+0.28 s; bronze keeps every row received),
+silver types them (+0.27 s), gold's 252-bar lookback windows span 126,500 bars against 11,500
+(+0.37 s; bit-identical moving sums need the same span).
+Daily 5y / backfill **0.31** (target 0.15: missed; 0.28 on the old machine, where the backfill was
+the slower part: it fell 36.5 -> 16.1 s, the daily run 10.2 -> 5.0). The daily run on one month,
+which does no history-proportional work, is itself 0.24 of the backfill: its fixed costs (2,000 API
+requests 1.3 s, the runner 0.5 s, four Spark jobs' plans and commits) are the floor; 0.15 needs a
+daily run of 2.4 s.
 """
 NOTEBOOK_PIPELINES = {
     "pl_raw_to_bronze": "raw_to_bronze", "pl_bronze_to_silver": "bronze_to_silver",

@@ -74,28 +74,26 @@ the table's files), counts 0.6, appends 0.6, the classify pass 0.6. Not done: co
 bars with silver before validating (a bar equal to the stored one may still be the file's last bar
 that the stale rule reads, or a duplicate whose later copy decides the winner: the filter must keep
 those), and staging the corporate-action typing once.
-Earlier run (2026-12-02 05:52): project 49.7 s against DuckDB 17.0 s, 2.93, disturbed by a test run.
-This run (2026-12-02 08:15, quiet, load 1-2): project 38.8 s (31.1 s without the ingestion's API
-calls) against DuckDB 15.7 and 15.4 s: **2.50** (2.01 without ingest); e2e's backfill in the same
-session 36.5 s (2.36). Peak RSS 1,932 MB here, 2,008 in e2e (1,968-2,055 in this session's
-backfills; target 2,048: at the edge; the peak is Sail staging silver's 627,500 flagged rows, 49
-columns, as one 57 MB file: ~1.19 GB; the client 0.70-0.73 GB). Stage by stage against the peer
-(project / DuckDB): ingest 7.7 s / none (the peer reads what it landed; 2,000 HTTP requests, 213 MB,
-parsed and hashed), RAW -> BRONZE 6.8 / read 4.6-5.1 (Python parsing and Arrow batches through Spark
-Connect against DuckDB's JSON reader), BRONZE -> SILVER 9.3 / 1.4-1.5, SILVER -> GOLD 4.6 / 1.3-1.5,
-GOLD -> POSTGRES 9.0 / 7.4-7.8 (both pay the indexed mart's maintenance), runner 1.2. Silver is the
-gap: this session cut its Sail CPU 19.4 -> 11.6 s (the routing window ranked every row over ~20
-columns; now only repeated keys are ranked over the staged flagged rows), but on 2 cores Sail's wall
-time fell less than its CPU (9.7 -> 8.5-9.3 s): what remains is the typing, the previous-close join
-and the rules over 627,500 rows, staged as one wide Delta file and read back by the counts, the
-winners and the quarantine.
-Missed: 1.5. Since this run (transforms.md, "Fourth pass"): silver's typing holds no wide frame (its
-windows and left-side joins held the 627,500 typed bars; now aggregates joined with the helper as the
-held side) and stages 29 columns instead of 49: silver's wall 7.5-8.2 -> 5.1 s, Sail CPU 7.5-8.2 ->
-5.0-5.1 s, Sail peak 1,087-1,133 -> 633-657 MB on the same bronze (load 2.6); e2e backfill at load
-1.4-1.9: bronze_to_silver 5.7 -> 3.4 s, whole backfill 21.1 -> 18.5 s, peak RSS 2,338 -> 1,660 MB.
-Not done: the previous close from a narrow parse, the ingestion's JSON parse (orjson is outside the
-deployed pins).
+Run of 2026-12-02 08:15 (the previous machine, AMD EPYC, quiet): project 38.8 s against DuckDB
+15.5 s: 2.50 (2.00 without the ingestion's API calls); stages (project / DuckDB): ingest 7.7 / none,
+RAW -> BRONZE 6.8 / read 4.6-5.1, BRONZE -> SILVER 9.3 / 1.4-1.5, SILVER -> GOLD 4.6 / 1.3-1.5,
+GOLD -> POSTGRES 9.0 / 7.4-7.8, runner 1.2. Changed since (transforms.md "Fourth pass" and "Fifth
+pass", serving.md, ingestion.md): silver's typing holds no wide frame (its windows and left-side
+joins held the 627,500 typed bars three times; now aggregates on the keys, joined with the narrow
+side held) and stages 29 columns instead of 49 (Sail CPU 7.5-8.2 -> 5.0-5.1 s, Sail peak 1.1 GB ->
+0.64); raw_to_bronze parses the next batch while the previous one is appended; the mart load COPies
+straight into the mart inside its transaction (no staging write); gold's moving averages gated by
+one row number.
+This run (2026-12-02 11:56, on a replacement machine about twice as fast: Intel Xeon, 2 cores, load
+1.8-1.9): project 16.0 s against DuckDB 8.1-8.3 s: **1.96** (target 1.5: missed); without the
+ingestion's API calls 11.9 s: **1.45**. Peak RSS 1,657 MB (was 1,932-2,008; the peak is no longer
+silver's staging). Stage by stage (project / DuckDB): ingest 4.1 s / none (2,000 HTTP requests, 213
+MB, parsed and hashed: the work the peer does not do, and what the ratio misses by), RAW -> BRONZE
+2.5 / read 2.8, BRONZE -> SILVER 3.5 / 0.8, SILVER -> GOLD 1.7 / 0.75, GOLD -> POSTGRES 3.65 / 3.7,
+runner 0.45. The project now reads RAW as fast as DuckDB and loads the marts as fast; silver (Sail's
+typing, rules and routing over 627,500 rows, 2.7x) and gold (its windows, 2.3x) are what is left
+besides the ingestion. Not done: the previous close from a narrow parse, the ingestion's JSON parse
+(orjson: not on the Databricks runtime, not a drop-in, ~0.3 s measured; docs/ingestion.md).
 """
 PEER_DATABASE = "pipeline_peer_duckdb"
 PROJECT_DATABASE = "e2e_run_backfill"  # where bench_e2e's backfill loads its marts
