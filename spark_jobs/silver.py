@@ -130,9 +130,7 @@ def typed_daily_bars(
     between it and the file's ingestion date). Each helper is computed on its keys and attached
     (:func:`_attach`): no window or join holds the wide rows (the backfill's memory peak).
     """
-    typed = _bar_values(bronze, sessions, today)
-    if unchanged is not None:
-        typed = typed.join(unchanged.select("symbol", "trade_date"), ["symbol", "trade_date"], "left_anti")
+    typed = _bar_values(bronze if unchanged is None else without_days(bronze, unchanged), sessions, today)
     columns = typed.columns
     in_file = typed.groupBy("source_file", "symbol", "trade_date_raw").agg(
         F.count(F.lit(1)).alias("_rows_in_file_with_key")
@@ -159,6 +157,14 @@ def _attach(rows: DataFrame, helper: DataFrame, keys: list[str]) -> DataFrame:
         same = F.col(f"_key_{k}").eqNullSafe(F.col(k))
         matched = same if matched is None else matched & same
     return renamed.join(rows, matched, "right").drop(*[f"_key_{k}" for k in keys])
+
+
+def without_days(bronze: DataFrame, days: DataFrame) -> DataFrame:
+    """The bronze bars not on one of `days` (``symbol``, ``trade_date``: :func:`unchanged_bars`), as
+    received: a bar whose symbol or date is missing or unreadable is on none."""
+    left_out = days.select(F.col("symbol").alias("_skip_symbol"), F.col("trade_date").alias("_skip_day"))
+    on = (F.col("symbol") == F.col("_skip_symbol")) & (_try_date("trade_date") == F.col("_skip_day"))
+    return bronze.join(left_out, on, "left_anti")
 
 
 def unchanged_bars(bronze: DataFrame, current: DataFrame, sessions: DataFrame, today: dt.date) -> DataFrame:

@@ -57,7 +57,7 @@ class RecordingTables:
 @pytest.fixture
 def counted_back(monkeypatch):
     """_load counts the rows back from bronze: here, from what the stand-in recorded."""
-    monkeypatch.setattr(jobs, "_bronze_counts", lambda tables, table, window, files: dict(tables.rows))
+    monkeypatch.setattr(jobs, "_bronze_counts", lambda tables, table, window, files, since: dict(tables.rows))
 
 
 def test_the_next_batch_is_parsed_while_the_previous_one_is_appended(counted_back):
@@ -124,3 +124,17 @@ def test_bronze_loaded_in_many_small_batches_equals_one_batch(spark, lake_settin
     counts = [{k: t["bronze.daily_bars"][k] for k in ("files_loaded", "rows_read", "rows_written")}
               for t in (one["tables"], many.as_dict()["tables"])]  # fmt: skip
     assert counts == [{"files_loaded": 5, "rows_read": 120, "rows_written": 120}] * 2
+
+
+def test_a_file_already_in_bronze_from_another_load_fails_the_count_back(spark, lake_settings):
+    """The count back is bounded by the files' RAW modification time (their rows' ``ingested_at``),
+    not by this load: rows of the same file landed by another load (a concurrent run) still count."""
+    from lakehouse.lake import Lake
+    from spark_jobs.tables import Tables
+
+    tables = Tables(spark, Lake.from_settings(lake_settings))
+    since = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)  # the files' modification time, as _batch writes it
+    counts, landed = jobs._load(tables, "daily_bars", [_batch("AAPL", 5)], WINDOW, since)
+    assert (counts.rows_written, list(landed.values())) == (5, [5])
+    with pytest.raises(jobs.ReconciliationError, match=r"AAPL/r\.json"):
+        jobs._load(tables, "daily_bars", [_batch("AAPL", 5)], WINDOW, since)
