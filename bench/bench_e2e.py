@@ -119,18 +119,24 @@ silver Sail CPU 7.5-8.2 -> 5.0-5.1 s, Sail peak 1.1 GB -> 0.64); the runner's .N
 warm-up thread had failed in every process; one assembly referenced instead of 174: overhead median
 2.67 -> 1.49 s at load 7-13); raw_to_bronze parses a batch while the previous one is appended; the
 mart load COPies straight into the mart; gold's moving averages gated by one row number.
-This run (2026-12-02 11:55, on a replacement machine about twice as fast: Intel Xeon, 2 cores, load
-1.4-1.8): backfill 16.1 s (ingest 4.2, raw_to_bronze 2.7, bronze_to_silver 3.5, silver_to_gold 1.7,
-gold_to_postgres 3.55, runner 0.37), peak RSS 1,651 MB (target 2,048: met, 400 MB to spare).
-Daily 5y 4.99 s (1.31, 0.69, 1.18, 0.91, 0.32, 0.54) against 1m 3.90 s (1.29, 0.41, 0.91, 0.54, 0.22,
-0.48): **1.28** (target 1.2: missed by 0.3 s). What differs is input and lookback: raw_to_bronze
-parses the compact payloads' 50,000 rows against 11,500 (+0.28 s; bronze keeps every row received),
-silver types them (+0.27 s), gold's 252-bar lookback windows span 126,500 bars against 11,500
-(+0.37 s; bit-identical moving sums need the same span).
-Daily 5y / backfill **0.31** (target 0.15: missed; 0.28 on the old machine, where the backfill was
-the slower part: it fell 36.5 -> 16.1 s, the daily run 10.2 -> 5.0). The daily run on one month,
-which does no history-proportional work, is itself 0.24 of the backfill: its fixed costs (2,000 API
-requests 1.3 s, the runner 0.5 s, four Spark jobs' plans and commits) are the floor; 0.15 needs a
+Run of 2026-12-02 11:55, on a replacement machine about twice as fast (Intel Xeon, 2 cores): daily
+5y / 1m 4.99 / 3.90 s = 1.28. Then the daily silver stopped re-typing the unchanged days' rows in
+each of its five typing branches (the rows left after the pre-filter staged once) and the bronze
+count back was bounded by the new files' ingestion time (5y bronze_to_silver Sail CPU 1.31-1.41 ->
+1.01-1.19 s).
+This run (2026-12-02 12:23, load 0.5-1): backfill 16.3 s (ingest 4.2, raw_to_bronze 2.5,
+bronze_to_silver 3.6, silver_to_gold 1.7, gold_to_postgres 3.7, runner 0.47), peak RSS 1,686 MB
+(target 2,048: met; 2,008 before this session). Daily 5y 4.80 s (ingest 1.33, raw_to_bronze 0.64,
+bronze_to_silver 0.99, silver_to_gold 0.92, gold_to_postgres 0.33, runner 0.54) against 1m 3.83 s
+(1.26, 0.40, 0.83, 0.52, 0.22, 0.55): **1.25** (target 1.2: missed by 0.2 s). What differs is input
+and lookback: raw_to_bronze parses the compact payloads' 50,000 rows against 11,500 (+0.24 s;
+bronze keeps every row received), silver pre-filters them (+0.16 s), gold's 252-bar lookback windows
+span 126,500 bars against 11,500 (+0.40 s; bit-identical moving sums need the same span; a
+date-filtered span cut measured ~0.05 s and was not kept: docs/transforms.md).
+Daily 5y / backfill **0.29** (target 0.15: missed; 0.28 on the old machine, where the backfill was
+the slower part: it fell 36.5 -> 16.3 s, the daily run 10.2 -> 4.8). The daily run on one month,
+which does no history-proportional work, is itself 0.23 of the backfill: its fixed costs (2,000 API
+requests 1.3 s, the runner 0.55 s, four Spark jobs' plans and commits) are the floor; 0.15 needs a
 daily run of 2.4 s.
 """
 NOTEBOOK_PIPELINES = {

@@ -84,15 +84,18 @@ side held) and stages 29 columns instead of 49 (Sail CPU 7.5-8.2 -> 5.0-5.1 s, S
 0.64); raw_to_bronze parses the next batch while the previous one is appended; the mart load COPies
 straight into the mart inside its transaction (no staging write); gold's moving averages gated by
 one row number.
-This run (2026-12-02 11:56, on a replacement machine about twice as fast: Intel Xeon, 2 cores, load
-1.8-1.9): project 16.0 s against DuckDB 8.1-8.3 s: **1.96** (target 1.5: missed); without the
-ingestion's API calls 11.9 s: **1.45**. Peak RSS 1,657 MB (was 1,932-2,008; the peak is no longer
-silver's staging). Stage by stage (project / DuckDB): ingest 4.1 s / none (2,000 HTTP requests, 213
-MB, parsed and hashed: the work the peer does not do, and what the ratio misses by), RAW -> BRONZE
-2.5 / read 2.8, BRONZE -> SILVER 3.5 / 0.8, SILVER -> GOLD 1.7 / 0.75, GOLD -> POSTGRES 3.65 / 3.7,
-runner 0.45. The project now reads RAW as fast as DuckDB and loads the marts as fast; silver (Sail's
-typing, rules and routing over 627,500 rows, 2.7x) and gold (its windows, 2.3x) are what is left
-besides the ingestion. Not done: the previous close from a narrow parse, the ingestion's JSON parse
+Run of 2026-12-02 11:56, on a replacement machine about twice as fast (Intel Xeon, 2 cores): project
+16.0 s against DuckDB 8.18 s: 1.96 (1.45 without the ingestion's API calls).
+This run (2026-12-02 12:24, load 0.5-1.5): project 16.3 s against DuckDB 8.6-9.2 s: **1.83** (target
+1.5: missed); without the ingestion's API calls 12.1 s: **1.36**. Peak RSS 1,811 MB (1,932-2,008
+before this session; the peak is no longer silver's staging; the DuckDB peer's own peak is 2,130).
+Stage by stage (project / DuckDB): ingest 4.15 s / none (2,000 HTTP requests, 213 MB, parsed and
+hashed; profiled in docs/ingestion.md: client-bound, the daily bars' histories 1.65-2.2 s and the
+three small datasets' 1,500 requests as long again), RAW -> BRONZE 2.6 / read 3.0, BRONZE -> SILVER
+3.7 / 0.9, SILVER -> GOLD 1.7 / 0.75, GOLD -> POSTGRES 3.6 / 4.1, runner 0.43. The project now reads
+RAW and loads the marts as fast as DuckDB; the ingestion, which the peer does not do, is what the
+ratio misses by, then silver (Sail's typing, rules and routing over 627,500 rows, 4x) and gold (its
+windows, 2.3x). Not done: the previous close from a narrow parse, the ingestion's JSON parse
 (orjson: not on the Databricks runtime, not a drop-in, ~0.3 s measured; docs/ingestion.md).
 """
 PEER_DATABASE = "pipeline_peer_duckdb"
