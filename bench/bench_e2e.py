@@ -209,8 +209,12 @@ def warm_market(url: str, symbols: list[str]) -> None:
         for symbol in symbols:
             for function in ("TIME_SERIES_DAILY_ADJUSTED", "TIME_SERIES_DAILY"):
                 # The synthetic API takes any key.
-                query = {"function": function, "symbol": symbol, "outputsize": "compact",
-                         "apikey": "bench"}  # pragma: allowlist secret
+                query = {
+                    "function": function,
+                    "symbol": symbol,
+                    "outputsize": "compact",
+                    "apikey": "bench",
+                }  # pragma: allowlist secret
                 http.get(url, params=query, timeout=60).raise_for_status()
 
 

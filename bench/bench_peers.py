@@ -313,10 +313,10 @@ def parquet_tables():
             if self.exists(contract):
                 self._rewrite(contract, self.read(contract).filter(~F.coalesce(F.expr(predicate), F.lit(False))))
 
-        def merge(self, source, contract, **kwargs) -> int:
+        def merge(self, source, contract, **kwargs) -> None:
             if not self.exists(contract):
                 self.append(contract.check(source), contract)
-                return self.read(contract).count()
+                return
             if any(kwargs.get(k) for k in ("keys", "matched_condition", "update_set")) or not kwargs.get(
                 "update", True
             ):
@@ -325,7 +325,6 @@ def parquet_tables():
             keys = list(contract.keys)
             kept = self.read(contract).join(source.select(*keys), keys, "left_anti")
             self._rewrite(contract, kept.unionByName(contract.check(source)))
-            return source.count()
 
         def _rewrite(self, contract, rows) -> None:
             path = Path(self.path(contract).removeprefix("file://"))

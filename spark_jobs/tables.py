@@ -301,34 +301,6 @@ class Tables:
             self.spark.catalog.dropTempView(target)
             self.spark.catalog.dropTempView(changes)
 
-    def upsert(
-        self,
-        source: DataFrame,
-        contract: Contract,
-        *,
-        matched_condition: str | None = None,
-        update_set: dict[str, str] | None = None,
-    ) -> None:
-        """:meth:`merge` for the rows of `source` whose keys the table holds; append the others.
-
-        Sail 0.7.2's MERGE costs a join with the whole target and a rewrite of the files it
-        touches even when every source row is new; a daily run's new bars appended instead cost the
-        same on five years of history as on one month. `source` is read more than once, so pass a
-        materialized frame (:meth:`stage`). Not for concurrent writers of the same new keys.
-        """
-        checked = contract.check(source)
-        if not self.exists(contract):
-            self.append(checked, contract)
-            return
-        keys = list(contract.keys)
-        existing = self.read(contract).select(*keys)
-        known = checked.join(existing, keys, "left_semi")
-        new = checked.join(existing, keys, "left_anti")
-        if known.limit(1).count():
-            self.merge(known, contract, matched_condition=matched_condition, update_set=update_set)
-        if new.limit(1).count():
-            self.append(new, contract)
-
     def optimize(self, contract: Contract) -> dict[str, int]:
         """Compact the table's small files; the files added and removed where the engine says.
 

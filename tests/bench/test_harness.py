@@ -10,7 +10,7 @@ import pytest
 
 from bench.harness import REPO, plan, run_child, summarize
 
-FAKE = '''
+FAKE = """
 import time
 def allocate(params):
     t = time.perf_counter()
@@ -18,7 +18,7 @@ def allocate(params):
     blob[::4096] = b"x" * len(blob[::4096])   # touch every page so it is resident
     return {"seconds": time.perf_counter() - t, "bytes": len(blob)}
 CASES = {"allocate": allocate}
-'''
+"""
 
 
 def test_each_run_reports_the_peak_rss_of_its_own_process(tmp_path: Path) -> None:

@@ -1,9 +1,9 @@
 """Gold changes outside the run's window reach the mart, and a mart that does not match gold fails the load.
 
 Each case delivers a history on day 1 and a change on day 2 whose effect on gold lies before day 2's
-window: a 4:1 split (the mart rebases the whole history; gold's forward frame changes from the split on), a revised earlier bar, a bar first delivered a
-day late. Day 2's serving run is given only day 2's window, as the daily pipeline gives it; the mart
-must still equal gold everywhere.
+window: a 4:1 split (the mart rebases the whole history; gold's forward frame changes from the split
+on), a revised earlier bar, a bar first delivered a day late. Day 2's serving run is given only day
+2's window, as the daily pipeline gives it; the mart must still equal gold everywhere.
 """
 
 from __future__ import annotations

@@ -131,8 +131,11 @@ def assert_recovered(c, spark, scenario: Scenario, reference: Outcome, seen: dic
 def _describe(observed) -> str:
     if isinstance(observed, dict):
         engine = observed.get("engine_committed_after_kill")
-        tail = "" if engine is None else (
-            "; the engine then committed the orphaned write" if engine else "; the write was never committed")
+        tail = (
+            ""
+            if engine is None
+            else ("; the engine then committed the orphaned write" if engine else "; the write was never committed")
+        )
         return f"{observed.get('state')}, {observed.get('new_data_files')} new data files{tail}"
     return str(observed)
 
@@ -220,4 +223,3 @@ def test_a_load_killed_inside_its_swap_leaves_the_old_rows_and_the_next_load_rec
     assert ("InProgress", None, 1) in after_kill["top_level_runs"]  # the killed run, until the next command
     assert ("Failed", "RunAbandoned", 1) in ops["top_level_runs"] and ops["in_progress"] == 0, ops
     assert Outcome.of(scenario).marts == expected.marts
-
