@@ -213,8 +213,8 @@ def warm_market(url: str, symbols: list[str]) -> None:
                     "function": function,
                     "symbol": symbol,
                     "outputsize": "compact",
-                    "apikey": "bench",
-                }  # pragma: allowlist secret
+                    "apikey": "bench",  # pragma: allowlist secret
+                }
                 http.get(url, params=query, timeout=60).raise_for_status()
 
 
