@@ -605,9 +605,9 @@ def _in_ranges(table: MartTable, ranges: sql.Composable) -> sql.Composable:
     )
 
 
-def _delete(conn: psycopg.Connection, target: sql.Composable, item: _Planned, ranges: sql.Composable | None) -> int:
+def _delete(conn: psycopg.Connection, item: _Planned, ranges: sql.Composable | None) -> int:
     """Delete the window, then the ranges (disjoint from it); the rows deleted."""
-    window = replaced(item.table, item.bounds)
+    target, window = item.target, replaced(item.table, item.bounds)
     deleted = conn.execute(sql.SQL("DELETE FROM {} WHERE {}").format(target, window)).rowcount
     if ranges is not None:
         deleted += conn.execute(
@@ -636,7 +636,7 @@ def _swap(conn: psycopg.Connection, planned: list[_Planned]) -> None:
             estimated = conn.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass",
                                      (item.table.qualified,)).fetchone()[0]  # fmt: skip
             ranges = ranges_table(conn, item.table, item.ranges)
-            deleted = _delete(conn, item.target, item, ranges)
+            deleted = _delete(conn, item, ranges)
             item.result.seconds["delete"] = round(time.perf_counter() - step, 3)
             inserted = _copy(conn, item)
             if inserted != item.data.num_rows:
