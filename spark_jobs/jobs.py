@@ -65,8 +65,17 @@ def _now() -> dt.datetime:
 
 
 def _loaded_files(tables: Tables, table: str, dataset: str, window: DateWindow) -> set[str]:
-    """Source files of the window already in bronze (as rows or as rejected files)."""
-    rows = tables.read(contract("bronze", table)).filter(window.predicate("ingest_date"))
+    """Source files of the window already in bronze (as rows or as rejected files).
+
+    Where rows carry their position in the file, only each file's first row is read: a file in
+    bronze has all its records, so it has a row 0 (bronze is only ever deleted by whole files). The
+    distinct then sees one row per file instead of every row of the window's history (677,500 on a
+    daily run over five years: 0.03-0.04 Sail CPU s against 0.05-0.06).
+    """
+    target = contract("bronze", table)
+    rows = tables.read(target).filter(window.predicate("ingest_date"))
+    if "record_index" in target.column_names:
+        rows = rows.filter(F.col("record_index") == 0)
     rejected = (
         tables.read(contract("bronze", "rejected_files"))
         .filter(window.predicate("ingest_date"))
@@ -117,14 +126,14 @@ def _load(
         for batch in batches:
             if writing is not None:
                 writing.result()  # the previous append's error surfaces here, before the next is sent
-            # Joined into one table only now: while the previous batch was sent, this one was still
-            # its per-file arrays, not a second copy of the rows beside the sent batch's.
-            columns = batch.take_arrow_table(target) if batch.column_rows else None
-            writing = writer.submit(_append_batch, tables, target, rejected_contract, batch.rows, columns,
+            # Joined into tables only now: while the previous batch was sent, this one was still its
+            # per-file arrays, not a second copy of the rows beside the sent batch's.
+            parts = batch.take_arrow_parts(target) if batch.column_rows else None
+            writing = writer.submit(_append_batch, tables, target, rejected_contract, batch.rows, parts,
                                     batch.rejected)  # fmt: skip
             rejected += len(batch.rejected)
             parsed.update(batch.records_per_file)
-            del batch, columns  # the writer holds what it sends; the next batch is parsed meanwhile
+            del batch, parts  # the writer holds what it sends; the next batch is parsed meanwhile
         if writing is not None:
             writing.result()
     landed = _bronze_counts(tables, table, window, [p for p, n in parsed.items() if n], since)
@@ -144,13 +153,15 @@ def _load(
 
 
 def _append_batch(
-    tables: Tables, target: Contract, rejected_contract: Contract, rows: list[dict], columns, rejected: list[dict]
+    tables: Tables, target: Contract, rejected_contract: Contract, rows: list[dict], parts, rejected: list[dict]
 ) -> None:
-    """One batch's rows (as row dicts and as an Arrow table) and its rejected files, appended."""
+    """One batch's rows (as row dicts, and as Arrow rows and their files' lineage) and its rejected
+    files, appended."""
     if rows:
         tables.append(bronze.to_frame(tables.spark, rows, target), target)
-    if columns is not None:
-        tables.append_arrow(columns, target)
+    if parts is not None:
+        columns, files = parts
+        tables.append_arrow(columns, target, per_file=files)
     if rejected:
         tables.append(bronze.to_frame(tables.spark, rejected, rejected_contract), rejected_contract)
 

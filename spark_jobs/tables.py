@@ -138,16 +138,21 @@ class Tables:
         with self._committing(contract):
             self._writer(contract.check(df), "append", contract).save(self.path(contract))
 
-    def append_arrow(self, table: pa.Table, contract: Contract) -> None:
+    def append_arrow(self, table: pa.Table, contract: Contract, per_file: pa.Table | None = None) -> None:
         """Append rows built on the driver, checked against the contract's Arrow schema here.
 
         :meth:`append` asks the engine for the frame's schema first; for rows sent from the driver
         that round trip serializes and ships the whole batch once more (2 of RAW -> BRONZE's 8 s at
         500 symbols x 5 years), while the Arrow schema already says what the engine would answer.
+
+        `per_file`: columns that hold one value per source file (bronze's lineage), one row per file,
+        joined by the engine to `table` on the one column the two share (not written). A bronze
+        batch's lineage repeated on every row was half the bytes the client serialized and sent.
         """
         expected = contract.arrow_schema()
-        if not table.schema.equals(expected):
-            got = {f.name: str(f.type) for f in table.schema}
+        schema = table.schema if per_file is None else _joined_schema(table.schema, per_file.schema, expected)
+        if not schema.equals(expected):
+            got = {f.name: str(f.type) for f in schema}
             problems = [f"{f.name}: {got.get(f.name, 'missing')} (contract: {f.type})" for f in expected
                         if got.get(f.name) != str(f.type)]  # fmt: skip
             problems += [f"unexpected column {n}" for n in got if n not in expected.names]
@@ -157,8 +162,14 @@ class Tables:
             )
         if table.num_rows == 0:
             return
+        df = self.spark.createDataFrame(table)
+        if per_file is not None:
+            (key,) = set(table.schema.names) & set(per_file.schema.names)
+            files = F.broadcast(self.spark.createDataFrame(per_file))
+            # One file per append, as without the join (Sail spreads a join's output over its cores).
+            df = df.join(files, key).select(*expected.names).coalesce(1)
         with self._committing(contract):
-            self._writer(self.spark.createDataFrame(table), "append", contract).save(self.path(contract))
+            self._writer(df, "append", contract).save(self.path(contract))
 
     def overwrite(self, df: DataFrame, contract: Contract) -> None:
         with self._committing(contract):
@@ -359,6 +370,16 @@ class Tables:
             epoch_days = F.datediff(F.col(ranged.column), F.lit(_EPOCH))
             df = df.repartition(_RANGE_PARTITIONS, F.floor(epoch_days / F.lit(ranged.days)))
         return df.write.format("delta").mode(mode)
+
+
+def _joined_schema(rows: pa.Schema, per_file: pa.Schema, expected: pa.Schema) -> pa.Schema:
+    """The schema of `rows` joined with `per_file` on their shared column, in `expected`'s order
+    (the join selects it), other columns after; a shared column other than exactly one is an error."""
+    shared = set(rows.names) & set(per_file.names)
+    if len(shared) != 1:
+        raise contracts.ContractError(f"rows and per-file columns must share exactly one column, not {sorted(shared)}")
+    fields = {f.name: f for f in [*rows, *per_file] if f.name not in shared}
+    return pa.schema([fields.pop(n) for n in expected.names if n in fields] + list(fields.values()))
 
 
 _EPOCH = "1970-01-01"  # ranges are counted from it: the same dates fall in the same range in every write

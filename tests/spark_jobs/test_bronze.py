@@ -98,8 +98,9 @@ def test_manifest_record_counts_are_reconciled(spark, lake_settings, raw_lake):
     ]
 
 
-def test_lineage_repeated_per_file_in_arrow_equals_one_value_per_row():
-    """Batch.take_arrow_table repeats each file's lineage in Arrow; the rows equal a row-by-row build."""
+def test_lineage_kept_once_per_file_joins_back_to_one_value_per_row():
+    """Batch.take_arrow_parts gives the rows and each file's lineage once, sharing a file index; joined
+    on it they equal a row-by-row build."""
     import pyarrow as pa
 
     from spark_jobs import bronze, raw
@@ -121,7 +122,14 @@ def test_lineage_repeated_per_file_in_arrow_equals_one_value_per_row():
 
     assert all(isinstance(a, pa.Array) for arrays in batch.chunks.values() for a in arrays)  # no Python lists kept
     assert batch.size == 5
-    table = batch.take_arrow_table(target)
+    rows, files = batch.take_arrow_parts(target)
+    assert files.num_rows == 2 and rows.num_rows == 5  # the file without rows has no lineage row
+    assert set(rows.column_names) & set(files.column_names) == {bronze.FILE_INDEX}
+    lineage = files.take(rows[bronze.FILE_INDEX]).drop_columns([bronze.FILE_INDEX])
+    joined = rows.drop_columns([bronze.FILE_INDEX])
+    for f in lineage.schema:
+        joined = joined.append_column(f, lineage[f.name])
+    table = joined.select(target.arrow_schema().names)
     assert table.schema.equals(target.arrow_schema())
     assert table.to_pylist() == pa.Table.from_pylist(expected, schema=target.arrow_schema()).to_pylist()
     assert batch.size == 0 and not batch.chunks  # taken: the per-file arrays are given up
@@ -163,3 +171,63 @@ def _table_written(tables, target) -> bool:
     from pathlib import Path
 
     return Path(tables.path(target).removeprefix("file://")).exists()
+
+
+def test_lineage_sent_once_per_file_lands_joined_to_every_row_in_one_data_file(spark, lake_settings):
+    """append_arrow joins the per-file lineage to the rows in the engine: the table holds the
+    contract's columns, each row its file's lineage, and the append adds one data file."""
+    import pyarrow.compute as pc
+    from deltalake import DeltaTable
+
+    from lakehouse.lake import Lake
+    from spark_jobs import bronze, raw
+    from spark_jobs.tables import Tables, contract
+
+    target = contract("bronze", "daily_bars")
+    batch = bronze.Batch()
+    for i, (symbol, n) in enumerate((("AAPL", 3), ("IBM", 2), ("KO", 30_000))):  # KO: several Arrow batches
+        lineage = {"path_symbol": symbol, "source_file": f"f{i}.json", "ingest_date": dt.date(2024, 3, 1 + i),
+                   "ingest_run_id": f"r{i}", "ingested_at": dt.datetime(2024, 3, 1, i, tzinfo=dt.UTC),
+                   "provider": "synthetic", "load_id": "load", "schema_version": target.version}  # fmt: skip
+        columns = {c: [f"{symbol}.{d}" for d in range(n)] for c in target.column_names if c not in lineage}
+        batch.extend(raw.Parsed(columns | {"record_index": list(range(n))}, None, n), lineage,
+                     target.arrow_schema(), f"f{i}.json")  # fmt: skip
+    tables = Tables(spark, Lake.from_settings(lake_settings))
+    rows, files = batch.take_arrow_parts(target)
+    tables.append_arrow(rows, target, per_file=files)
+
+    table = DeltaTable(tables.path(target).removeprefix("file://"))
+    assert len(table.file_uris()) == 1
+    got = table.to_pyarrow_table().sort_by([("source_file", "ascending"), ("record_index", "ascending")])
+    assert got.schema.names == target.column_names
+    assert got.filter(pc.equal(got["path_symbol"], "KO")).num_rows == 30_000
+    got = got.slice(0, 5)
+    assert [(r["source_file"], r["path_symbol"], r["symbol"], r["record_index"], r["ingest_run_id"])
+            for r in got.to_pylist()] == [
+        ("f0.json", "AAPL", "AAPL.0", 0, "r0"), ("f0.json", "AAPL", "AAPL.1", 1, "r0"),
+        ("f0.json", "AAPL", "AAPL.2", 2, "r0"), ("f1.json", "IBM", "IBM.0", 0, "r1"),
+        ("f1.json", "IBM", "IBM.1", 1, "r1"),
+    ]  # fmt: skip
+
+
+def test_per_file_columns_off_the_contract_are_refused_before_any_write(lake_settings):
+    import pyarrow as pa
+    import pytest
+
+    from lakehouse.lake import Lake
+    from spark_jobs.contracts import ContractError
+    from spark_jobs.tables import Tables, contract
+
+    target = contract("bronze", "daily_bars")
+    lineage = ("path_symbol", "source_file", "ingest_date", "ingest_run_id", "ingested_at", "provider", "load_id",
+               "schema_version")  # fmt: skip
+    key = pa.field("_file_index", pa.int32(), nullable=False)
+    rows = pa.schema([f for f in target.arrow_schema() if f.name not in lineage] + [key])
+    files = pa.schema([key] + [pa.field(f.name, pa.string()) if f.name == "ingest_date" else f
+                               for f in target.arrow_schema() if f.name in lineage])  # fmt: skip
+    tables = Tables(None, Lake.from_settings(lake_settings))  # no engine: the check must fail first
+    with pytest.raises(ContractError, match="ingest_date: string"):
+        tables.append_arrow(rows.empty_table(), target, per_file=files.empty_table())
+    with pytest.raises(ContractError, match="share exactly one column"):
+        tables.append_arrow(rows.empty_table(), target, per_file=files.empty_table().drop_columns(["_file_index"]))
+    assert not _table_written(tables, target)

@@ -45,11 +45,11 @@ class RecordingTables:
         self.hold, self.fail_on = hold, fail_on
         self.release = threading.Event()
 
-    def append_arrow(self, table, target) -> None:
+    def append_arrow(self, table, target, per_file) -> None:
         self.release.wait(self.hold)
         if self.fail_on == len(self.appended):
             raise RuntimeError("engine refused the append")
-        (path,) = set(table.column("source_file").to_pylist())
+        (path,) = set(per_file.column("source_file").to_pylist())
         self.appended.append(path)
         self.rows[path] = table.num_rows
 

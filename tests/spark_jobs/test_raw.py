@@ -91,6 +91,20 @@ def test_fast_and_duplicate_preserving_decoders_agree():
     assert raw._fast_body(dup) is None
 
 
+def test_a_duplicated_date_is_kept_twice_when_its_bars_hold_nested_objects():
+    """Bars are counted one object each when checking for collapsed duplicates; a nested object in a
+    bar makes the text hold more ``{`` than that count, which sends the body to the pairs decoder."""
+    body = (b'{"Meta Data": {"2. Symbol": "A"}, "Time Series (Daily)": {"2024-01-02": {"4. close": {"v": "1"}}, '
+            b'"2024-01-02": {"4. close": "2", "9. other": {"w": "x"}}}}')  # fmt: skip
+    assert raw._fast_body(body) is None
+    assert [(r["trade_date"], r["close"]) for r in raw.parse_daily_bars(body, "f").records] == [
+        ("2024-01-02", '{"v": "1"}'), ("2024-01-02", "2"),
+    ]  # fmt: skip
+    plain = body.replace(b'"2024-01-02": {"4. close": "2"', b'"2024-01-03": {"4. close": "2"')
+    assert raw._fast_body(plain) is None  # no duplicate, but nested objects: the slower decoder, same records
+    assert [r["close"] for r in raw.parse_daily_bars(plain, "f").records] == ['{"v": "1"}', "2"]
+
+
 def test_text_fields_become_arrow_in_one_pass_and_other_values_still_become_text():
     """Bars whose fields are all text are turned into Arrow arrays by Arrow's converter; a number or
     a nested value anywhere sends the file through the per-value path, which writes it as text."""
