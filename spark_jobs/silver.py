@@ -59,7 +59,16 @@ def sessions_frame(spark, days: list[dt.date]) -> DataFrame:
 def _bar_values(bronze: DataFrame, sessions: DataFrame, today: dt.date) -> DataFrame:
     """Bronze bars with typed values, the values as received, and the row-level helper columns
     (``_is_session``, ``_session_number``, ``_today``): what the rules read of a bar on its own."""
-    typed = bronze.select(
+    return _on_sessions(_parsed_bars(bronze), sessions).withColumn("_today", F.lit(today))
+
+
+def _parsed_bars(bronze: DataFrame) -> DataFrame:
+    """Bronze bars with typed values and the values as received: :func:`_bar_values` without its
+    session columns, for the helpers that do not read them (the per-file counts, the previous close,
+    the ingest dates, the file's last bar). Each helper computes its input again (Sail shares no
+    frame between branches), and the session join was a hash join of every bar in each of them.
+    """
+    return bronze.select(
         "symbol", "path_symbol", F.col("trade_date").alias("trade_date_raw"),
         _try_date("trade_date").alias("trade_date"),
         *[_try_double(c).alias(c) for c in BAR_VALUES if c != "volume"],
@@ -67,11 +76,15 @@ def _bar_values(bronze: DataFrame, sessions: DataFrame, today: dt.date) -> DataF
         *[F.col(c).alias(f"{c}_raw") for c in BAR_VALUES],
         "record_index", "source_file", "ingest_date", "ingest_run_id", "ingested_at",
     )  # fmt: skip
+
+
+def _on_sessions(typed: DataFrame, sessions: DataFrame) -> DataFrame:
+    """`typed` with ``_session_number`` and ``_is_session`` of its ``trade_date`` (one session per
+    date: the rows stay the same)."""
     marked = sessions.select("trade_date", "_session_number", F.lit(True).alias("_is_session"))
-    typed = typed.join(marked, on="trade_date", how="left").withColumn(
+    return typed.join(marked, on="trade_date", how="left").withColumn(
         "_is_session", F.coalesce(F.col("_is_session"), F.lit(False))
     )
-    return typed.withColumn("_today", F.lit(today))
 
 
 USABLE = "symbol IS NOT NULL AND trade_date IS NOT NULL AND close > 0"  # a bar that can be a neighbour's previous bar
@@ -130,16 +143,17 @@ def typed_daily_bars(
     between it and the file's ingestion date). Each helper is computed on its keys and attached
     (:func:`_attach`): no window or join holds the wide rows (the backfill's memory peak).
     """
-    typed = _bar_values(bronze if unchanged is None else without_days(bronze, unchanged), sessions, today)
+    parsed = _parsed_bars(bronze if unchanged is None else without_days(bronze, unchanged))
+    typed = _on_sessions(parsed, sessions).withColumn("_today", F.lit(today))
     columns = typed.columns
-    in_file = typed.groupBy("source_file", "symbol", "trade_date_raw").agg(
+    in_file = parsed.groupBy("source_file", "symbol", "trade_date_raw").agg(
         F.count(F.lit(1)).alias("_rows_in_file_with_key")
     )
-    previous = _previous_close(typed, prior)
+    previous = _previous_close(parsed, prior)
     attached = _attach(_attach(typed, in_file, ["source_file", "symbol", "trade_date_raw"]), previous,
                        ["symbol", "trade_date"])  # fmt: skip
     helpers = ["_rows_in_file_with_key", "_prev_close", "_prev_trade_date", "_missing_sessions", "_sessions_behind"]
-    return _session_gaps(attached, sessions, keys=typed).select(*columns, *helpers)
+    return _session_gaps(attached, sessions, keys=parsed).select(*columns, *helpers)
 
 
 def _attach(rows: DataFrame, helper: DataFrame, keys: list[str]) -> DataFrame:
@@ -259,17 +273,17 @@ def _session_gaps(typed: DataFrame, sessions: DataFrame, keys: DataFrame | None 
 
 
 def _previous_close(typed: DataFrame, prior: DataFrame) -> DataFrame:
-    """Close of the bar before each batch bar, over the batch's latest values and prior silver."""
-    rank = Window.partitionBy("symbol", "trade_date").orderBy(*latest_first(), F.col("record_index").desc())
-    batch = (
-        typed.filter(USABLE)
-        .withColumn("_rn", F.row_number().over(rank))
-        .filter("_rn = 1")
-        .select("symbol", "trade_date", "close")
-    )
+    """Close and date of the bar before each batch day, over the batch's latest values and prior silver.
+
+    One sort of each symbol's rows by day and ingestion: the first row of a day follows the latest
+    usable row of the previous day, so a lag read there is the previous bar's. The batch's
+    duplicates need no ranking of their own (a ``row_number`` over (symbol, day) first, then the
+    lag: a second window over one-row partitions, 2.2 against 0.9 Sail CPU s at 628k bars).
+    """
+    usable = typed.filter(USABLE).select("symbol", "trade_date", "close", *_ORDER_COLUMNS)
     # Of the prior bars only those from the batch's first date on, and the one just before it, can be
     # a batch bar's previous bar: the lag below then sorts a slice of the history, not all of it.
-    first = batch.groupBy("symbol").agg(F.min("trade_date").alias("_first"))
+    first = usable.groupBy("symbol").agg(F.min("trade_date").alias("_first"))
     candidates = prior.select("symbol", "trade_date", "close").join(first, "symbol", "inner")
     before = (
         candidates.filter(F.col("trade_date") < F.col("_first"))
@@ -280,15 +294,20 @@ def _previous_close(typed: DataFrame, prior: DataFrame) -> DataFrame:
         candidates.filter(F.col("trade_date") >= F.col("_first"))
         .select("symbol", "trade_date", "close")
         .unionByName(before)
-        .join(batch.select("symbol", "trade_date"), ["symbol", "trade_date"], "left_anti")
+        .join(usable.select("symbol", "trade_date"), ["symbol", "trade_date"], "left_anti")
     )
-    timeline = batch.withColumn("_in_batch", F.lit(True)).unionByName(earlier.withColumn("_in_batch", F.lit(False)))
-    by_date = Window.partitionBy("symbol").orderBy("trade_date")
+    kinds = ("timestamp", "string", "int")  # bronze's types of _ORDER_COLUMNS
+    unordered = [F.lit(None).cast(t).alias(c) for c, t in zip(_ORDER_COLUMNS, kinds, strict=True)]
+    timeline = usable.withColumn("_in_batch", F.lit(True)).unionByName(
+        earlier.select("*", *unordered, F.lit(False).alias("_in_batch"))  # never on a batch day: no order needed
+    )
+    # latest_first reversed (ascending, NULLs first): a day's latest usable row is its last.
+    by_row = Window.partitionBy("symbol").orderBy("trade_date", *_ORDER_COLUMNS)
     return (
         timeline.withColumns(
-            {"_prev_close": F.lag("close").over(by_date), "_prev_trade_date": F.lag("trade_date").over(by_date)}
+            {"_prev_close": F.lag("close").over(by_row), "_prev_trade_date": F.lag("trade_date").over(by_row)}
         )
-        .filter("_in_batch")
+        .filter(F.col("_in_batch") & ~F.col("_prev_trade_date").eqNullSafe(F.col("trade_date")))
         .select("symbol", "trade_date", "_prev_close", "_prev_trade_date")
     )
 

@@ -433,3 +433,35 @@ def test_staged_bars_keep_the_values_as_received_only_on_quarantined_rows(spark)
         10.0, None, None, "")  # fmt: skip
     assert (got[1].open, got[1].open_raw, got[1].close_raw, got[1][quality.QUARANTINE_RULES_COLUMN]) == (
         None, "n/a", "10.5", "values_parse,prices_positive")  # fmt: skip
+
+
+def test_previous_close_is_the_latest_usable_ingestion_of_the_previous_bar_day(spark):
+    """One sort by day and ingestion gives each batch day the close of the bar before it: the latest
+    usable row of the previous day (later ingestion, then later file, then later record), the stored
+    bar where the batch has no row of that day, and one row per batch day however many rows it has."""
+    at = [dt.datetime(2024, 1, 5, h, tzinfo=dt.UTC) for h in (20, 21, 22)]
+    d = dt.date
+    schema = "symbol string, trade_date date, close double, ingested_at timestamp, source_file string, record_index int"
+    typed = spark.createDataFrame([
+        ("AAPL", d(2024, 1, 3), 10.0, at[0], "f1", 0),
+        ("AAPL", d(2024, 1, 3), 11.0, at[1], "f2", 0),  # the latest usable row of Jan 3
+        ("AAPL", d(2024, 1, 3), 0.0, at[2], "f3", 0),  # later, but no usable close
+        ("AAPL", d(2024, 1, 4), 12.0, at[0], "f1", 1),
+        ("AAPL", d(2024, 1, 5), 13.0, at[1], "f2", 1),
+        ("AAPL", d(2024, 1, 5), 14.0, at[1], "f2", 2),  # same ingestion and file: the later record wins
+        ("AAPL", d(2024, 1, 5), 15.0, at[1], "f1", 3),  # same ingestion, an earlier file
+        ("AAPL", d(2024, 1, 9), 16.0, at[0], "f1", 4),
+        ("AAPL", d(2024, 1, 11), 17.0, at[0], "f1", 5),
+    ], schema)  # fmt: skip
+    prior = spark.createDataFrame(
+        [("AAPL", d(2024, 1, 2), 9.0), ("AAPL", d(2024, 1, 3), 9.5), ("AAPL", d(2024, 1, 10), 15.5)],
+        "symbol string, trade_date date, close double",
+    )
+    got = [(r.trade_date, r._prev_trade_date, r._prev_close) for r in silver._previous_close(typed, prior).collect()]
+    assert sorted(got) == [
+        (d(2024, 1, 3), d(2024, 1, 2), 9.0),  # stored, before the batch
+        (d(2024, 1, 4), d(2024, 1, 3), 11.0),
+        (d(2024, 1, 5), d(2024, 1, 4), 12.0),
+        (d(2024, 1, 9), d(2024, 1, 5), 14.0),
+        (d(2024, 1, 11), d(2024, 1, 10), 15.5),  # stored, between batch days
+    ]
