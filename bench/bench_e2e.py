@@ -124,7 +124,7 @@ Run of 2026-12-02 11:55, on a replacement machine about twice as fast (Intel Xeo
 each of its five typing branches (the rows left after the pre-filter staged once) and the bronze
 count back was bounded by the new files' ingestion time (5y bronze_to_silver Sail CPU 1.31-1.41 ->
 1.01-1.19 s).
-This run (2026-12-02 12:23, load 0.5-1): backfill 16.3 s (ingest 4.2, raw_to_bronze 2.5,
+Run of 2026-12-02 12:23 (load 0.5-1): backfill 16.3 s (ingest 4.2, raw_to_bronze 2.5,
 bronze_to_silver 3.6, silver_to_gold 1.7, gold_to_postgres 3.7, runner 0.47), peak RSS 1,686 MB
 (target 2,048: met; 2,008 before this session). Daily 5y 4.80 s (ingest 1.33, raw_to_bronze 0.64,
 bronze_to_silver 0.99, silver_to_gold 0.92, gold_to_postgres 0.33, runner 0.54) against 1m 3.83 s
@@ -138,6 +138,24 @@ the slower part: it fell 36.5 -> 16.3 s, the daily run 10.2 -> 4.8). The daily r
 which does no history-proportional work, is itself 0.23 of the backfill: its fixed costs (2,000 API
 requests 1.3 s, the runner 0.55 s, four Spark jobs' plans and commits) are the floor; 0.15 needs a
 daily run of 2.4 s.
+Changed since (docs/transforms.md: RAW -> BRONZE's per-row cost, silver's seventh pass): bronze's
+lineage is sent once per file and joined in the engine (a batch half the bytes; 5y raw_to_bronze client
+CPU 1.07 -> 0.95 s in 8 alternating pairs), the duplicate-key check counts bars whole, the loaded
+files are read from each file's first row; silver's previous close is one sort of each symbol's rows
+(no ranking window: 2.2 -> 0.9 Sail CPU s on the backfill's 628k bars). Gold (windows in one select,
+factors from the bars near new events only) and silver (per-file count, session gaps) were profiled
+further and nothing else measured faster (docs/transforms.md, rounds 5 and 8).
+This run (2026-12-02 21:32, load 0-1.8, on the same machine about 2.5x slower than at 12:23: the
+DuckDB peer took 22.8 s against 8.9): backfill 40.7 s (ingest 11.5, raw_to_bronze 6.5,
+bronze_to_silver 7.1, silver_to_gold 4.5, gold_to_postgres 9.5), peak RSS 1,426 MB (1,686 before the
+per-file lineage). Daily 5y 15.5 s against 1m 13.7 s: **1.13** (target 1.2: met in this run; 1.25 at
+12:23, where the machine was faster and the fixed costs a smaller share; the history-dependent part is
+what it was, ~1-2 s: the compact payloads' 50,000 rows against 11,500 and gold's 252-bar lookback).
+Daily 5y / backfill **0.38** (target 0.15: missed). The daily run on one month does no
+history-proportional work and is itself 0.34 of the backfill here (0.23 at 12:23): its fixed costs
+(2,000 API requests, the runner, four Spark jobs' plans and commits) are the floor; 0.15 needs a daily
+run of 6.1 s here, 2.4 s at 12:23. The two ratios pull against each other: cutting the daily's fixed
+costs raises 5y / 1m, and every cut of the backfill (the peer target) raises daily / backfill.
 """
 NOTEBOOK_PIPELINES = {
     "pl_raw_to_bronze": "raw_to_bronze", "pl_bronze_to_silver": "bronze_to_silver",

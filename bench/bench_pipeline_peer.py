@@ -61,7 +61,8 @@ the driver about 3.5 the Spark Connect client paid: `contract.check` asking the 
 of each batch (the whole Arrow batch serialized and sent once more just for that: 2.0 s) and Arrow
 arrays built from Python lists (1.5 s, half of it the same lineage value once per row). Now rows
 built on the driver are checked against the contract's Arrow schema locally (`Tables.append_arrow`)
-and lineage is repeated per file in Arrow: bronze identical, client CPU 6.2 -> 4.9 s in one pair of
+and lineage is repeated per file in Arrow (since sent once per file, joined in the engine):
+bronze identical, client CPU 6.2 -> 4.9 s in one pair of
 runs but 6.35 -> 5.9 s (client + Sail 7.8 -> 7.7) in a pair at load 9, where the wall times (17.5 vs
 19.4 s) are noise: a small gain, not the stage's cost. orjson
 would cut the 1.45 s of decoding but is in none of the deployed pins (requirements.txt,
@@ -86,7 +87,7 @@ straight into the mart inside its transaction (no staging write); gold's moving 
 one row number.
 Run of 2026-12-02 11:56, on a replacement machine about twice as fast (Intel Xeon, 2 cores): project
 16.0 s against DuckDB 8.18 s: 1.96 (1.45 without the ingestion's API calls).
-This run (2026-12-02 12:24, load 0.5-1.5): project 16.3 s against DuckDB 8.6-9.2 s: **1.83** (target
+Run of 2026-12-02 12:24 (load 0.5-1.5): project 16.3 s against DuckDB 8.6-9.2 s: **1.83** (target
 1.5: missed); without the ingestion's API calls 12.1 s: **1.36**. Peak RSS 1,811 MB (1,932-2,008
 before this session; the peak is no longer silver's staging; the DuckDB peer's own peak is 2,130).
 Stage by stage (project / DuckDB): ingest 4.15 s / none (2,000 HTTP requests, 213 MB, parsed and
@@ -97,6 +98,17 @@ RAW and loads the marts as fast as DuckDB; the ingestion, which the peer does no
 ratio misses by, then silver (Sail's typing, rules and routing over 627,500 rows, 4x) and gold (its
 windows, 2.3x). Not done: the previous close from a narrow parse, the ingestion's JSON parse
 (orjson: not on the Databricks runtime, not a drop-in, ~0.3 s measured; docs/ingestion.md).
+This run (2026-12-02 21:35, load 1-1.8; the machine about 2.5x slower than at 12:24, both pipelines
+alike): project 41.6 s against DuckDB 22.0-23.6 s: **1.82** (target 1.5: missed); without the
+ingestion's API calls 29.3 s: **1.29** (1.36 at 12:24, after this session's bronze lineage and silver
+previous-close changes). Peak RSS 1,378 MB (1,811). Stage by stage (project / DuckDB): ingest 12.3 s /
+none, RAW -> BRONZE 6.3 / read 6.2-7.4, BRONZE -> SILVER 7.5 / 2.0-2.1, SILVER -> GOLD 4.2 / 2.0-2.1,
+GOLD -> POSTGRES 9.6 / load 11.4-11.7, runner 1.4. The ratio is missed by the ingestion (2,000 HTTP requests the
+peer does not make; client-bound, docs/ingestion.md) and then silver (3.6x the peer) and gold (2x).
+What silver spends now (docs/transforms.md, eighth pass): full-size operations over 628k bars (the
+per-file duplicate count's aggregate, the previous close's sort on five keys, the date parse); the
+next lever found there is carrying the per-file duplicate count from raw_to_bronze (which already
+counts a file's keys) instead of recomputing it, a bronze contract change not made here.
 """
 PEER_DATABASE = "pipeline_peer_duckdb"
 PROJECT_DATABASE = "e2e_run_backfill"  # where bench_e2e's backfill loads its marts
