@@ -23,6 +23,7 @@ SECURITY_ATTRIBUTES = contracts.load("silver", "securities").compared
 
 
 _ORDER_COLUMNS = ("ingested_at", "source_file", "record_index")  # what latest_first and its tie-break read
+_ORDER_TYPES = {c.name: c.type for c in contracts.load("bronze", "daily_bars").columns if c.name in _ORDER_COLUMNS}
 
 
 def latest_first() -> list[Column]:
@@ -296,8 +297,7 @@ def _previous_close(typed: DataFrame, prior: DataFrame) -> DataFrame:
         .unionByName(before)
         .join(usable.select("symbol", "trade_date"), ["symbol", "trade_date"], "left_anti")
     )
-    kinds = ("timestamp", "string", "int")  # bronze's types of _ORDER_COLUMNS
-    unordered = [F.lit(None).cast(t).alias(c) for c, t in zip(_ORDER_COLUMNS, kinds, strict=True)]
+    unordered = [F.lit(None).cast(_ORDER_TYPES[c]).alias(c) for c in _ORDER_COLUMNS]
     timeline = usable.withColumn("_in_batch", F.lit(True)).unionByName(
         earlier.select("*", *unordered, F.lit(False).alias("_in_batch"))  # never on a batch day: no order needed
     )

@@ -150,7 +150,10 @@ class Tables:
         batch's lineage repeated on every row was half the bytes the client serialized and sent.
         """
         expected = contract.arrow_schema()
-        schema = table.schema if per_file is None else _joined_schema(table.schema, per_file.schema, expected)
+        schema = table.schema
+        if per_file is not None:
+            key = _join_key(table.schema, per_file.schema)
+            schema = _joined_schema(table.schema, per_file.schema, key, expected)
         if not schema.equals(expected):
             got = {f.name: str(f.type) for f in schema}
             problems = [f"{f.name}: {got.get(f.name, 'missing')} (contract: {f.type})" for f in expected
@@ -164,7 +167,6 @@ class Tables:
             return
         df = self.spark.createDataFrame(table)
         if per_file is not None:
-            (key,) = set(table.schema.names) & set(per_file.schema.names)
             files = F.broadcast(self.spark.createDataFrame(per_file))
             # One file per append, as without the join (Sail spreads a join's output over its cores).
             df = df.join(files, key).select(*expected.names).coalesce(1)
@@ -372,13 +374,18 @@ class Tables:
         return df.write.format("delta").mode(mode)
 
 
-def _joined_schema(rows: pa.Schema, per_file: pa.Schema, expected: pa.Schema) -> pa.Schema:
-    """The schema of `rows` joined with `per_file` on their shared column, in `expected`'s order
-    (the join selects it), other columns after; a shared column other than exactly one is an error."""
+def _join_key(rows: pa.Schema, per_file: pa.Schema) -> str:
+    """The one column `rows` and `per_file` share; any other number of shared columns is an error."""
     shared = set(rows.names) & set(per_file.names)
     if len(shared) != 1:
         raise contracts.ContractError(f"rows and per-file columns must share exactly one column, not {sorted(shared)}")
-    fields = {f.name: f for f in [*rows, *per_file] if f.name not in shared}
+    return shared.pop()
+
+
+def _joined_schema(rows: pa.Schema, per_file: pa.Schema, key: str, expected: pa.Schema) -> pa.Schema:
+    """The schema of `rows` joined with `per_file` on `key`, in `expected`'s order (the join selects
+    it), other columns after."""
+    fields = {f.name: f for f in [*rows, *per_file] if f.name != key}
     return pa.schema([fields.pop(n) for n in expected.names if n in fields] + list(fields.values()))
 
 
