@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import stat
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -128,15 +129,28 @@ class DirectoryRawStore:
             temp.unlink(missing_ok=True)
 
     def list(self, prefix: str) -> list[RawFile]:
-        base = self._abs(prefix)
+        """Walked with plain strings, sorted as paths compare (part by part): sorting and statting
+        pathlib paths was most of the listing (the 2,500 RAW payloads of the e2e bench's one-month
+        lake: 0.19 s that way, 0.11 s this way)."""
+        folder = _relative(prefix)
+        base = self.root / folder
         if not base.is_dir():
             return []
         found = []
-        for p in sorted(base.rglob("*")):
-            if p.is_file() and not p.name.startswith("."):
-                st = p.stat()
-                modified = dt.datetime.fromtimestamp(st.st_mtime, tz=dt.UTC)
-                found.append(RawFile(p.relative_to(self.root).as_posix(), st.st_size, modified))
+        for directory, _, names in os.walk(base):  # as rglob: symlinked folders are not entered
+            inner = Path(os.path.relpath(directory, base)).as_posix()
+            head = folder if inner == "." else f"{folder}/{inner}"
+            for name in names:
+                if name.startswith("."):
+                    continue
+                try:
+                    st = os.stat(os.path.join(directory, name))
+                except OSError:  # gone meanwhile, or a dangling link: no file (Path.is_file)
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    modified = dt.datetime.fromtimestamp(st.st_mtime, tz=dt.UTC)
+                    found.append(RawFile(f"{head}/{name}", st.st_size, modified))
+        found.sort(key=lambda f: f.path.split("/"))
         return found
 
 

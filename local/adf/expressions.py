@@ -145,6 +145,8 @@ class ParsedEngine:
 
     Uses the two stages the framework's ``ExpressionRuntime.evaluate`` runs: the transformer
     (text -> the evaluator's form; pure in the text) and the .NET evaluator (form, state -> value).
+    The transformer is built on the first text not parsed yet: building it compiles its grammar
+    (0.14 s of CPU), and a daily run finds every text in the store.
 
     Args:
         store: where parsed forms are kept across processes (None: this process only).
@@ -152,14 +154,25 @@ class ParsedEngine:
 
     def __init__(self, store: ParseStore | None = None) -> None:
         _framework()
-        from data_factory_testing_framework._expression_runtime.expression_runtime import ExpressionRuntime
+        from data_factory_testing_framework._pythonnet.data_factory_testing_framework_expressions_evaluator import (
+            DataFactoryTestingFrameworkExpressionsEvaluator,
+        )
 
-        runtime = ExpressionRuntime()
-        self._parse = runtime.dftf_expressions_transformer.transform_to_dftf_evaluator_expression
-        self._evaluate = runtime.dftf_expressions_evaluator.evaluate
+        self._evaluate = DataFactoryTestingFrameworkExpressionsEvaluator().evaluate
+        self._transformer: Any = None
         self._store = store
         self._parsed: dict[str, Any] = store.read() if store is not None else {}
         self._lock = threading.Lock()  # the framework's parser is not thread-safe
+
+    def _parse(self, expression: str, state: Any) -> Any:
+        """The framework's transformer's form of `expression` (called under the lock)."""
+        if self._transformer is None:
+            from data_factory_testing_framework._expression_runtime.data_factory_expression.expression_transformer import (  # noqa: E501
+                ExpressionTransformer,
+            )
+
+            self._transformer = ExpressionTransformer()
+        return self._transformer.transform_to_dftf_evaluator_expression(expression, state)
 
     def evaluate(self, expression: str, state: Any) -> Any:
         with self._lock:
