@@ -272,6 +272,7 @@ class _TypingInputs:
     today: dt.date
     has_bars: bool  # silver.daily_bars holds rows: only then can a batch bar be unchanged
     routed_bars: DataFrame | None = None  # the batch's bars once routed (SILVER_TABLES types them first)
+    counted_bars: bool = False  # every pending bronze bar carries rows_in_file_with_key (_Pending.counted)
 
     @property
     def known_bars(self) -> DataFrame:
@@ -340,7 +341,9 @@ SILVER_TABLES: tuple[SilverTable, ...] = (
         unchanged=lambda rows, given: (
             silver.unchanged_bars(rows, given.stored_bars, given.sessions, given.today) if given.has_bars else None
         ),
-        typed=lambda rows, given: silver.typed_daily_bars(rows, given.stored_bars, given.sessions, given.today),
+        typed=lambda rows, given: silver.typed_daily_bars(
+            rows, given.stored_bars, given.sessions, given.today, counted=given.counted_bars
+        ),
         left=silver.without_days,
         rows=silver.daily_bar_rows, latest_first=_bar_order,
         sample_keys=("symbol", "trade_date_raw", "source_file"), quarantine_key=silver.bar_key,
@@ -548,7 +551,13 @@ class _Pending:
 
     source_table: str
     rows: DataFrame
-    files: list  # Rows of (source_file, ingest_date)
+    files: list  # Rows of (source_file, ingest_date, _since, _uncounted)
+
+    @property
+    def counted(self) -> bool:
+        """Every row carries its file's count of its key (bronze.daily_bars 1.1.0 on): silver reads
+        it instead of counting (docs/transforms.md, ninth pass)."""
+        return bool(self.files) and not any(f["_uncounted"] for f in self.files)
 
 
 def _pending(tables: Tables, table: str, window: DateWindow, full_refresh: bool) -> _Pending:
@@ -574,18 +583,29 @@ def _pending_all(tables: Tables, sources: list[str], window: DateWindow, full_re
     rows, listed = {}, None
     for table in sources:
         rows[table] = tables.read(contract("bronze", table)).filter(window.predicate("ingest_date"))
-        files = (
-            rows[table].groupBy("source_file", "ingest_date").agg(F.min(F.unix_micros("ingested_at")).alias("_since"))
+        files = rows[table].groupBy("source_file", "ingest_date").agg(
+            F.min(F.unix_micros("ingested_at")).alias("_since"), _uncounted(table, rows[table]).alias("_uncounted")
         )
         if not full_refresh:
             processed = done.filter(F.col("source_table") == f"bronze.{table}").select("source_file")
             files = files.join(processed, "source_file", "left_anti")
-        files = files.select(F.lit(table).alias("_table"), "source_file", "ingest_date", "_since")
+        files = files.select(F.lit(table).alias("_table"), "source_file", "ingest_date", "_since", "_uncounted")
         listed = files if listed is None else listed.unionByName(files)
     found: dict[str, list] = {table: [] for table in sources}
     for r in listed.collect() if listed is not None else []:
         found[r["_table"]].append(r)
     return {table: _pinned(tables, f"bronze.{table}", rows[table], found[table]) for table in sources}
+
+
+def _uncounted(table: str, rows: DataFrame) -> Column:
+    """Per file: whether a row lacks ``rows_in_file_with_key`` (loaded before bronze.daily_bars 1.1.0,
+    or the table not yet appended to since: no such column). Taken with the file list, in the same
+    query. Tables without the column have nothing to count."""
+    if silver.IN_FILE not in contract("bronze", table).column_names:
+        return F.lit(False)
+    if silver.IN_FILE not in rows.columns:  # the schema read with the table: no round trip
+        return F.lit(True)
+    return F.max(F.col(silver.IN_FILE).isNull())
 
 
 def _pinned(tables: Tables, source: str, rows: DataFrame, found: list) -> _Pending:
@@ -683,6 +703,7 @@ def run_bronze_to_silver(
         sessions=_sessions(spark, settings),
         today=today or dt.datetime.now(dt.UTC).date(),
         has_bars=has_bars,
+        counted_bars=pending["daily_bars"].counted,
     )
     stored = {**current, "daily_bars": inputs.stored_bars}
     batches = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from itertools import chain, repeat
 
@@ -210,6 +211,11 @@ def _objects_at_least(body: dict) -> int:
     return count
 
 
+# Rows of a file with the row's (symbol, trade_date) key: silver's duplicate-in-file rule reads it
+# instead of counting 628k bars per (file, symbol, date) in the engine (docs/transforms.md, ninth pass).
+IN_FILE = "rows_in_file_with_key"
+
+
 def parse_daily_bars(data: bytes, origin: str) -> Parsed:
     """Bars of a TIME_SERIES_DAILY(_ADJUSTED) body, values as received (strings), in file order.
 
@@ -243,14 +249,17 @@ def parse_daily_bars(data: bytes, origin: str) -> Parsed:
     for index, (day, values) in enumerate(items(series)):
         if not is_object(values):
             return Parsed(rejected=f"{origin}: bar {day!r} is not an object")
-        rec = {"symbol": symbol, "trade_date": day, "record_index": index, **empty}
+        rec = {"symbol": symbol, "trade_date": day, "record_index": index, IN_FILE: None, **empty}
         for key, value in items(values):
             name = av.BAR_COLUMNS.get(key.split(". ", 1)[-1])
             if name is not None:
                 rec[name] = value if isinstance(value, str) else _text(value)
         records.append(rec)
     if not records:
-        return Parsed({n: [] for n in ("symbol", "trade_date", "record_index", *av.BAR_COLUMNS.values())})
+        return Parsed({n: [] for n in ("symbol", "trade_date", "record_index", IN_FILE, *av.BAR_COLUMNS.values())})
+    repeats = Counter(rec["trade_date"] for rec in records)  # the file's symbol is one: the date is the key
+    for rec in records:
+        rec[IN_FILE] = repeats[rec["trade_date"]]
     return Parsed.of_records(records)
 
 
@@ -277,6 +286,7 @@ def _bar_columns(body: dict, series: dict) -> Parsed | None:
         "symbol": pa.repeat(pa.scalar(symbol, pa.string()), n),
         "trade_date": list(series),
         "record_index": pa.array(np.arange(n, dtype=np.int32)),
+        IN_FILE: pa.repeat(pa.scalar(1, pa.int32()), n),  # a dict's keys: no date twice (_fast_body)
     }
     texts = _text_arrays(bars, by_name)
     if texts is not None:

@@ -171,7 +171,9 @@ class Tables:
             # One file per append, as without the join (Sail spreads a join's output over its cores).
             df = df.join(files, key).select(*expected.names).coalesce(1)
         with self._committing(contract):
-            self._writer(df, "append", contract).save(self.path(contract))
+            # mergeSchema: a table written under an older minor version gains the new nullable
+            # columns (rows checked against the contract above; its older rows read NULL there).
+            self._writer(df, "append", contract).option("mergeSchema", "true").save(self.path(contract))
 
     def overwrite(self, df: DataFrame, contract: Contract) -> None:
         with self._committing(contract):

@@ -110,7 +110,7 @@ def test_lineage_kept_once_per_file_joins_back_to_one_value_per_row():
     batch, expected = bronze.Batch(), []
     for i, (symbol, n) in enumerate((("AAPL", 3), ("MSFT", 0), ("IBM", 2))):
         columns = {"symbol": [symbol] * n, "trade_date": [f"2024-01-0{d + 2}" for d in range(n)],
-                   "record_index": list(range(n))}  # fmt: skip
+                   "record_index": list(range(n)), "rows_in_file_with_key": [1] * n}  # fmt: skip
         columns |= {c: [f"{i}.{d}" for d in range(n)] for c in target.column_names if c not in columns}
         lineage = {"path_symbol": symbol, "source_file": f"f{i}.json", "ingest_date": dt.date(2024, 3, 1 + i),
                    "ingest_run_id": f"r{i}", "ingested_at": dt.datetime(2024, 3, 1, i, tzinfo=dt.UTC),
@@ -190,7 +190,8 @@ def test_lineage_sent_once_per_file_lands_joined_to_every_row_in_one_data_file(s
                    "ingest_run_id": f"r{i}", "ingested_at": dt.datetime(2024, 3, 1, i, tzinfo=dt.UTC),
                    "provider": "synthetic", "load_id": "load", "schema_version": target.version}  # fmt: skip
         columns = {c: [f"{symbol}.{d}" for d in range(n)] for c in target.column_names if c not in lineage}
-        batch.extend(raw.Parsed(columns | {"record_index": list(range(n))}, None, n), lineage,
+        counts = {"record_index": list(range(n)), "rows_in_file_with_key": [1] * n}
+        batch.extend(raw.Parsed(columns | counts, None, n), lineage,
                      target.arrow_schema(), f"f{i}.json")  # fmt: skip
     tables = Tables(spark, Lake.from_settings(lake_settings))
     rows, files = batch.take_arrow_parts(target)
@@ -231,3 +232,27 @@ def test_per_file_columns_off_the_contract_are_refused_before_any_write(lake_set
     with pytest.raises(ContractError, match="share exactly one column"):
         tables.append_arrow(rows.empty_table(), target, per_file=files.empty_table().drop_columns(["_file_index"]))
     assert not _table_written(tables, target)
+
+
+def test_a_bronze_table_of_an_older_minor_version_gains_the_new_column_at_its_next_load(spark, lake_settings):
+    """bronze.daily_bars 1.1.0 added a nullable column: the next append adds it to a table written
+    under 1.0.0 (mergeSchema), whose rows read NULL there (silver then counts their keys itself)."""
+    from lakehouse.lake import Lake
+    from spark_jobs import bronze, raw
+    from spark_jobs.tables import Tables, contract
+
+    target = contract("bronze", "daily_bars")
+    tables = Tables(spark, Lake.from_settings(lake_settings))
+    lineage = {"path_symbol": "AAPL", "ingest_date": dt.date(2024, 3, 1), "ingest_run_id": "r",
+               "ingested_at": dt.datetime(2024, 3, 1, tzinfo=dt.UTC), "provider": "synthetic", "load_id": "load",
+               "schema_version": target.version}  # fmt: skip
+    old = bronze.to_frame(spark, [{**lineage, "source_file": "old.json", "record_index": 0}], target)
+    old.drop(raw.IN_FILE).write.format("delta").save(tables.path(target))
+    batch = bronze.Batch()
+    columns = {c: ["1"] for c in target.column_names if c not in lineage and c != "source_file"}
+    batch.extend(raw.Parsed(columns | {"record_index": [0], raw.IN_FILE: [1]}, None, 1),
+                 {**lineage, "source_file": "new.json"}, target.arrow_schema(), "new.json")  # fmt: skip
+    rows, files = batch.take_arrow_parts(target)
+    tables.append_arrow(rows, target, per_file=files)
+    got = {r.source_file: r[raw.IN_FILE] for r in tables.read(target).collect()}
+    assert got == {"old.json": None, "new.json": 1}

@@ -16,9 +16,10 @@ def test_adjusted_series_fields_are_kept_as_received_strings():
     parsed = raw.parse_daily_bars(body, "f")
     assert parsed.rejected is None
     newest = parsed.records[0]  # file order: Alpha Vantage lists the newest day first
-    assert newest == {"symbol": "AAPL", "trade_date": "2024-01-03", "record_index": 0, "open": "10.0000",
-                      "high": "11.0000", "low": "9.0000", "close": "10.5000", "adjusted_close": "10.5000",
-                      "volume": "100", "dividend_amount": "0.2500", "split_coefficient": "2.0"}  # fmt: skip
+    assert newest == {"symbol": "AAPL", "trade_date": "2024-01-03", "record_index": 0, "rows_in_file_with_key": 1,
+                      "open": "10.0000", "high": "11.0000", "low": "9.0000", "close": "10.5000",
+                      "adjusted_close": "10.5000", "volume": "100", "dividend_amount": "0.2500",
+                      "split_coefficient": "2.0"}  # fmt: skip
 
 
 def test_daily_series_without_adjustments_maps_5_volume_to_volume():
@@ -37,7 +38,10 @@ def test_duplicate_dates_in_one_file_are_all_kept():
         b'{"Meta Data": {"2. Symbol": "A"}, "Time Series (Daily)": '
         b'{"2024-01-02": {"4. close": "1"}, "2024-01-02": {"4. close": "2"}}}'
     )
-    assert [r["close"] for r in raw.parse_daily_bars(body, "f").records] == ["1", "2"]
+    assert [(r["close"], r["rows_in_file_with_key"]) for r in raw.parse_daily_bars(body, "f").records] == [
+        ("1", 2),
+        ("2", 2),
+    ]
 
 
 def test_error_bodies_are_rejected_with_the_provider_message():
