@@ -27,7 +27,9 @@ rolling metrics (52 weeks is the longest) are complete; the running peak of the 
 continues from the stored rows before that date. Rows before it are unchanged in the forward
 frame, even when the change is a new split: only the symbol's current factor changes, and with it
 what serving shows for the rows before the event (silver-to-gold records those rows as changed
-for serving to reload, rescaled; gold itself does not rewrite them).
+for serving to reload, rescaled; gold itself does not rewrite them). Likewise the event factors:
+those of the events from :func:`factors_from` on are recomputed, the earlier ones are taken as
+stored, and the cumulative products run over both; a full refresh recomputes every one.
 """
 
 from __future__ import annotations
@@ -233,9 +235,9 @@ def factors_change(start_date: dt.date, stored_last: dt.date | None, last_event:
     An event's factor reads its own day and the closes before it; a bar or action that changed
     from `start_date` on reaches only events from that date on, and a symbol's first bars after
     `stored_last` (its last stored gold row) also make current the events up to them. Every
-    factor of a symbol depends on all its events (the cumulative products), so a symbol is
-    recomputed whole or not at all; one with no event from the earlier of those dates keeps its
-    stored factors.
+    cumulative factor of a symbol depends on all its events, so a symbol's are recomputed whole
+    (its event factors from :func:`factors_from` on) or not at all; one with no event from the
+    earlier of those dates keeps its stored factors.
     """
     if last_event is None:
         return False
@@ -312,18 +314,18 @@ def _checked(factor: Column) -> Column:
     return F.when(factor > 0, factor).otherwise(F.raise_error(message))
 
 
-def adjustment_factors(bars: DataFrame, day_events: DataFrame) -> DataFrame:
-    """Per symbol and ex-date: the event factor and the cumulative factors (gold.adjustment_factors).
+# What gold.adjustment_factors stores of an event that depends on that event alone (event_factors).
+EVENT_COLUMNS = ("symbol", "ex_date", "split_factor", "dividend_amount", "previous_close", "event_factor")
 
-    ``cumulative_factor`` of an ex-date is what every price before it, back to the previous
-    event, is multiplied by in the current frame; ``forward_factor`` is what every price from it
-    to the next event is divided by in the forward frame gold stores. A new event changes the
-    cumulative factors of every earlier event but the forward factors of none. Only events up to
-    the symbol's last bar count.
+
+def event_factors(bars: DataFrame, day_events: DataFrame) -> DataFrame:
+    """Per symbol and ex-date: the event, the close before it and its factor (the stored columns of
+    gold.adjustment_factors that depend on that event alone). Only events up to the symbol's last
+    bar count; a factor that is not positive fails the job (see :func:`_checked`).
 
     Args:
-        bars: silver bars of the symbols (all of them, or a span that holds the bar before each
-            event that matters).
+        bars: silver bars of the symbols: all of them, or those from PREVIOUS_CLOSE_DAYS before the
+            first event of `day_events` to the last bar.
         day_events: :func:`events`.
     """
     last = bars.groupBy("symbol").agg(F.max("trade_date").alias("_last"))
@@ -342,16 +344,53 @@ def adjustment_factors(bars: DataFrame, day_events: DataFrame) -> DataFrame:
     dividend, close = F.col("dividend_amount"), F.col("previous_close")
     dividend_factor = F.when((dividend != 0) & close.isNotNull(), 1.0 - dividend / close).otherwise(F.lit(1.0))
     split = F.col("split_factor")
-    with_factor = with_close.withColumn("event_factor", _checked(F.when(split > 0, dividend_factor / split)))
+    factor = _checked(F.when(split > 0, dividend_factor / split))
+    return with_close.select(*EVENT_COLUMNS[:-1], factor.alias("event_factor"))
+
+
+def cumulative_factors(per_event: DataFrame) -> DataFrame:
+    """:func:`event_factors` of every event of each symbol, plus its cumulative and forward factors.
+
+    ``cumulative_factor`` of an ex-date is what every price before it, back to the previous
+    event, is multiplied by in the current frame; ``forward_factor`` is what every price from it
+    to the next event is divided by in the forward frame gold stores. A new event changes the
+    cumulative factors of every earlier event but the forward factors of none.
+    """
     by_date = Window.partitionBy("symbol").orderBy("ex_date")
     later = by_date.rowsBetween(0, Window.unboundedFollowing)
     earlier = by_date.rowsBetween(Window.unboundedPreceding, 0)
     log_factor = F.log("event_factor")
-    return with_factor.select(
-        "symbol", "ex_date", "split_factor", "dividend_amount", "previous_close", "event_factor",
+    return per_event.select(
+        *EVENT_COLUMNS,
         F.exp(F.sum(log_factor).over(later)).alias("cumulative_factor"),
         F.exp(F.sum(log_factor).over(earlier)).alias("forward_factor"),
     )  # fmt: skip
+
+
+def adjustment_factors(bars: DataFrame, day_events: DataFrame) -> DataFrame:
+    """Per symbol and ex-date: the event factor and the cumulative factors (gold.adjustment_factors),
+    :func:`cumulative_factors` of the :func:`event_factors` of every event.
+
+    Args:
+        bars: silver bars of the symbols (all of them, or a span that holds the bar before each
+            event that matters).
+        day_events: :func:`events`.
+    """
+    return cumulative_factors(event_factors(bars, day_events))
+
+
+def factors_from(start_date: dt.date, stored_last: dt.date | None, full: bool) -> dt.date | None:
+    """The first ex-date whose event factor a planned symbol's recompute may change, or None when
+    every event must be recomputed (a recompute from its first bar, a symbol gold does not hold).
+
+    An event's factor reads its own day and the closes of the PREVIOUS_CLOSE_DAYS before it; a
+    change from `start_date` on reaches only events from that date on, and the bars after
+    `stored_last` make current the events up to them (see :func:`factors_change`). The events
+    before it keep their stored factors: only their cumulative factors are recomputed.
+    """
+    if full or stored_last is None:
+        return None
+    return min(start_date, stored_last + dt.timedelta(days=1))
 
 
 def adjusted(bars: DataFrame, factors: DataFrame | None = None) -> DataFrame:

@@ -796,7 +796,12 @@ def run_silver_to_gold(
         # A daily run's compact series revise the adjusted close of every symbol with a recent event;
         # recomputing from those bars would rewrite (MERGE: the whole table) the values gold has.
         stored_factors = tables.read(contract("gold", "adjustment_factors"))
-        unread = gold.unread_revisions(changed, stored_daily, stored_factors, day_events, first_bar)
+        # Only the events from the first changed bar on can match: those of the bars and actions from
+        # it (a literal bound: the scans skip the history; the event fields of every bar are 0.1 s).
+        since = F.lit(first_bar)
+        recent_actions = None if actions_upto is None else actions.filter(F.col("ex_date") >= since)
+        recent_events = gold.events(bars.filter(F.col("trade_date") >= since), recent_actions)
+        unread = gold.unread_revisions(changed, stored_daily, stored_factors, recent_events, first_bar)
         changed = changed.join(unread, ["symbol", "trade_date"], "left_anti")
     changed = changed.select("symbol", "trade_date")
     if full_refresh:
@@ -818,7 +823,8 @@ def run_silver_to_gold(
     if plan:
         _save_watermarks(tables, {ATTEMPT_MARK: upto or now}, run_id, now)
         marks[ATTEMPT_MARK] = None  # cleared with the watermarks, once every gold write is done
-        changed_gold = _write_prices(tables, bars, plan, run_id, summary, day_events)
+        event_actions = actions if actions_upto is not None else None
+        changed_gold = _write_prices(tables, bars, plan, run_id, summary, day_events, event_actions, full_refresh)
         _record_gold_changes(tables, changed_gold, run_id, now)
         _write_dim_date(tables, bars, settings, summary)
     if upto is not None:
@@ -858,7 +864,14 @@ def run_silver_to_gold(
 
 
 def _write_prices(
-    tables: Tables, bars: DataFrame, plan: list, run_id: str, summary: JobSummary, day_events: DataFrame
+    tables: Tables,
+    bars: DataFrame,
+    plan: list,
+    run_id: str,
+    summary: JobSummary,
+    day_events: DataFrame,
+    actions: DataFrame | None,
+    full_refresh: bool,
 ) -> dict[str, DataFrame]:
     """Recompute the adjustment factors, daily and monthly rows of the planned symbols; returns per
     gold table the rows whose served values changed.
@@ -870,6 +883,8 @@ def _write_prices(
 
     Args:
         plan: rows of :func:`spark_jobs.gold.recompute_plan`, collected.
+        actions: silver.corporate_actions (None when it holds nothing), which `day_events` are of.
+        full_refresh: recompute every event factor of the symbols whose factors change.
     """
     spark = tables.spark
     daily_contract = contract("gold", "fct_daily_prices")
@@ -883,9 +898,10 @@ def _write_prices(
     symbol_bars = bars.join(symbols, "symbol", "left_semi")
     # Only the symbols whose factors may change are recomputed; the others' stored factors adjust
     # their recomputed rows (a daily run: a handful of symbols, not every bar of every symbol).
-    refactored = [r.symbol for r in plan if gold.factors_change(r.start_date, r.stored_last, r.last_event)]
+    planned = [r for r in plan if gold.factors_change(r.start_date, r.stored_last, r.last_event)]
+    refactored = [r.symbol for r in planned]
     fresh = F.broadcast(spark.createDataFrame([(s,) for s in refactored], "symbol string"))
-    factors = gold.adjustment_factors(bars.join(fresh, "symbol", "left_semi"), day_events).select(
+    factors = _recomputed_factors(tables, bars, actions, day_events, planned, full_refresh).select(
         "*", F.lit(run_id).alias("load_id"), F.lit(factors_contract.version).alias("schema_version")
     )
     factors = tables.stage(factors, "adjustment_factors")
@@ -943,6 +959,59 @@ def _write_prices(
             rescaled = tables.read(c).join(moved_symbols, "symbol", "left_semi").select("symbol", CHANGE_TRACKED[name])
             changed[name] = changed[name].select("symbol", CHANGE_TRACKED[name]).unionByName(rescaled)
     return changed
+
+
+def _recomputed_factors(
+    tables: Tables,
+    bars: DataFrame,
+    actions: DataFrame | None,
+    day_events: DataFrame,
+    planned: list,
+    full_refresh: bool,
+) -> DataFrame:
+    """gold.adjustment_factors rows of the `planned` symbols (plan rows), without load_id.
+
+    The event factors of a symbol are computed from :func:`spark_jobs.gold.factors_from` on, from
+    the bars read back PREVIOUS_CLOSE_DAYS before it (a literal bound skips the older files); its
+    earlier events keep their stored event factors, and the cumulative products run over both.
+    A daily run so reads a month of each symbol with a new event, not its whole history. A full
+    refresh, a symbol recomputed from its first bar or one gold does not hold recompute every
+    event: a full refresh is what repairs the stored factors.
+    """
+    spark = tables.spark
+    stored = tables.existing(contract("gold", "adjustment_factors"))
+    incremental = not full_refresh and stored is not None
+    starts = {
+        r.symbol: gold.factors_from(r.start_date, r.stored_last, r.full) if incremental else None for r in planned
+    }
+    whole = [(s,) for s, day in starts.items() if day is None]
+    recent = [(s, day) for s, day in starts.items() if day is not None]
+    parts = []
+    if whole:
+        symbols = F.broadcast(spark.createDataFrame(whole, "symbol string"))
+        parts.append(gold.event_factors(bars.join(symbols, "symbol", "left_semi"), day_events))
+    if recent:
+        bound = min(day for _, day in recent) - dt.timedelta(days=gold.PREVIOUS_CLOSE_DAYS)
+        froms = F.broadcast(spark.createDataFrame(recent, "symbol string, factors_from date"))
+        near = (
+            bars.filter(F.col("trade_date") >= F.lit(bound))
+            .join(froms, "symbol", "inner")
+            .filter(F.col("trade_date") >= F.date_sub("factors_from", gold.PREVIOUS_CLOSE_DAYS))
+            .drop("factors_from")
+        )
+        near_actions = None if actions is None else actions.filter(F.col("ex_date") >= F.lit(bound))
+        new_events = (
+            gold.events(near, near_actions)
+            .join(froms, "symbol", "inner")
+            .filter(F.col("ex_date") >= F.col("factors_from"))
+            .drop("factors_from")
+        )
+        earlier = stored.join(froms, "symbol", "inner").filter(F.col("ex_date") < F.col("factors_from"))
+        parts += [gold.event_factors(near, new_events), earlier.select(*gold.EVENT_COLUMNS)]
+    per_event = parts[0] if parts else gold.event_factors(bars.limit(0), day_events.limit(0))
+    for part in parts[1:]:
+        per_event = per_event.unionByName(part)
+    return gold.cumulative_factors(per_event)
 
 
 def _write_changed(tables: Tables, rows: DataFrame, c: Contract) -> None:

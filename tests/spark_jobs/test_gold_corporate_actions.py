@@ -216,3 +216,51 @@ def test_a_split_after_five_years_rewrites_only_gold_rows_from_its_ex_date_and_t
     assert abs(on["close"] / day_before["close"] - 1) > 0.5  # the raw close jumps
     for column in PRICE_LEVEL:
         assert abs(on[column] / day_before[column] - 1) < 0.05, column
+
+
+def test_factors_recomputed_from_the_first_change_equal_a_full_refresh_after_late_and_revised_actions(
+    pipeline, raw_lake, spark
+):
+    """A daily run recomputes a symbol's event factors from its first change on and takes the earlier
+    ones as stored: after a late split, a revised dividend and a revised close before the last stored
+    day (and new sessions bringing new events), a full refresh, which recomputes every factor from
+    silver, finds nothing to rewrite: factors and daily rows equal to the bit, load_id included."""
+    from spark_jobs import jobs
+
+    events = {20: {"dividend": 0.5}, 60: {"split": 2.0}, 100: {"dividend": 0.9}, 150: {"split": 3.0},
+              250: {"dividend": 0.4}}  # fmt: skip
+    late = random_walk_bars(DAYS, seed=41, events=events)
+    steady = random_walk_bars(DAYS, seed=42, events={30: {"dividend": 0.6}, 240: {"split": 2.0}})
+    cut = DAYS[200].isoformat()
+    known = {d: Bar(**{**b.__dict__, "split": 1.0}) if d == DAYS[60].isoformat() else b for d, b in late.items()}
+    for symbol, bars, actions in (("LATE", late, known), ("STEADY", steady, steady)):
+        history = {d: b for d, b in bars.items() if d <= cut}
+        raw_lake.daily_bars(symbol, history, "2024-03-01", run_id="history", adjusted=False)
+        actions = {d: b for d, b in actions.items() if d <= cut}
+        raw_lake.file("splits", symbol, "2024-03-01", "history", *splits_body(symbol, actions))
+        raw_lake.file("dividends", symbol, "2024-03-01", "history", *dividends_body(symbol, actions))
+    pipeline.run("2024-03-01", run_id="history")
+
+    revised_day = DAYS[149].isoformat()  # the close before the split of day 150
+    b = late[revised_day]
+    late[revised_day] = Bar(**{**b.__dict__, "close": round((b.high + b.low) / 2, 4)})
+    raw_lake.daily_bars("LATE", late, "2024-03-04", run_id="daily", adjusted=False)
+    raw_lake.file("splits", "LATE", "2024-03-04", "daily", *splits_body("LATE", late))
+    raw_lake.file(
+        "dividends", "LATE", "2024-03-04", "daily", *dividends_body("LATE", late, **{DAYS[100].isoformat(): 1.1})
+    )
+    land(raw_lake, "STEADY", steady, "2024-03-04", run_id="daily")
+    summary = pipeline.run("2024-03-04", run_id="daily")
+    assert summary["gold"]["tables"]["gold.fct_daily_prices"]["full_symbols"] == 0
+    factors = pipeline.rows("gold", "adjustment_factors", "symbol", "ex_date")
+    daily = pipeline.rows("gold", "fct_daily_prices", "symbol", "trade_date")
+    assert [(r["symbol"], r["ex_date"]) for r in factors] == [("LATE", DAYS[i]) for i in sorted(events)] + [
+        ("STEADY", DAYS[30]), ("STEADY", DAYS[240])
+    ]  # fmt: skip
+    late_rows = {r["ex_date"]: r for r in factors if r["symbol"] == "LATE"}
+    assert late_rows[DAYS[150]]["previous_close"] == late[revised_day].close
+    assert late_rows[DAYS[100]]["dividend_amount"] == 1.1
+
+    jobs.run_silver_to_gold(spark, pipeline.settings, DAYS[0], DAYS[-1], "full", full_refresh=True)
+    assert pipeline.rows("gold", "adjustment_factors", "symbol", "ex_date") == factors
+    assert pipeline.rows("gold", "fct_daily_prices", "symbol", "trade_date") == daily
