@@ -583,8 +583,12 @@ def _pending_all(tables: Tables, sources: list[str], window: DateWindow, full_re
     rows, listed = {}, None
     for table in sources:
         rows[table] = tables.read(contract("bronze", table)).filter(window.predicate("ingest_date"))
-        files = rows[table].groupBy("source_file", "ingest_date").agg(
-            F.min(F.unix_micros("ingested_at")).alias("_since"), _uncounted(table, rows[table]).alias("_uncounted")
+        files = (
+            rows[table]
+            .groupBy("source_file", "ingest_date")
+            .agg(
+                F.min(F.unix_micros("ingested_at")).alias("_since"), _uncounted(table, rows[table]).alias("_uncounted")
+            )
         )
         if not full_refresh:
             processed = done.filter(F.col("source_table") == f"bronze.{table}").select("source_file")
