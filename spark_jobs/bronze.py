@@ -74,10 +74,12 @@ class Batch:
 
     def extend(self, parsed: raw.Parsed, constants: dict, schema: pa.Schema, origin: str) -> None:
         """Add the records of file `origin` as Arrow arrays of `schema`'s types, with `constants`
-        (lineage) standing for every one of its rows. A file without records adds nothing here."""
+        (lineage) and the parser's per-file facts standing for every one of its rows. A file without
+        records adds nothing here."""
         n = parsed.count
         if not n:
             return
+        constants = {**constants, **parsed.facts}
         for f in schema:
             if f.name in constants:
                 continue

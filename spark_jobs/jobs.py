@@ -272,7 +272,7 @@ class _TypingInputs:
     today: dt.date
     has_bars: bool  # silver.daily_bars holds rows: only then can a batch bar be unchanged
     routed_bars: DataFrame | None = None  # the batch's bars once routed (SILVER_TABLES types them first)
-    counted_bars: bool = False  # every pending bronze bar carries rows_in_file_with_key (_Pending.counted)
+    file_facts: bool = False  # every pending bronze bar carries its file's facts (_Pending.file_facts)
 
     @property
     def known_bars(self) -> DataFrame:
@@ -339,10 +339,12 @@ SILVER_TABLES: tuple[SilverTable, ...] = (
     SilverTable(
         "daily_bars", "daily_bars", materialize=True,
         unchanged=lambda rows, given: (
-            silver.unchanged_bars(rows, given.stored_bars, given.sessions, given.today) if given.has_bars else None
+            silver.unchanged_bars(rows, given.stored_bars, given.sessions, given.today, file_facts=given.file_facts)
+            if given.has_bars
+            else None
         ),
         typed=lambda rows, given: silver.typed_daily_bars(
-            rows, given.stored_bars, given.sessions, given.today, counted=given.counted_bars
+            rows, given.stored_bars, given.sessions, given.today, file_facts=given.file_facts
         ),
         left=silver.without_days,
         rows=silver.daily_bar_rows, latest_first=_bar_order,
@@ -551,13 +553,14 @@ class _Pending:
 
     source_table: str
     rows: DataFrame
-    files: list  # Rows of (source_file, ingest_date, _since, _uncounted)
+    files: list  # Rows of (source_file, ingest_date, _since, _without_facts)
 
     @property
-    def counted(self) -> bool:
-        """Every row carries its file's count of its key (bronze.daily_bars 1.1.0 on): silver reads
-        it instead of counting (docs/transforms.md, ninth pass)."""
-        return bool(self.files) and not any(f["_uncounted"] for f in self.files)
+    def file_facts(self) -> bool:
+        """Every row carries its file's facts (bronze.daily_bars 1.1.0 on: the count of its key in
+        the file, the file's last date): silver reads them instead of computing them
+        (docs/transforms.md, ninth pass)."""
+        return bool(self.files) and not any(f["_without_facts"] for f in self.files)
 
 
 def _pending(tables: Tables, table: str, window: DateWindow, full_refresh: bool) -> _Pending:
@@ -587,13 +590,14 @@ def _pending_all(tables: Tables, sources: list[str], window: DateWindow, full_re
             rows[table]
             .groupBy("source_file", "ingest_date")
             .agg(
-                F.min(F.unix_micros("ingested_at")).alias("_since"), _uncounted(table, rows[table]).alias("_uncounted")
+                F.min(F.unix_micros("ingested_at")).alias("_since"),
+                _without_facts(table, rows[table]).alias("_without_facts"),
             )
         )
         if not full_refresh:
             processed = done.filter(F.col("source_table") == f"bronze.{table}").select("source_file")
             files = files.join(processed, "source_file", "left_anti")
-        files = files.select(F.lit(table).alias("_table"), "source_file", "ingest_date", "_since", "_uncounted")
+        files = files.select(F.lit(table).alias("_table"), "source_file", "ingest_date", "_since", "_without_facts")
         listed = files if listed is None else listed.unionByName(files)
     found: dict[str, list] = {table: [] for table in sources}
     for r in listed.collect() if listed is not None else []:
@@ -601,15 +605,17 @@ def _pending_all(tables: Tables, sources: list[str], window: DateWindow, full_re
     return {table: _pinned(tables, f"bronze.{table}", rows[table], found[table]) for table in sources}
 
 
-def _uncounted(table: str, rows: DataFrame) -> Column:
-    """Per file: whether a row lacks ``rows_in_file_with_key`` (loaded before bronze.daily_bars 1.1.0,
-    or the table not yet appended to since: no such column). Taken with the file list, in the same
-    query. Tables without the column have nothing to count."""
-    if silver.IN_FILE not in contract("bronze", table).column_names:
+def _without_facts(table: str, rows: DataFrame) -> Column:
+    """Per file: whether a row lacks ``rows_in_file_with_key`` or ``file_last_trade_date`` (loaded
+    before bronze.daily_bars 1.1.0, or the table not yet appended to since: no such column; or a
+    date the driver left to the engine: NULL). Taken with the file list, in the same query. Tables
+    without the columns have nothing to read."""
+    facts = [silver.IN_FILE, silver.LAST_IN_FILE]
+    if not set(facts) <= set(contract("bronze", table).column_names):
         return F.lit(False)
-    if silver.IN_FILE not in rows.columns:  # the schema read with the table: no round trip
+    if not set(facts) <= set(rows.columns):  # the schema read with the table: no round trip
         return F.lit(True)
-    return F.max(F.col(silver.IN_FILE).isNull())
+    return F.max(F.col(silver.IN_FILE).isNull() | F.col(silver.LAST_IN_FILE).isNull())
 
 
 def _pinned(tables: Tables, source: str, rows: DataFrame, found: list) -> _Pending:
@@ -707,7 +713,7 @@ def run_bronze_to_silver(
         sessions=_sessions(spark, settings),
         today=today or dt.datetime.now(dt.UTC).date(),
         has_bars=has_bars,
-        counted_bars=pending["daily_bars"].counted,
+        file_facts=pending["daily_bars"].file_facts,
     )
     stored = {**current, "daily_bars": inputs.stored_bars}
     batches = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import chain, repeat
@@ -80,6 +81,7 @@ class Parsed:
     columns: dict[str, list | pa.Array] = field(default_factory=dict)
     rejected: str | None = None
     count: int = 0
+    facts: dict = field(default_factory=dict)  # per-file values (name -> one value for all its rows)
 
     @classmethod
     def of_records(cls, records: list[dict]) -> Parsed:
@@ -214,6 +216,29 @@ def _objects_at_least(body: dict) -> int:
 # Rows of a file with the row's (symbol, trade_date) key: silver's duplicate-in-file rule reads it
 # instead of counting 628k bars per (file, symbol, date) in the engine (docs/transforms.md, ninth pass).
 IN_FILE = "rows_in_file_with_key"
+# The file's last bar: its latest trade_date where the driver knows the engine's date for every one
+# of its dates, else NULL (silver then takes the max itself; docs/transforms.md, ninth pass).
+LAST_IN_FILE = "file_last_trade_date"
+_ISO_DAYS = re.compile(r"(?:[0-9]{4}-[0-9]{2}-[0-9]{2}\n)*")
+
+
+def last_trade_date(days: list) -> dt.date | None:
+    """The latest of a file's `days` (strings as received) when every one is a plain ``YYYY-MM-DD``
+    date of years 0001-9999, else None. For such strings the latest text is the latest date, and
+    silver's ``try_cast`` reads the same date from each (pinned by a test against the engine); any
+    other string (a day that does not exist, another layout, year 0000) leaves the answer to silver.
+    """
+    if not days or not all(type(d) is str for d in days):
+        return None
+    # One match over the joined dates: n newlines in the pattern are exactly the n separators, so
+    # each date is one 10-character YYYY-MM-DD (a Python call per date was most of the cost).
+    if not _ISO_DAYS.fullmatch("\n".join(days) + "\n"):
+        return None
+    try:
+        parsed = list(map(dt.date.fromisoformat, days))
+    except ValueError:
+        return None
+    return max(parsed)
 
 
 def parse_daily_bars(data: bytes, origin: str) -> Parsed:
@@ -260,7 +285,9 @@ def parse_daily_bars(data: bytes, origin: str) -> Parsed:
     repeats = Counter(rec["trade_date"] for rec in records)  # the file's symbol is one: the date is the key
     for rec in records:
         rec[IN_FILE] = repeats[rec["trade_date"]]
-    return Parsed.of_records(records)
+    parsed = Parsed.of_records(records)
+    parsed.facts[LAST_IN_FILE] = last_trade_date(list(repeats))
+    return parsed
 
 
 _SCALAR_TEXT = {str, type(None)}
@@ -288,11 +315,12 @@ def _bar_columns(body: dict, series: dict) -> Parsed | None:
         "record_index": pa.array(np.arange(n, dtype=np.int32)),
         IN_FILE: pa.repeat(pa.scalar(1, pa.int32()), n),  # a dict's keys: no date twice (_fast_body)
     }
+    facts = {LAST_IN_FILE: last_trade_date(columns["trade_date"])}  # one symbol a file (its Meta Data)
     texts = _text_arrays(bars, by_name)
     if texts is not None:
         for name in av.BAR_COLUMNS.values():
             columns[name] = texts[name] if name in texts else pa.nulls(n, pa.string())
-        return Parsed(columns, None, n)
+        return Parsed(columns, None, n, facts)
     for name in av.BAR_COLUMNS.values():
         key = by_name.get(name)
         if key is None:
@@ -302,7 +330,7 @@ def _bar_columns(body: dict, series: dict) -> Parsed | None:
         if not set(map(type, values)) <= _SCALAR_TEXT:
             values = [v if isinstance(v, str) else _text(v) for v in values]
         columns[name] = values
-    return Parsed(columns, None, n)
+    return Parsed(columns, None, n, facts)
 
 
 def _text_arrays(bars: list[dict], by_name: dict[str, str]) -> dict[str, pa.Array] | None:

@@ -16,7 +16,9 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from spark_jobs import contracts, quality
-from spark_jobs.raw import IN_FILE  # bronze.daily_bars 1.1.0 on: the rows of the bar's RAW file with its key
+
+# bronze.daily_bars 1.1.0 on, the file facts: the rows of the bar's RAW file with its key, the file's last date
+from spark_jobs.raw import IN_FILE, LAST_IN_FILE
 
 # A bar's values and a security's attributes: the columns whose change revises a stored row.
 BAR_VALUES = contracts.load("silver", "daily_bars").compared
@@ -58,28 +60,33 @@ def sessions_frame(spark, days: list[dt.date]) -> DataFrame:
     )  # fmt: skip
 
 
-def _bar_values(bronze: DataFrame, sessions: DataFrame, today: dt.date) -> DataFrame:
+def _bar_values(bronze: DataFrame, sessions: DataFrame, today: dt.date, file_facts: bool = False) -> DataFrame:
     """Bronze bars with typed values, the values as received, and the row-level helper columns
     (``_is_session``, ``_session_number``, ``_today``): what the rules read of a bar on its own."""
-    return _on_sessions(_parsed_bars(bronze), sessions).withColumn("_today", F.lit(today))
+    return _on_sessions(_parsed_bars(bronze, file_facts), sessions).withColumn("_today", F.lit(today))
 
 
-def _parsed_bars(bronze: DataFrame, counted: bool = False) -> DataFrame:
+def _parsed_bars(bronze: DataFrame, file_facts: bool = False) -> DataFrame:
     """Bronze bars with typed values and the values as received: :func:`_bar_values` without its
     session columns, for the helpers that do not read them (the per-file counts, the previous close,
     the ingest dates, the file's last bar). Each helper computes its input again (Sail shares no
     frame between branches), and the session join was a hash join of every bar in each of them.
-    `counted`: with bronze's ``rows_in_file_with_key`` as ``_rows_in_file_with_key``.
+    `file_facts`: with bronze's ``rows_in_file_with_key`` and ``file_last_trade_date`` as
+    ``_rows_in_file_with_key`` and ``_last_in_file`` (:data:`FILE_FACTS`).
     """
-    count = [F.col(IN_FILE).cast("bigint").alias("_rows_in_file_with_key")] if counted else []
+    facts = [F.col(IN_FILE).cast("bigint").alias(FILE_FACTS[0]), F.col(LAST_IN_FILE).alias(FILE_FACTS[1])]
     return bronze.select(
         "symbol", "path_symbol", F.col("trade_date").alias("trade_date_raw"),
         _try_date("trade_date").alias("trade_date"),
         *[_try_double(c).alias(c) for c in BAR_VALUES if c != "volume"],
         _try_bigint("volume").alias("volume"),
         *[F.col(c).alias(f"{c}_raw") for c in BAR_VALUES],
-        "record_index", "source_file", "ingest_date", "ingest_run_id", "ingested_at", *count,
+        "record_index", "source_file", "ingest_date", "ingest_run_id", "ingested_at", *(facts if file_facts else []),
     )  # fmt: skip
+
+
+# The per-file helpers bronze carries from contract 1.1.0 on (the file facts), as the rules read them.
+FILE_FACTS = ("_rows_in_file_with_key", "_last_in_file")
 
 
 def _on_sessions(typed: DataFrame, sessions: DataFrame) -> DataFrame:
@@ -134,7 +141,7 @@ def typed_daily_bars(
     sessions: DataFrame,
     today: dt.date,
     unchanged: DataFrame | None = None,
-    counted: bool = False,
+    file_facts: bool = False,
 ) -> DataFrame:
     """Bronze bars with typed values and the helper columns of the silver.daily_bars rules.
 
@@ -146,26 +153,30 @@ def typed_daily_bars(
         today: dates after it are in the future.
         unchanged: keys left out (:func:`unchanged_bars`); the helper columns of the other bars
             are the same with or without them.
-        counted: every row of `bronze` carries ``rows_in_file_with_key`` (counted while parsing
-            RAW, bronze contract 1.1.0): read instead of grouping every bar by (file, symbol, date),
-            about 0.7 of the backfill's 7-8 Sail CPU seconds. Rows loaded before 1.1.0 hold NULL there.
+        file_facts: every row of `bronze` carries ``rows_in_file_with_key`` and
+            ``file_last_trade_date`` (found while parsing RAW, bronze contract 1.1.0): read instead
+            of grouping every bar by (file, symbol, date) and by (file, symbol), about 0.7 and
+            0.9 of the backfill's 7-8 Sail CPU seconds. Rows loaded before 1.1.0, and files with a
+            date the driver does not read as the engine surely does, hold NULL there.
 
     Helper columns for the sessions rules: ``_missing_sessions`` (sessions between a bar and the
     symbol's previous bar) and ``_sessions_behind`` (on a file's last bar of a symbol: sessions
     between it and the file's ingestion date). Each helper is computed on its keys and attached
     (:func:`_attach`): no window or join holds the wide rows (the backfill's memory peak).
     """
-    parsed = _parsed_bars(bronze if unchanged is None else without_days(bronze, unchanged), counted)
+    # The file's last bar read from bronze is the max over all of the file's rows, this the max over
+    # those not left out: the same, as unchanged_bars never leaves out a file's last bar.
+    parsed = _parsed_bars(bronze if unchanged is None else without_days(bronze, unchanged), file_facts)
     typed = _on_sessions(parsed, sessions).withColumn("_today", F.lit(today))
-    columns = [c for c in typed.columns if c != "_rows_in_file_with_key"]
-    if not counted:
+    columns = [c for c in typed.columns if c not in FILE_FACTS]
+    if not file_facts:
         in_file = parsed.groupBy("source_file", "symbol", "trade_date_raw").agg(
             F.count(F.lit(1)).alias("_rows_in_file_with_key")
         )
         typed = _attach(typed, in_file, ["source_file", "symbol", "trade_date_raw"])
     attached = _attach(typed, _previous_close(parsed, prior), ["symbol", "trade_date"])
     helpers = ["_rows_in_file_with_key", "_prev_close", "_prev_trade_date", "_missing_sessions", "_sessions_behind"]
-    return _session_gaps(attached, sessions, keys=parsed).select(*columns, *helpers)
+    return _session_gaps(attached, sessions, keys=parsed, last_in_file=file_facts).select(*columns, *helpers)
 
 
 def _attach(rows: DataFrame, helper: DataFrame, keys: list[str]) -> DataFrame:
@@ -193,7 +204,9 @@ def without_days(bronze: DataFrame, days: DataFrame) -> DataFrame:
     return bronze.join(left_out, on, "left_anti")
 
 
-def unchanged_bars(bronze: DataFrame, current: DataFrame, sessions: DataFrame, today: dt.date) -> DataFrame:
+def unchanged_bars(
+    bronze: DataFrame, current: DataFrame, sessions: DataFrame, today: dt.date, file_facts: bool = False
+) -> DataFrame:
     """Days (``symbol``, ``trade_date``, ``_rows``: the batch's rows of it) whose every batch row
     equals the stored bar and passes every rule: leaving them out changes no route, count or rule
     outcome, and a daily run's compact payloads are mostly such days (99 of 100 sessions).
@@ -209,9 +222,10 @@ def unchanged_bars(bronze: DataFrame, current: DataFrame, sessions: DataFrame, t
     - all its rows stay or go together, so the winner of a day that stays is the same.
 
     The rules then run here on those helper values; a foreign symbol's file, a duplicate, a
-    revision or a failing row keeps its day in, to be checked as before.
+    revision or a failing row keeps its day in, to be checked as before. `file_facts`: the per-file
+    helpers read from bronze (:func:`typed_daily_bars`).
     """
-    rows = _bar_values(bronze, sessions, today)
+    rows = _bar_values(bronze, sessions, today, file_facts)
     stored = current.select("symbol", "trade_date", *[F.col(c).alias(f"_cur_{c}") for c in BAR_VALUES])
     rows = rows.join(stored.withColumn("_stored", F.lit(True)), ["symbol", "trade_date"], "left")
     equal = F.col("_stored").isNotNull()
@@ -222,26 +236,28 @@ def unchanged_bars(bronze: DataFrame, current: DataFrame, sessions: DataFrame, t
     # off the calendar, which would sit between two sessions).
     changes = F.when(F.expr(USABLE) & ~F.col("_is_session"), F.lit(0)).when(~F.col("_equal"), F.col("_session_number"))
     rows = rows.withColumn("_first_change", F.min(changes).over(Window.partitionBy("symbol")))
-    # Per-file helpers from the bronze columns alone (group and join back: cheaper than windows).
-    keys = bronze.select("source_file", "symbol", F.col("trade_date").alias("trade_date_raw"))
-    in_file = keys.groupBy("source_file", "symbol", "trade_date_raw").agg(
-        F.count(F.lit(1)).alias("_rows_in_file_with_key")
-    )
-    last = (
-        bronze.select("source_file", "symbol", _try_date("trade_date").alias("_day"))
-        .groupBy("source_file", "symbol")
-        .agg(F.max("_day").alias("_last_in_file"))
-    )
+    if not file_facts:  # per-file helpers from the bronze columns alone (group and join back: cheaper than windows)
+        keys = bronze.select("source_file", "symbol", F.col("trade_date").alias("trade_date_raw"))
+        in_file = keys.groupBy("source_file", "symbol", "trade_date_raw").agg(
+            F.count(F.lit(1)).alias("_rows_in_file_with_key")
+        )
+        last = (
+            bronze.select("source_file", "symbol", _try_date("trade_date").alias("_day"))
+            .groupBy("source_file", "symbol")
+            .agg(F.max("_day").alias("_last_in_file"))
+        )
+        rows = rows.join(in_file, ["source_file", "symbol", "trade_date_raw"], "left").join(
+            last, ["source_file", "symbol"], "left"
+        )
     previous = current.join(sessions.select("trade_date", "_session_number"), "trade_date").select(
         "symbol", (F.col("_session_number") + 1).alias("_session_number"), F.col("close").alias("_prev_close"),
         F.lit(0).cast("bigint").alias("_missing_sessions"),
     )  # fmt: skip
-    rows = (
-        rows.join(in_file, ["source_file", "symbol", "trade_date_raw"], "left")
-        .join(last, ["source_file", "symbol"], "left")
-        .join(previous, ["symbol", "_session_number"], "left")
-        .withColumn("_sessions_behind", F.lit(None).cast("bigint"))
+    rows = rows.join(previous, ["symbol", "_session_number"], "left").withColumn(
+        "_sessions_behind", F.lit(None).cast("bigint")
     )
+    # Never a file's last bar (the strict `<`): typed_daily_bars' max over the rows left in equals
+    # the max over all of them, which bronze's file_last_trade_date holds.
     known = (
         F.col("_equal") & (F.col("trade_date") < F.col("_last_in_file")) & F.col("_prev_close").isNotNull()
         & (F.col("_first_change").isNull() | (F.col("_session_number") <= F.col("_first_change")))
@@ -256,12 +272,15 @@ def unchanged_bars(bronze: DataFrame, current: DataFrame, sessions: DataFrame, t
     )
 
 
-def _session_gaps(typed: DataFrame, sessions: DataFrame, keys: DataFrame | None = None) -> DataFrame:
+def _session_gaps(
+    typed: DataFrame, sessions: DataFrame, keys: DataFrame | None = None, last_in_file: bool = False
+) -> DataFrame:
     """``_missing_sessions`` and ``_sessions_behind`` (see :func:`typed_daily_bars`): each helper
     computed on the keys alone and attached (:func:`_attach`), not a window over the wide rows.
 
     `keys`: the same rows as `typed` with fewer joins above them (default `typed`), for the per-file
     and per-ingestion aggregates (Sail does not share a frame between two branches: each computes it).
+    `last_in_file`: `typed` holds ``_last_in_file`` (bronze's, :func:`_parsed_bars`), not computed here.
     """
     keys = typed if keys is None else keys
     numbers = sessions.select(F.col("trade_date").alias("_d"), F.col("_session_number").alias("_n"))
@@ -272,9 +291,10 @@ def _session_gaps(typed: DataFrame, sessions: DataFrame, keys: DataFrame | None 
         .groupBy("ingest_date")
         .agg(F.max("_n").alias("_ingest_session_number"))
     )
-    last = keys.groupBy("source_file", "symbol").agg(F.max("trade_date").alias("_last_in_file"))
-    typed = _attach(_attach(_attach(typed, previous, ["_prev_trade_date"]), through, ["ingest_date"]), last,
-                    ["source_file", "symbol"])  # fmt: skip
+    typed = _attach(_attach(typed, previous, ["_prev_trade_date"]), through, ["ingest_date"])
+    if not last_in_file:
+        last = keys.groupBy("source_file", "symbol").agg(F.max("trade_date").alias("_last_in_file"))
+        typed = _attach(typed, last, ["source_file", "symbol"])
     typed = typed.withColumn("_missing_sessions", F.col("_session_number") - F.col("_prev_session_number") - 1)
     behind = F.when(
         F.col("trade_date") == F.col("_last_in_file"), F.col("_ingest_session_number") - F.col("_session_number")

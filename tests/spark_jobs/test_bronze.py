@@ -114,7 +114,8 @@ def test_lineage_kept_once_per_file_joins_back_to_one_value_per_row():
         columns |= {c: [f"{i}.{d}" for d in range(n)] for c in target.column_names if c not in columns}
         lineage = {"path_symbol": symbol, "source_file": f"f{i}.json", "ingest_date": dt.date(2024, 3, 1 + i),
                    "ingest_run_id": f"r{i}", "ingested_at": dt.datetime(2024, 3, 1, i, tzinfo=dt.UTC),
-                   "provider": "synthetic", "load_id": "load", "schema_version": target.version}  # fmt: skip
+                   "provider": "synthetic", "load_id": "load", "schema_version": target.version,
+                   raw.LAST_IN_FILE: dt.date(2024, 1, 1 + n) if n else None}  # fmt: skip
         for name in lineage:
             columns.pop(name)
         batch.extend(raw.Parsed(columns, None, n), lineage, target.arrow_schema(), f"f{i}.json")
@@ -188,7 +189,8 @@ def test_lineage_sent_once_per_file_lands_joined_to_every_row_in_one_data_file(s
     for i, (symbol, n) in enumerate((("AAPL", 3), ("IBM", 2), ("KO", 30_000))):  # KO: several Arrow batches
         lineage = {"path_symbol": symbol, "source_file": f"f{i}.json", "ingest_date": dt.date(2024, 3, 1 + i),
                    "ingest_run_id": f"r{i}", "ingested_at": dt.datetime(2024, 3, 1, i, tzinfo=dt.UTC),
-                   "provider": "synthetic", "load_id": "load", "schema_version": target.version}  # fmt: skip
+                   "provider": "synthetic", "load_id": "load", "schema_version": target.version,
+                   raw.LAST_IN_FILE: dt.date(2024, 1, 1 + i)}  # fmt: skip
         columns = {c: [f"{symbol}.{d}" for d in range(n)] for c in target.column_names if c not in lineage}
         counts = {"record_index": list(range(n)), "rows_in_file_with_key": [1] * n}
         batch.extend(raw.Parsed(columns | counts, None, n), lineage,
@@ -235,8 +237,8 @@ def test_per_file_columns_off_the_contract_are_refused_before_any_write(lake_set
 
 
 def test_a_bronze_table_of_an_older_minor_version_gains_the_new_column_at_its_next_load(spark, lake_settings):
-    """bronze.daily_bars 1.1.0 added a nullable column: the next append adds it to a table written
-    under 1.0.0 (mergeSchema), whose rows read NULL there (silver then counts their keys itself)."""
+    """bronze.daily_bars 1.1.0 added nullable columns: the next append adds them to a table written
+    under 1.0.0 (mergeSchema), whose rows read NULL there (silver then computes the file facts itself)."""
     from lakehouse.lake import Lake
     from spark_jobs import bronze, raw
     from spark_jobs.tables import Tables, contract
@@ -247,12 +249,13 @@ def test_a_bronze_table_of_an_older_minor_version_gains_the_new_column_at_its_ne
                "ingested_at": dt.datetime(2024, 3, 1, tzinfo=dt.UTC), "provider": "synthetic", "load_id": "load",
                "schema_version": target.version}  # fmt: skip
     old = bronze.to_frame(spark, [{**lineage, "source_file": "old.json", "record_index": 0}], target)
-    old.drop(raw.IN_FILE).write.format("delta").save(tables.path(target))
+    old.drop(raw.IN_FILE, raw.LAST_IN_FILE).write.format("delta").save(tables.path(target))
     batch = bronze.Batch()
-    columns = {c: ["1"] for c in target.column_names if c not in lineage and c != "source_file"}
+    facts = {raw.LAST_IN_FILE: dt.date(2024, 2, 29)}
+    columns = {c: ["1"] for c in target.column_names if c not in lineage | facts and c != "source_file"}
     batch.extend(raw.Parsed(columns | {"record_index": [0], raw.IN_FILE: [1]}, None, 1),
-                 {**lineage, "source_file": "new.json"}, target.arrow_schema(), "new.json")  # fmt: skip
+                 {**lineage, **facts, "source_file": "new.json"}, target.arrow_schema(), "new.json")  # fmt: skip
     rows, files = batch.take_arrow_parts(target)
     tables.append_arrow(rows, target, per_file=files)
-    got = {r.source_file: r[raw.IN_FILE] for r in tables.read(target).collect()}
-    assert got == {"old.json": None, "new.json": 1}
+    got = {r.source_file: (r[raw.IN_FILE], r[raw.LAST_IN_FILE]) for r in tables.read(target).collect()}
+    assert got == {"old.json": (None, None), "new.json": (1, dt.date(2024, 2, 29))}

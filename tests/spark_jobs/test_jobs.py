@@ -105,9 +105,10 @@ def test_maintenance_deletes_the_gold_changes_served_longer_ago_than_the_retenti
     assert summary.tables["ops.gold_changes"].rows_deleted == 1
 
 
-def test_silver_reads_the_bronze_count_of_a_key_in_its_file_only_when_every_pending_bar_has_it(spark, lake_settings):
-    """Bars loaded before bronze 1.1.0 have no count (no column, or NULL after the table gained it):
-    then silver counts the batch's keys per file itself, as before."""
+def test_silver_reads_the_bronze_file_facts_only_when_every_pending_file_has_them(spark, lake_settings):
+    """Bars loaded before bronze 1.1.0 have no file facts (no columns, or NULL after the table gained
+    them), nor has a file with a date the driver left to the engine (its last date NULL): then silver
+    computes the batch's facts per file itself, as before."""
     from lakehouse.lake import Lake
     from spark_jobs import bronze, raw
     from spark_jobs.tables import Tables, contract
@@ -120,18 +121,24 @@ def test_silver_reads_the_bronze_count_of_a_key_in_its_file_only_when_every_pend
                 "ingested_at": dt.datetime(2024, 3, 1, tzinfo=dt.UTC), "provider": "synthetic", "load_id": "load",
                 "schema_version": target.version}  # fmt: skip
 
-    def counted(start: str, end: str, full_refresh: bool = False) -> bool:
-        return jobs._pending(tables, "daily_bars", jobs.DateWindow.parse(start, end), full_refresh).counted
+    def load(day: dt.date, source_file: str, last: dt.date | None) -> None:
+        batch = bronze.Batch()
+        facts = {**lineage(day, source_file), raw.LAST_IN_FILE: last}
+        columns = {c: ["1"] for c in target.column_names if c not in facts}
+        batch.extend(raw.Parsed(columns | {"record_index": [0], raw.IN_FILE: [1]}, None, 1), facts,
+                     target.arrow_schema(), source_file)  # fmt: skip
+        rows, files = batch.take_arrow_parts(target)
+        tables.append_arrow(rows, target, per_file=files)
+
+    def file_facts(start: str, end: str, full_refresh: bool = False) -> bool:
+        return jobs._pending(tables, "daily_bars", jobs.DateWindow.parse(start, end), full_refresh).file_facts
 
     old = bronze.to_frame(spark, [{**lineage(dt.date(2024, 3, 1), "old.json"), "record_index": 0}], target)
-    old.drop(raw.IN_FILE).write.format("delta").save(tables.path(target))  # written before 1.1.0
-    assert not counted("2024-03-01", "2024-03-01")  # no such column yet
-    batch = bronze.Batch()
-    columns = {c: ["1"] for c in target.column_names if c not in lineage(dt.date(2024, 3, 4), "")}
-    batch.extend(raw.Parsed(columns | {"record_index": [0], raw.IN_FILE: [1]}, None, 1),
-                 lineage(dt.date(2024, 3, 4), "new.json"), target.arrow_schema(), "new.json")  # fmt: skip
-    rows, files = batch.take_arrow_parts(target)
-    tables.append_arrow(rows, target, per_file=files)  # the table gains the column; old.json's row is NULL
-    assert counted("2024-03-04", "2024-03-04")
-    assert not counted("2024-03-01", "2024-03-04")
-    assert not counted("2024-03-01", "2024-03-04", full_refresh=True)
+    old.drop(raw.IN_FILE, raw.LAST_IN_FILE).write.format("delta").save(tables.path(target))  # before 1.1.0
+    assert not file_facts("2024-03-01", "2024-03-01")  # no such columns yet
+    load(dt.date(2024, 3, 4), "new.json", dt.date(2024, 3, 1))  # the table gains them; old.json's row is NULL
+    assert file_facts("2024-03-04", "2024-03-04")
+    assert not file_facts("2024-03-01", "2024-03-04")
+    assert not file_facts("2024-03-01", "2024-03-04", full_refresh=True)
+    load(dt.date(2024, 3, 5), "odd.json", None)  # a date the driver did not read: its last date left to silver
+    assert file_facts("2024-03-04", "2024-03-04") and not file_facts("2024-03-04", "2024-03-05")

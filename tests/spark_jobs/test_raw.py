@@ -44,6 +44,21 @@ def test_duplicate_dates_in_one_file_are_all_kept():
     ]
 
 
+def test_a_files_last_date_is_kept_once_per_file_where_every_date_is_plain():
+    """Both parse paths give the file's latest date as a per-file fact, or None when a date is not a
+    plain YYYY-MM-DD day (silver then finds the file's last bar itself)."""
+    plain = bar_body("A", {"2024-01-03": Bar(10, 11, 9, 10.5, 100), "2024-01-05": Bar(9, 10, 8, 9.5, 90)})
+    odd = bar_body("A", {"2024-01-03": Bar(10, 11, 9, 10.5, 100), "2024-1-5": Bar(9, 10, 8, 9.5, 90)})
+    duplicate = (
+        b'{"Meta Data": {"2. Symbol": "A"}, "Time Series (Daily)": '
+        b'{"2024-01-02": {"4. close": "1"}, "2023-12-29": {"4. close": "2"}, "2024-01-02": {"4. close": "3"}}}'
+    )  # the record-by-record path
+    got = [raw.parse_daily_bars(body, "f").facts for body in (plain, odd, duplicate)]
+    assert got == [{raw.LAST_IN_FILE: dt.date(2024, 1, 5)}, {raw.LAST_IN_FILE: None},
+                   {raw.LAST_IN_FILE: dt.date(2024, 1, 2)}]  # fmt: skip
+    assert raw.last_trade_date([]) is None and raw.last_trade_date(["2024-01-02", None]) is None
+
+
 def test_error_bodies_are_rejected_with_the_provider_message():
     for key in ("Error Message", "Note", "Information"):
         parsed = raw.parse_daily_bars(f'{{"{key}": "bad things"}}'.encode(), "p/f.json")

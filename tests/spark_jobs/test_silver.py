@@ -417,6 +417,67 @@ def test_typed_bars_group_null_keys_within_a_file_as_one_key(spark):
     }  # fmt: skip
 
 
+# Dates as a provider might send them: plain ones (years 0001-9999, leap days, the Julian-Gregorian
+# switch) and odd ones (no such day, year 0000, other layouts, spaces, a time, non-ASCII digits).
+EPOCH = dt.date(1970, 1, 1)
+PLAIN_DAYS = ["2024-01-05", "2024-02-29", "2000-02-29", "0001-01-01", "1582-10-10", "9999-12-31"]
+ODD_DAYS = ["2024-02-30", "2023-02-29", "1900-02-29", "0000-01-01", "2024-13-01", "2024-1-5", " 2024-01-05",
+            "2024-01-05 ", "2024-01-05T00:00", "2024-01-05\n", "20240105", "2024-W01-5", "\uff12024-01-05",
+            ""]  # fmt: skip
+
+
+def test_the_driver_reads_a_files_last_date_as_the_engine_or_leaves_it_to_the_engine(spark):
+    """raw.last_trade_date (bronze's file_last_trade_date) equals silver's max of the typed dates
+    wherever it gives one, and gives none for a file with any date it does not read as plain."""
+    from spark_jobs import raw
+
+    files = {f"one {d!r}": [d] for d in PLAIN_DAYS + ODD_DAYS}
+    files |= {f"with {d!r}": ["2024-01-04", d] for d in PLAIN_DAYS + ODD_DAYS}
+    files |= {"plain": PLAIN_DAYS, "unordered": ["2024-01-03", "2024-01-05", "2023-12-29", "2024-01-05"]}
+    frame = spark.createDataFrame([(f, d) for f, days in files.items() for d in days], "source_file string, day string")
+    # As days since 1970: the engine reads year 0000 as a date, which Python's date cannot hold.
+    last = F.datediff(F.max(silver._try_date("day")), F.lit(EPOCH))
+    engine = {r.source_file: r.last for r in frame.groupBy("source_file").agg(last.alias("last")).collect()}
+    driver = {f: raw.last_trade_date(days) for f, days in files.items()}
+    read = {f: (d - EPOCH).days for f, d in driver.items() if d is not None}
+    assert read == {f: engine[f] for f in read}
+    left = {f for f, d in driver.items() if d is None}
+    assert left == {f"{how} {d!r}" for d in ODD_DAYS for how in ("one", "with")}
+    assert driver["plain"] == dt.date(9999, 12, 31) and driver["unordered"] == dt.date(2024, 1, 5)
+
+
+def test_typed_bars_read_the_file_facts_as_the_engine_computes_them(spark):
+    """With file_facts the per-file helpers come from bronze's columns (found while parsing RAW):
+    every helper equals the one silver computes itself."""
+    from collections import Counter
+
+    from spark_jobs import raw
+
+    bars = [("AAPL", "2024-01-02", "10.0", 0, "f1"), ("AAPL", "2024-01-02", "10.1", 1, "f1"),
+            ("AAPL", "2024-01-03", "10.0", 2, "f1"), ("AAPL", "2024-01-04", "10.0", 0, "f2"),
+            ("AAPL", "2024-01-02", "10.0", 1, "f2")]  # fmt: skip
+    days = {f: [d for _, d, _, _, g in bars if g == f] for f in ("f1", "f2")}
+    counts = Counter((f, d) for _, d, _, _, f in bars)
+    facts = spark.createDataFrame(
+        [(f, d, counts[f, d], raw.last_trade_date(days[f])) for f, d in counts],
+        f"_f string, _d string, {raw.IN_FILE} int, {raw.LAST_IN_FILE} date",
+    )
+    bronze = _bronze_bars(spark, bars)
+    bronze = bronze.join(facts, (F.col("source_file") == F.col("_f")) & (F.col("trade_date") == F.col("_d"))).drop(
+        "_f", "_d"
+    )
+    sessions = silver.sessions_frame(spark, DAYS)
+    prior = spark.createDataFrame([], "symbol string, trade_date date, close double")
+
+    def helpers(file_facts: bool) -> dict:
+        typed = silver.typed_daily_bars(bronze, prior, sessions, dt.date(2024, 3, 15), file_facts=file_facts)
+        return {(r.source_file, r.record_index): r.asDict() for r in typed.collect()}
+
+    read = helpers(True)
+    assert read == helpers(False)
+    assert read["f1", 2]["_sessions_behind"] == 2 and read["f1", 0]["_rows_in_file_with_key"] == 2
+
+
 def test_staged_bars_keep_the_values_as_received_only_on_quarantined_rows(spark):
     """The staged flagged bars (read by the routing, counts, samples, winners and quarantine) hold the
     rows' own columns and the rules' outcomes, not the rules' helper columns; a winner keeps its
