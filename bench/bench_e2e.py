@@ -145,7 +145,7 @@ files are read from each file's first row; silver's previous close is one sort o
 (no ranking window: 2.2 -> 0.9 Sail CPU s on the backfill's 628k bars). Gold (windows in one select,
 factors from the bars near new events only) and silver (per-file count, session gaps) were profiled
 further and nothing else measured faster (docs/transforms.md, rounds 5 and 8).
-This run (2026-12-02 21:32, load 0-1.8, on the same machine about 2.5x slower than at 12:23: the
+Run of 2026-12-02 21:32 (load 0-1.8, on the same machine about 2.5x slower than at 12:23: the
 DuckDB peer took 22.8 s against 8.9): backfill 40.7 s (ingest 11.5, raw_to_bronze 6.5,
 bronze_to_silver 7.1, silver_to_gold 4.5, gold_to_postgres 9.5), peak RSS 1,426 MB (1,686 before the
 per-file lineage). Daily 5y 15.5 s against 1m 13.7 s: **1.13** (target 1.2: met in this run; 1.25 at
@@ -156,6 +156,23 @@ history-proportional work and is itself 0.34 of the backfill here (0.23 at 12:23
 (2,000 API requests, the runner, four Spark jobs' plans and commits) are the floor; 0.15 needs a daily
 run of 6.1 s here, 2.4 s at 12:23. The two ratios pull against each other: cutting the daily's fixed
 costs raises 5y / 1m, and every cut of the backfill (the peer target) raises daily / backfill.
+Changed since (docs/transforms.md: fixed cost of a daily run, ninth pass, gold round 6; orchestration.md):
+every Spark round trip of a daily run inventoried (writes and MERGEs are 70-80 % of each job's Spark
+time; the per-action overhead 0.2-0.4 s a job) and the avoidable ones cut (one query for every
+dataset's loaded files and every table's pending files, one dim_date probe); RAW listed on plain
+strings; the runner builds the ADF expression parser only for a text not in the parse store; gold's
+event factors recomputed from the first change on (the earlier ones read from stored gold, bit-identical
+to a full refresh); bronze carries each file's facts for silver; the harness compiles the project's
+modules before the runs (with PYTHONDONTWRITEBYTECODE set here, every process compiled them again).
+This run (2026-12-03 06:44, load 1.9-2.1, the machine as slow as at 21:32: the DuckDB peer took
+19.2-22.4 s in the same session; CPU steal 0.3-1 % in the daily runs, 5.6 % in the backfill):
+backfill 39.8 s (ingest 14.1, raw_to_bronze 5.4, bronze_to_silver 6.5, silver_to_gold 3.4,
+gold_to_postgres 8.9, runner 1.3), peak RSS 1,441 MB. Daily 5y 9.8-10.9 s (15.5 at 21:32) against 1m
+8.7-9.2 s (13.7): **1.15** (target 1.2: met). Daily 5y / backfill **0.26** (0.38 at 21:32; target 0.15:
+missed). The daily run on one month, 9.0 s: ingest 2.8-3.1 (2,000 requests), raw_to_bronze 0.8-1.1,
+bronze_to_silver 1.8-1.9, silver_to_gold 1.6, gold_to_postgres 0.5, runner 0.9-1.0: 0.23 of the
+backfill with no history to read, so 0.15 (6.0 s here) would need the fixed costs cut by another third,
+most of it in the ingestion's requests and the Delta writes and MERGEs each job commits.
 """
 NOTEBOOK_PIPELINES = {
     "pl_raw_to_bronze": "raw_to_bronze", "pl_bronze_to_silver": "bronze_to_silver",
