@@ -1135,6 +1135,14 @@ def _save_watermarks(tables: Tables, marks: dict, run_id: str, now: dt.datetime)
 
 # ---------------------------------------------------------------- maintenance
 
+# The scratch tables the jobs stage (Tables.stage), which maintenance vacuums: the names given at
+# the stage calls above (a test checks that a pipeline run stages no other).
+_SILVER_STAGES = ("unchanged_", "left_", "flagged_", "superseded_", "")
+STAGED: tuple[str, ...] = (
+    *(f"silver_{kind}{t.name}" for t in SILVER_TABLES for kind in _SILVER_STAGES),
+    "adjustment_factors", "fct_daily_prices", "fct_monthly_performance",
+)  # fmt: skip
+
 # The tables maintenance compacts and vacuums, in this order.
 MAINTAINED: tuple[tuple[str, str], ...] = tuple(
     (layer, name)
@@ -1185,6 +1193,10 @@ def run_maintenance(
             continue
         done = tables.optimize(c) | tables.vacuum(c, vacuum_retention_hours)
         summary.tables[c.qualified_name] = TableSummary(**done, rows=tables.read(c).count())
+    for name in STAGED:  # every run's overwrite of a scratch table leaves the previous files behind
+        if tables.staged(name):
+            done = tables.vacuum_path(tables.staging_path(name), vacuum_retention_hours)
+            summary.tables[f"ops._staging.{name}"] = TableSummary(**done)
     if pruned:
         summary.tables["ops.gold_changes"].rows_deleted = pruned
     summary.seconds = round(time.monotonic() - started, 3)

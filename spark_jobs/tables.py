@@ -197,10 +197,28 @@ class Tables:
         """Materialize `df` as a scratch Delta table under ``ops/_staging`` and return it read back.
 
         Used where a computed DataFrame is both counted and merged: the computation runs once.
+        Each overwrite leaves the previous run's files in place until a vacuum (the maintenance
+        job's, over the names the jobs declare).
         """
-        path = self.lake.uri("ops", "_staging", name)
+        path = self.staging_path(name)
         df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
         return self.spark.read.format("delta").load(path)
+
+    def staging_path(self, name: str) -> str:
+        return self.lake.uri("ops", "_staging", name)
+
+    def staged(self, name: str) -> bool:
+        """Whether the scratch table `name` exists (a stage may not have run yet)."""
+        path = self.staging_path(name)
+        if self.lake.is_local:
+            return is_table(path)
+        try:
+            self.spark.read.format("delta").load(path).schema  # noqa: B018 - resolves the table now
+        except Exception as exc:  # as in existing(): only a missing table is an answer
+            if any(words in str(exc).lower() for words in _MISSING_TABLE):
+                return False
+            raise
+        return True
 
     def delete(self, contract: Contract, predicate: str) -> None:
         if self.exists(contract):
@@ -345,7 +363,10 @@ class Tables:
     def vacuum(self, contract: Contract, retention_hours: int) -> dict[str, int]:
         """Delete files no version within `retention_hours` needs; on a local lake the files removed
         and the table's version after it (SQL ``VACUUM`` on Databricks, `deltalake` locally)."""
-        path = self.path(contract)
+        return self.vacuum_path(self.path(contract), retention_hours)
+
+    def vacuum_path(self, path: str, retention_hours: int) -> dict[str, int]:
+        """:meth:`vacuum` of the Delta table at `path` (a scratch table has no contract)."""
         if not self.lake.is_local:
             self.spark.sql(f"VACUUM delta.`{path}` RETAIN {retention_hours} HOURS")
             return {}

@@ -76,6 +76,27 @@ def test_maintenance_compacts_and_keeps_contents(pipeline, raw_lake):
     assert snapshot(pipeline) == before
 
 
+def test_maintenance_vacuums_every_scratch_table_a_run_stages(pipeline, raw_lake):
+    """Each run overwrites the jobs' scratch tables, which leaves the previous run's files on disk:
+    maintenance vacuums them, by the names the jobs declare (so a new stage name must be declared)."""
+    from lakehouse.lake import Lake
+
+    seed(raw_lake)
+    pipeline.run("2024-03-01", "2024-03-04", run_id="first")
+    pipeline.run("2024-03-01", "2024-03-04", run_id="again", full_refresh=True)
+    staging = Lake.from_settings(pipeline.settings).local_path("ops", "_staging")
+    staged = sorted(p.name for p in staging.iterdir())
+    assert staged and set(staged) <= set(jobs.STAGED)
+
+    def files() -> int:
+        return sum(1 for p in staging.rglob("*.parquet"))
+
+    before = files()
+    summary = jobs.run_maintenance(pipeline.spark, pipeline.settings, "2024-03-01", "2024-03-04", "maint", False, 0)
+    vacuumed = {name: summary.tables[f"ops._staging.{name}"].vacuumed for name in staged}
+    assert sum(vacuumed.values()) == before - files() > 0
+
+
 def test_maintenance_deletes_the_gold_changes_served_longer_ago_than_the_retention(spark, lake_settings):
     """Served changes older than the retention go (serving's marking MERGE reads the whole table);
     recently served ones and pending ones, however old, stay, and the summary counts what went."""
