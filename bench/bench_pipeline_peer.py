@@ -114,18 +114,19 @@ carries each file's facts, counted while parsing RAW (a bar's key count in its f
 date where every date is plain), and silver reads them instead of two aggregates over the 628k bars
 (bronze_to_silver Sail CPU 7.7 -> 6.7 s, each fact about half, paired runs); one query lists every
 table's pending files; the harness compiles the project's modules before the runs.
-This run (2026-12-03 06:56, load 1.9-2.1, but the hypervisor took 14-22 % of the CPU during the project's
-runs against 3-5 % during the peer's: the noisiest run recorded): project 49.8-53.0 s against DuckDB
-24.8-25.4 s: **2.05** (target 1.5: missed); without the ingestion's API calls 33.0-36.1 s: **1.38**.
-Stage by stage (project / DuckDB): ingest 16.8 s / none, RAW -> BRONZE 6.2-9.0 / read 8.0-8.3,
-BRONZE -> SILVER 6.9-7.4 / 2.3, SILVER -> GOLD 5.2-5.6 / 2.4-3.8, GOLD -> POSTGRES 12.7 / load 11.1-11.5.
-Ten minutes earlier (with e2e, peers and scaling, steal 9.5 % in the project's run): 45.5 s against
-19.2-22.4 s (2.19; 1.53 without the ingestion), silver 8.2 s. On this machine the ingestion's 2,000
-requests alone are two thirds of the peer's whole run; of the work both do the project is 1.3-1.5x the
-peer, silver still 3x (Sail's typing, rules and routing of 628k rows against one DuckDB query) and
-gold 1.5-2x. The ratio with the ingestion stays missed: what would cut it (a leaner HTTP client,
-orjson) was measured and declined (docs/ingestion.md), and silver's remaining full-size work is the
-typing and rules themselves.
+Run of 2026-12-03 06:56 (the hypervisor took 14-22 % of the CPU during the project's runs against
+3-5 % during the peer's): project 49.8-53.0 s against DuckDB 24.8-25.4 s: 2.05 (1.38 without the
+ingestion's 16.8 s); ten minutes earlier (steal 9.5 %) 45.5 s against 19.2-22.4 s: 2.19.
+This run (2026-12-03 07:19, load 1.7-2.3, steal 0.5-3.7 %; the machine as slow as at 21:35: DuckDB
+21.0-21.5 s against 22.0-23.6): project 34.1-35.0 s: **1.62** (1.82 at 21:35; target 1.5: missed);
+without the ingestion's API calls 24.4-25.3 s: **1.17** (1.29). Peak RSS 1,475-1,537 MB. Stage by
+stage (project / DuckDB): ingest 9.6-9.7 s / none, RAW -> BRONZE 5.1-6.0 / read 6.1-6.7, BRONZE -> SILVER
+5.3-5.5 / 1.6-1.7, SILVER -> GOLD 3.6-4.0 / 1.8, GOLD -> POSTGRES 8.0-10.0 / load 10.6-11.7, runner
+0.8-1.1. The project reads RAW and loads the marts faster than the peer; the ratio is missed by the
+ingestion's 2,000 requests (a third of the peer's whole run; what would cut them, a leaner HTTP
+client and orjson, was measured and declined: docs/ingestion.md), then silver (3.2x the peer: Sail's
+typing, rules and routing of 628k rows against one DuckDB query) and gold (2x). Without the
+ingestion 1.5 would be met with room (1.17).
 """
 PEER_DATABASE = "pipeline_peer_duckdb"
 PROJECT_DATABASE = "e2e_run_backfill"  # where bench_e2e's backfill loads its marts
