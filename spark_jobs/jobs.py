@@ -64,11 +64,6 @@ def _now() -> dt.datetime:
 # ---------------------------------------------------------------- RAW -> BRONZE
 
 
-def _loaded_files(tables: Tables, table: str, dataset: str, window: DateWindow) -> set[str]:
-    """Source files of the window already in bronze (as rows or as rejected files)."""
-    return _loaded_files_all(tables, {dataset: table}, window)[dataset]
-
-
 def _loaded_files_all(tables: Tables, datasets: dict[str, str], window: DateWindow) -> dict[str, set[str]]:
     """Per dataset (-> its bronze table), the source files of the window already in bronze (as rows
     or as rejected files), every dataset in one query: one round trip to the engine, not one each.
@@ -201,7 +196,8 @@ def run_raw_to_bronze(
             rejected_in_window = f"{window.predicate('ingest_date')} AND dataset = '{dataset}'"
             tables.delete(contract("bronze", "rejected_files"), rejected_in_window)
         files = raw.ingested_files(store, settings.provider, dataset, window.start, window.end)
-        seen = loaded[dataset] if loaded is not None else _loaded_files(tables, table, dataset, window)
+        # After a full refresh's deletes: what bronze still holds of this dataset (its own query).
+        seen = loaded[dataset] if loaded is not None else _loaded_files_all(tables, {dataset: table}, window)[dataset]
         new = [f for f in files if f.file.path not in seen]
         target, rejected = contract("bronze", table), contract("bronze", "rejected_files")
         manifests = read_manifests(store, dataset, raw_layout.days(window.start, window.end))
@@ -245,7 +241,7 @@ def _load_quotes(
         tables.delete(target, window.predicate("ingest_date"))
         tables.delete(contract("bronze", "rejected_files"), f"{window.predicate('ingest_date')} AND dataset = 'quotes'")
     files = raw.capture_files(store, window.start, window.end)
-    seen = seen if seen is not None else _loaded_files(tables, "quotes", "quotes", window)
+    seen = seen if seen is not None else _loaded_files_all(tables, {"quotes": "quotes"}, window)["quotes"]
     new = [f for f in files if f.file.path not in seen]
     batches = bronze.capture_batches(store, new, run_id, target, contract("bronze", "rejected_files"))
     result, _ = _load(tables, "quotes", batches, window, _earliest(new))
@@ -561,11 +557,6 @@ class _Pending:
         the file, the file's last date): silver reads them instead of computing them
         (docs/transforms.md, ninth pass)."""
         return bool(self.files) and not any(f["_without_facts"] for f in self.files)
-
-
-def _pending(tables: Tables, table: str, window: DateWindow, full_refresh: bool) -> _Pending:
-    """The window's bronze rows of `table` whose source files silver has not processed yet (:func:`_pending_all`)."""
-    return _pending_all(tables, [table], window, full_refresh)[table]
 
 
 def _pending_all(tables: Tables, sources: list[str], window: DateWindow, full_refresh: bool) -> dict[str, _Pending]:

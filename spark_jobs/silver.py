@@ -71,22 +71,54 @@ def _parsed_bars(bronze: DataFrame, file_facts: bool = False) -> DataFrame:
     session columns, for the helpers that do not read them (the per-file counts, the previous close,
     the ingest dates, the file's last bar). Each helper computes its input again (Sail shares no
     frame between branches), and the session join was a hash join of every bar in each of them.
-    `file_facts`: with bronze's ``rows_in_file_with_key`` and ``file_last_trade_date`` as
-    ``_rows_in_file_with_key`` and ``_last_in_file`` (:data:`FILE_FACTS`).
+    `file_facts`: with bronze's ``rows_in_file_with_key`` and ``file_last_trade_date`` as stored, for
+    :func:`_with_file_facts` to read.
     """
-    facts = [F.col(IN_FILE).cast("bigint").alias(FILE_FACTS[0]), F.col(LAST_IN_FILE).alias(FILE_FACTS[1])]
     return bronze.select(
         "symbol", "path_symbol", F.col("trade_date").alias("trade_date_raw"),
         _try_date("trade_date").alias("trade_date"),
         *[_try_double(c).alias(c) for c in BAR_VALUES if c != "volume"],
         _try_bigint("volume").alias("volume"),
         *[F.col(c).alias(f"{c}_raw") for c in BAR_VALUES],
-        "record_index", "source_file", "ingest_date", "ingest_run_id", "ingested_at", *(facts if file_facts else []),
+        "record_index", "source_file", "ingest_date", "ingest_run_id", "ingested_at",
+        *([IN_FILE, LAST_IN_FILE] if file_facts else []),
     )  # fmt: skip
 
 
 # The per-file helpers bronze carries from contract 1.1.0 on (the file facts), as the rules read them.
 FILE_FACTS = ("_rows_in_file_with_key", "_last_in_file")
+
+
+def _with_file_facts(
+    rows: DataFrame, keys: DataFrame, from_bronze: bool, facts: tuple[str, ...] = FILE_FACTS
+) -> DataFrame:
+    """`rows` with the per-file helpers `facts` (of :data:`FILE_FACTS`): ``_rows_in_file_with_key``,
+    the rows of `keys` with the row's (file, symbol, date as received), and ``_last_in_file``, the
+    latest typed date of `keys` in the row's (file, symbol).
+
+    Args:
+        rows: the rows to complete (``source_file``, ``symbol``, ``trade_date_raw``).
+        keys: the rows the engine counts and takes the max over (``source_file``, ``symbol``,
+            ``trade_date_raw``, ``trade_date``), each fact grouped on its keys and attached
+            (:func:`_attach`: NULL is a key). The callers' rows differ on purpose: the rows typed
+            (:func:`typed_daily_bars`, without the days left out) or the whole batch
+            (:func:`unchanged_bars`, which decides what is left out).
+        from_bronze: `rows` carry bronze's ``rows_in_file_with_key`` and ``file_last_trade_date``
+            (:func:`_parsed_bars` with `file_facts`): both read, not computed; `keys` is not read.
+        facts: which to compute; ``_last_in_file`` alone for a series without dates as received
+            (:func:`_session_gaps` on reconcile's series).
+    """
+    if from_bronze:
+        read = {FILE_FACTS[0]: F.col(IN_FILE).cast("bigint"), FILE_FACTS[1]: F.col(LAST_IN_FILE)}
+        return rows.withColumns(read).drop(IN_FILE, LAST_IN_FILE)
+    computed = {
+        FILE_FACTS[0]: (["source_file", "symbol", "trade_date_raw"], F.count(F.lit(1))),
+        FILE_FACTS[1]: (["source_file", "symbol"], F.max("trade_date")),
+    }
+    for fact in facts:
+        by, value = computed[fact]
+        rows = _attach(rows, keys.groupBy(*by).agg(value.alias(fact)), by)
+    return rows
 
 
 def _on_sessions(typed: DataFrame, sessions: DataFrame) -> DataFrame:
@@ -168,15 +200,11 @@ def typed_daily_bars(
     # those not left out: the same, as unchanged_bars never leaves out a file's last bar.
     parsed = _parsed_bars(bronze if unchanged is None else without_days(bronze, unchanged), file_facts)
     typed = _on_sessions(parsed, sessions).withColumn("_today", F.lit(today))
-    columns = [c for c in typed.columns if c not in FILE_FACTS]
-    if not file_facts:
-        in_file = parsed.groupBy("source_file", "symbol", "trade_date_raw").agg(
-            F.count(F.lit(1)).alias("_rows_in_file_with_key")
-        )
-        typed = _attach(typed, in_file, ["source_file", "symbol", "trade_date_raw"])
+    columns = [c for c in typed.columns if c not in (IN_FILE, LAST_IN_FILE)]
+    typed = _with_file_facts(typed, parsed, from_bronze=file_facts)
     attached = _attach(typed, _previous_close(parsed, prior), ["symbol", "trade_date"])
     helpers = ["_rows_in_file_with_key", "_prev_close", "_prev_trade_date", "_missing_sessions", "_sessions_behind"]
-    return _session_gaps(attached, sessions, keys=parsed, last_in_file=file_facts).select(*columns, *helpers)
+    return _session_gaps(attached, sessions, keys=parsed, last_in_file=True).select(*columns, *helpers)
 
 
 def _attach(rows: DataFrame, helper: DataFrame, keys: list[str]) -> DataFrame:
@@ -236,19 +264,15 @@ def unchanged_bars(
     # off the calendar, which would sit between two sessions).
     changes = F.when(F.expr(USABLE) & ~F.col("_is_session"), F.lit(0)).when(~F.col("_equal"), F.col("_session_number"))
     rows = rows.withColumn("_first_change", F.min(changes).over(Window.partitionBy("symbol")))
-    if not file_facts:  # per-file helpers from the bronze columns alone (group and join back: cheaper than windows)
-        keys = bronze.select("source_file", "symbol", F.col("trade_date").alias("trade_date_raw"))
-        in_file = keys.groupBy("source_file", "symbol", "trade_date_raw").agg(
-            F.count(F.lit(1)).alias("_rows_in_file_with_key")
-        )
-        last = (
-            bronze.select("source_file", "symbol", _try_date("trade_date").alias("_day"))
-            .groupBy("source_file", "symbol")
-            .agg(F.max("_day").alias("_last_in_file"))
-        )
-        rows = rows.join(in_file, ["source_file", "symbol", "trade_date_raw"], "left").join(
-            last, ["source_file", "symbol"], "left"
-        )
+    # Over the whole batch, from the bronze columns alone (group and join back: cheaper than windows).
+    # NULL-safe matching as in typed_daily_bars: a bar without symbol or date is never left out anyway.
+    file_keys = bronze.select(
+        "source_file",
+        "symbol",
+        F.col("trade_date").alias("trade_date_raw"),
+        _try_date("trade_date").alias("trade_date"),
+    )
+    rows = _with_file_facts(rows, file_keys, from_bronze=file_facts)
     previous = current.join(sessions.select("trade_date", "_session_number"), "trade_date").select(
         "symbol", (F.col("_session_number") + 1).alias("_session_number"), F.col("close").alias("_prev_close"),
         F.lit(0).cast("bigint").alias("_missing_sessions"),
@@ -280,7 +304,7 @@ def _session_gaps(
 
     `keys`: the same rows as `typed` with fewer joins above them (default `typed`), for the per-file
     and per-ingestion aggregates (Sail does not share a frame between two branches: each computes it).
-    `last_in_file`: `typed` holds ``_last_in_file`` (bronze's, :func:`_parsed_bars`), not computed here.
+    `last_in_file`: `typed` holds ``_last_in_file`` (:func:`_with_file_facts`), not computed here.
     """
     keys = typed if keys is None else keys
     numbers = sessions.select(F.col("trade_date").alias("_d"), F.col("_session_number").alias("_n"))
@@ -293,8 +317,7 @@ def _session_gaps(
     )
     typed = _attach(_attach(typed, previous, ["_prev_trade_date"]), through, ["ingest_date"])
     if not last_in_file:
-        last = keys.groupBy("source_file", "symbol").agg(F.max("trade_date").alias("_last_in_file"))
-        typed = _attach(typed, last, ["source_file", "symbol"])
+        typed = _with_file_facts(typed, keys, from_bronze=False, facts=FILE_FACTS[1:])
     typed = typed.withColumn("_missing_sessions", F.col("_session_number") - F.col("_prev_session_number") - 1)
     behind = F.when(
         F.col("trade_date") == F.col("_last_in_file"), F.col("_ingest_session_number") - F.col("_session_number")

@@ -112,8 +112,13 @@ class Tables:
 
     def existing(self, contract: Contract) -> DataFrame | None:
         """The table as stored (its own schema, not checked against the contract), or None when it
-        does not exist. Errors other than a missing table are raised."""
-        path = self.path(contract)
+        does not exist. Errors other than a missing table are raised (:class:`UnreadableTable`)."""
+        return self._read_existing(self.path(contract), contract.qualified_name)
+
+    def _read_existing(self, path: str, what: str) -> DataFrame | None:
+        """The Delta table at `path`, resolved, or None when there is none; any other failure is an
+        :class:`UnreadableTable` naming `what`. A local lake answers "none" from its files (no engine
+        round trip); an engine says it in its own words (:data:`_MISSING_TABLE`)."""
         if self.lake.is_local and not is_table(path):
             return None
         try:
@@ -123,7 +128,7 @@ class Tables:
             if not self.lake.is_local and any(words in str(exc).lower() for words in _MISSING_TABLE):
                 return None
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise UnreadableTable(f"{contract.qualified_name} at {path} cannot be read: {first_line}") from exc
+            raise UnreadableTable(f"{what} at {path} cannot be read: {first_line}") from exc
         return df
 
     def empty(self, contract: Contract) -> DataFrame:
@@ -208,17 +213,16 @@ class Tables:
         return self.lake.uri("ops", "_staging", name)
 
     def staged(self, name: str) -> bool:
-        """Whether the scratch table `name` exists (a stage may not have run yet)."""
+        """Whether the scratch table `name` exists (a stage may not have run yet).
+
+        A damaged one on a remote lake raises :class:`UnreadableTable` (naming ``ops._staging.<name>``),
+        as :meth:`existing` does. On a local lake its commit files answer alone, without resolving
+        the table in the engine (no round trip): a damaged one fails where it is used (the vacuum).
+        """
         path = self.staging_path(name)
         if self.lake.is_local:
             return is_table(path)
-        try:
-            self.spark.read.format("delta").load(path).schema  # noqa: B018 - resolves the table now
-        except Exception as exc:  # as in existing(): only a missing table is an answer
-            if any(words in str(exc).lower() for words in _MISSING_TABLE):
-                return False
-            raise
-        return True
+        return self._read_existing(path, f"ops._staging.{name}") is not None
 
     def delete(self, contract: Contract, predicate: str) -> None:
         if self.exists(contract):

@@ -152,7 +152,8 @@ def test_silver_reads_the_bronze_file_facts_only_when_every_pending_file_has_the
         tables.append_arrow(rows, target, per_file=files)
 
     def file_facts(start: str, end: str, full_refresh: bool = False) -> bool:
-        return jobs._pending(tables, "daily_bars", jobs.DateWindow.parse(start, end), full_refresh).file_facts
+        window = jobs.DateWindow.parse(start, end)
+        return jobs._pending_all(tables, ["daily_bars"], window, full_refresh)["daily_bars"].file_facts
 
     old = bronze.to_frame(spark, [{**lineage(dt.date(2024, 3, 1), "old.json"), "record_index": 0}], target)
     old.drop(raw.IN_FILE, raw.LAST_IN_FILE).write.format("delta").save(tables.path(target))  # before 1.1.0

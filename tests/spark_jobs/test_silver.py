@@ -339,7 +339,8 @@ def test_a_daily_batch_reads_stored_bars_from_its_first_day_and_a_long_gap_keeps
 
     tables = Tables(spark, Lake.from_settings(lake_settings))
     jobs.run_raw_to_bronze(spark, lake_settings, "2024-03-04", "2024-03-04", "d")
-    pending = jobs._pending(tables, "daily_bars", jobs.DateWindow.parse("2024-03-04", "2024-03-04"), False)
+    window = jobs.DateWindow.parse("2024-03-04", "2024-03-04")
+    pending = jobs._pending_all(tables, ["daily_bars"], window, False)["daily_bars"]
     read = jobs._stored_bars(spark, tables.read(contract("silver", "daily_bars")), pending.rows)
     since = dt.date(2024, 2, 26) - silver.LOOKBACK  # AAPL's first re-sent bar
     firsts = {r.symbol: r.first for r in read.groupBy("symbol").agg(F.min("trade_date").alias("first")).collect()}
