@@ -30,10 +30,15 @@ QUICK = {"symbols": 3, "years": 1}
 RUNS = 1
 CASE_RUNS = {"duckdb_backfill": 2}
 WARMUP = 0
+# The peer's stage beside each of the project's (None: the peer has no such stage).
+PEER_STAGES = {"raw_to_bronze_s": "read_s", "bronze_to_silver_s": "silver_s", "silver_to_gold_s": "gold_s",
+               "gold_to_postgres_s": "load_s"}  # fmt: skip
 TARGETS = [
     {"name": "backfill: project / DuckDB pipeline", "ratio": ["project_backfill", "duckdb_backfill"],
      "metric": "seconds", "max": 1.5,
-     "why": "the same work written for one machine without Spark: the project's layers should cost little more"},
+     "why": "the same work written for one machine without Spark: the project's layers should cost little more",
+     "breakdown": {"cases": ["project_backfill", "duckdb_backfill"],
+                   "rows": [[label, [metric, PEER_STAGES.get(metric)]] for label, metric in bench_e2e.STAGES]}},
     {"name": "project backfill peak RSS (client + Sail)", "case": "project_backfill", "metric": "peak_rss_mb",
      "max": 2048},
     {"name": "backfill without the ingestion's API calls: project / DuckDB pipeline",

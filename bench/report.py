@@ -3,7 +3,8 @@
 Every results file the harness writes is rendered the same way, whichever module made it: its
 cases (median, min-max over the measured runs, peak RSS, CPU steal), its targets (declared as data
 in the module's ``TARGETS``, copied into the results, evaluated here on medians) and its
-findings (the module's ``FINDINGS``: what profiling found where a target is missed). Files not
+findings (the module's ``FINDINGS``: what profiling found where a target is missed), and for a target
+that declares its stages (``breakdown``), its figure split by stage from the same run. Files not
 written by the harness are listed with their scalar fields. The scaling results feed the
 Databricks section's arithmetic.
 """
@@ -146,7 +147,70 @@ def targets_section(results: list[dict]) -> list[str]:
             e = evaluate(r, t)
             lines.append(f"| [{r['benchmark']}](#{r['benchmark']}) | {e['name']} | {e['shown']} | {e['parts']} | "
                          f"{e['threshold']} | {e['status']} |")  # fmt: skip
-    lines += ["", "A missed target's measured reason is in its benchmark's findings below.", ""]
+    lines += [
+        "",
+        "A missed target's measured reason is in its benchmark's findings below; where a target",
+        "declares its stages, the next section splits its figure by stage from the same run.",
+        "",
+    ]
+    return lines
+
+
+def _stage_metric(metric: str | list | None, index: int) -> str | None:
+    return metric if isinstance(metric, str) or metric is None else metric[index]
+
+
+def breakdown(result: dict, target: dict) -> dict:
+    """A target's figure split by stage: the medians of each declared stage for each declared case.
+
+    A target declares ``breakdown = {"cases": [...], "rows": [[label, metric], ...]}``; a row's
+    metric is one name for every case or a list with one per case (None where the case has no such
+    stage). For a ratio with a ceiling, ``cut`` is how much the numerator case exceeds it: the
+    seconds it would have to lose, at the denominator's measured time, for the target to be met.
+    """
+    spec = target["breakdown"]
+    cases = spec["cases"]
+    rows = []
+    for label, metric in spec["rows"]:
+        values = [median(result, case, m) if (m := _stage_metric(metric, i)) else None for i, case in enumerate(cases)]
+        rows.append((label, values))
+    totals = [sum(v[i] for _, v in rows if v[i] is not None) for i in range(len(cases))]
+    cut = None
+    if "ratio" in target and "max" in target:
+        top, bottom = target["ratio"]
+        metric = target.get("metric", "seconds")
+        m_top, m_bottom = (metric, metric) if isinstance(metric, str) else metric
+        a, b = median(result, top, m_top), median(result, bottom, m_bottom)
+        if a is not None and b:
+            cut = {"case": top, "now": a, "allowed": target["max"] * b, "excess": a - target["max"] * b}
+    return {"cases": cases, "rows": rows, "totals": totals, "cut": cut}
+
+
+def breakdown_section(results: list[dict]) -> list[str]:
+    lines = []
+    for r in results:
+        for t in r.get("targets", []):
+            if "breakdown" not in t:
+                continue
+            e, b = evaluate(r, t), breakdown(r, t)
+            if not lines:
+                intro = "Each declared stage's median, per case, from the run that measured the target."
+                lines += ["## Where the targets' time goes", "", intro, ""]
+            lines += [f"### {e['name']} ({r['benchmark']}): {e['shown']}, {e['threshold'] or 'no target'}, "
+                      f"{e['status']}", ""]  # fmt: skip
+            lines += ["| stage (s) | " + " | ".join(b["cases"]) + " |", "|---|" + "---|" * len(b["cases"])]
+            for label, values in b["rows"]:
+                lines.append(f"| {label} | " + " | ".join(_num(v) for v in values) + " |")
+            lines.append("| sum of the stages | " + " | ".join(_num(v) for v in b["totals"]) + " |")
+            lines += [
+                "| the case's seconds | " + " | ".join(_num(median(r, c, "seconds")) for c in b["cases"]) + " |",
+                "",
+            ]
+            cut = b["cut"]
+            if cut is not None and cut["excess"] > 0:
+                lines += [f"To meet it, {cut['case']} would have to take {_num(cut['allowed'])} s instead of "
+                          f"{_num(cut['now'])}: {_num(cut['excess'])} s less, at the other case's measured time.",
+                          ""]  # fmt: skip
     return lines
 
 
@@ -299,7 +363,7 @@ def render(results: list[dict]) -> str:
     ]
     if not results:
         return "\n".join([*lines, "No results yet: run `make bench`.", ""])
-    lines += method_section(results) + targets_section(results)
+    lines += method_section(results) + targets_section(results) + breakdown_section(results)
     for r in results:
         lines += benchmark_section(r)
     lines += databricks_section(results) + reproduce_section()

@@ -77,3 +77,44 @@ def test_databricks_arithmetic_uses_the_measured_per_row_costs() -> None:
     assert "= **1.1 h**" in text and "= **0.6 h**" in text
     # silver + gold: 50.4M x 40 us x 2 cores / 64 cores = 63 s = 1 min
     assert "x 40 us x 2 cores / 64 = **1 min**" in text
+
+
+def test_a_declared_breakdown_splits_the_figure_by_stage_and_names_the_cut_that_would_meet_it() -> None:
+    stages = [["fetch", ["fetch_s", None]], ["transform", ["transform_s", "work_s"]]]
+    peer = harness_result(
+        "pipeline_peer",
+        {"project": {"seconds": 9.0, "fetch_s": 4.0, "transform_s": 5.0}, "peer": {"seconds": 4.0, "work_s": 3.5}},
+        [{"name": "project / peer", "ratio": ["project", "peer"], "metric": "seconds", "max": 1.5,
+          "breakdown": {"cases": ["project", "peer"], "rows": stages}}],
+    )  # fmt: skip
+    split = report.breakdown(peer, peer["targets"][0])
+    assert split["rows"] == [("fetch", [4.0, None]), ("transform", [5.0, 3.5])]
+    assert split["totals"] == [9.0, 3.5]  # the peer's 0.5 s outside its stages shows as a gap to its seconds
+    assert split["cut"] == {"case": "project", "now": 9.0, "allowed": 6.0, "excess": 3.0}
+    page = "\n".join(report.breakdown_section([peer]))
+    assert "### project / peer (pipeline_peer): **2.25**, <= 1.5, **missed**" in page
+    assert "| fetch | 4 | - |" in page and "| transform | 5 | 3.5 |" in page
+    assert "| sum of the stages | 9 | 3.5 |" in page and "| the case's seconds | 9 | 4 |" in page
+    assert "project would have to take 6 s instead of 9: 3 s less" in page
+
+
+def test_a_met_target_gets_its_breakdown_but_no_cut_and_targets_without_one_add_no_section() -> None:
+    split = {"cases": ["a", "b"], "rows": [["x", "x_s"]]}
+    met = harness_result("e2e", {"a": {"seconds": 1.0, "x_s": 1.0}, "b": {"seconds": 2.0, "x_s": 2.0}},
+                         [{"name": "a / b", "ratio": ["a", "b"], "max": 1.2, "breakdown": split}])  # fmt: skip
+    page = "\n".join(report.breakdown_section([met]))
+    assert "| x | 1 | 2 |" in page and "would have to take" not in page
+    assert report.breakdown_section([SERVING]) == []
+
+
+def test_every_stage_a_module_declares_is_a_metric_its_recorded_runs_report() -> None:
+    from bench import bench_e2e, bench_pipeline_peer
+
+    for module, name in ((bench_e2e, "e2e"), (bench_pipeline_peer, "pipeline_peer")):
+        recorded = json.loads((report.RESULTS / f"{name}.json").read_text())["cases"]
+        for target in (t for t in module.TARGETS if "breakdown" in t):
+            cases = target["breakdown"]["cases"]
+            for _, metric in target["breakdown"]["rows"]:
+                for i, case in enumerate(cases):
+                    m = metric if isinstance(metric, str) else metric[i]
+                    assert m is None or m in recorded[case]["summary"], (name, case, m)
