@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse import telemetry, trading_calendar
+from lakehouse import inputs, telemetry, trading_calendar
 from lakehouse.contracts import raw_layout
 from lakehouse.contracts.manifest import read_manifests
 from lakehouse.job_summary import JobSummary, TableSummary
@@ -818,7 +818,11 @@ def run_silver_to_gold(
     plan = []
     if first:
         firsts = spark.createDataFrame([(r.symbol, r.trade_date) for r in first], "symbol string, trade_date date")
-        plan = gold.recompute_plan(firsts, bars, stored, day_events, since).collect()
+        # The stored factors' events count as events too: one the data no longer has (a bar-borne
+        # split the provider withdrew) must recompute its symbol's factors, or they keep it.
+        stored_events = tables.read(contract("gold", "adjustment_factors")).select("symbol", "ex_date")
+        known_events = day_events.select("symbol", "ex_date").unionByName(stored_events)
+        plan = gold.recompute_plan(firsts, bars, stored, known_events, since).collect()
     summary.tables["gold.fct_daily_prices"] = TableSummary(symbols=len(plan))
     summary.tables["gold.fct_monthly_performance"] = TableSummary(symbols=len(plan))
     if plan:
@@ -915,6 +919,11 @@ def _write_prices(
         rebased = sorted(
             r.symbol for r in before.join(after, "symbol", "full").filter(moved).select("symbol").collect()
         )
+        # `factors` holds every event of the recomputed symbols: a stored one it lacks was withdrawn.
+        withdrawn = stored_factors.select("symbol", "ex_date").join(
+            factors.select("symbol", "ex_date"), ["symbol", "ex_date"], "left_anti"
+        )
+        _delete_events(tables, factors_contract, withdrawn.collect())
         _write_changed(tables, factors, factors_contract)
     written = factors.count() if refactored else 0
     summary.tables["gold.adjustment_factors"] = TableSummary(rows_written=written, symbols=len(rebased))
@@ -1013,6 +1022,21 @@ def _recomputed_factors(
     for part in parts[1:]:
         per_event = per_event.unionByName(part)
     return gold.cumulative_factors(per_event)
+
+
+def _delete_events(tables: Tables, c: Contract, events: list) -> None:
+    """Delete the (symbol, ex_date) rows `events` from the table of contract `c`.
+
+    The predicate is SQL text: every symbol is checked against the ticker pattern first (silver
+    admits no other), so no value can end the literal it is written in.
+    """
+    if not events:
+        return
+    odd = [e.symbol for e in events if not inputs.is_symbol(e.symbol)]
+    if odd:
+        raise ValueError(f"{c.qualified_name}: cannot delete events of symbols {odd!r}: not tickers")
+    tables.delete(c, " OR ".join(f"(symbol = '{e.symbol}' AND ex_date = DATE'{e.ex_date.isoformat()}')"
+                                 for e in events))  # fmt: skip
 
 
 def _write_changed(tables: Tables, rows: DataFrame, c: Contract) -> None:
