@@ -203,7 +203,10 @@ class Tables:
 
         Used where a computed DataFrame is both counted and merged: the computation runs once.
         Each overwrite leaves the previous run's files in place until a vacuum (the maintenance
-        job's, over the names the jobs declare).
+        job's, over the names the jobs declare). One writer per name at a time: the frame returned
+        reads the path, so a second copy of the same job staging meanwhile would change what this one
+        reads. The layer pipelines run one at a time (ADF ``concurrency: 1``, docs/orchestration.md);
+        a notebook started by hand beside them is outside that guarantee.
         """
         path = self.staging_path(name)
         df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
