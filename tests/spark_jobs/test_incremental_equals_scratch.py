@@ -11,9 +11,16 @@ import datetime as dt
 import json
 import shutil
 
+import psycopg
+from deltalake import DeltaTable
+from pydantic import SecretStr
+
 from lakehouse.lake import Lake
 from lakehouse.settings import load_settings
 from lakehouse.trading_calendar import sessions
+from spark_jobs import serving
+from spark_jobs.serving import MART_TABLES
+from tests.databases import migrated_database
 from tests.spark_jobs.conftest import Pipeline
 from tests.spark_jobs.raw_files import Bar, random_walk_bars
 from tests.spark_jobs.test_gold_corporate_actions import dividends_body, splits_body
@@ -200,3 +207,198 @@ def test_maintenance_keeps_every_scratch_file_newer_than_the_retention(pipeline,
         for version in range(table.version() + 1):
             table.load_as_version(version)
             table.to_pyarrow_table()  # every file of every version is still there
+
+
+def _moved(bar: Bar, **values) -> Bar:
+    return Bar(**{**bar.__dict__, **values})
+
+
+def _scaled(bar: Bar, by: float) -> Bar:
+    """`bar` with its four prices times `by`: a revision that stays a valid bar."""
+    return _moved(bar, **{k: round(getattr(bar, k) * by, 4) for k in ("open", "high", "low", "close")})
+
+
+def test_compact_files_that_repeat_stored_bars_leave_silver_as_a_recompute_does(pipeline, raw_lake, tmp_path):
+    """Silver leaves out a compact payload's bars equal to what it holds before typing them
+    (silver.unchanged_bars). Next to such bars a daily run sends: a stored bar twice in its file (the
+    later copy revised), a bar quarantined before (again invalid; now valid), a revision of the
+    volume alone, a file whose last bar is the stored one, a gap of sessions filled late, and one
+    day in two files of the run (the later file revising it; the earlier one). Silver's bars and
+    quarantine equal a recompute from scratch over the same files."""
+    days = [d.isoformat() for d in DAYS[:50]]
+    bars = {s: random_walk_bars(DAYS[:50], seed=90 + i) for i, s in enumerate(("DUP", "BAD", "FIX", "VOL", "GAP",
+                                                                              "LAST", "TWO", "OWT"))}  # fmt: skip
+    broken = {
+        s: {**bars[s], days[10]: _moved(bars[s][days[10]], low=bars[s][days[10]].high * 1.1)} for s in ("BAD", "FIX")
+    }  # fmt: skip  (low above high: ohlc_consistent quarantines it)
+
+    def send(symbol, ingest, run, first, last, series=None, extra=()):
+        series = bars[symbol] if series is None else series
+        pairs = [(d, series[d]) for d in days[first:last] if d in series] + list(extra)
+        raw_lake.file("daily_bars", symbol, ingest, run, _bars_body(symbol, pairs), len(pairs))
+
+    for s in bars:
+        series = broken.get(s, {d: b for d, b in bars[s].items() if s != "GAP" or d != days[25]})
+        send(s, "2024-03-01", "a", 0, 40, series)
+    pipeline.run("2024-03-01", run_id="history")
+    assert len(pipeline.rows("silver", "quarantine")) == 2  # BAD and FIX on day 10
+
+    vol = {**bars["VOL"], days[30]: _moved(bars["VOL"][days[30]], volume=bars["VOL"][days[30]].volume + 7)}
+    revised = _scaled(bars["DUP"][days[30]], 1.02)
+    send("DUP", "2024-03-04", "b", 20, 45, extra=[(days[30], revised)])  # day 30 twice, the later copy revised
+    send("BAD", "2024-03-04", "b", 5, 45, broken["BAD"])  # day 10 still invalid
+    send("FIX", "2024-03-04", "b", 5, 45)  # day 10 valid now
+    send("VOL", "2024-03-04", "b", 20, 45, vol)
+    send("GAP", "2024-03-04", "b", 20, 45)  # day 25 arrives
+    send("LAST", "2024-03-04", "b", 20, 40)  # every bar stored, the last one too
+    two = {**bars["TWO"], days[32]: _scaled(bars["TWO"][days[32]], 0.98)}
+    send("TWO", "2024-03-04", "b", 20, 45)  # day 32 as stored ...
+    send("TWO", "2024-03-04", "c", 30, 35, two)  # ... and revised in a later file of the run
+    owt = {**bars["OWT"], days[32]: _scaled(bars["OWT"][days[32]], 0.98)}
+    send("OWT", "2024-03-04", "b", 30, 35, owt)  # day 32 revised ...
+    send("OWT", "2024-03-04", "c", 20, 45)  # ... and as stored in a later file of the run
+    pipeline.run("2024-03-04", run_id="daily")
+    skipped = DeltaTable(
+        str(Lake.from_settings(pipeline.settings).local_path("ops", "_staging", "silver_unchanged_daily_bars"))
+    )
+    left_out = {(r["symbol"], r["trade_date"].isoformat()) for r in skipped.to_pyarrow_table().to_pylist()}
+    assert {s for s, _ in left_out} == set(bars)  # every attack sits next to bars the shortcut left out
+    assert {d for s, d in left_out if s == "LAST"} == set(days[20:39])  # never the file's last bar
+
+    scratch = from_scratch(pipeline, tmp_path, "2024-03-01", "2024-03-04")
+    got, want = (values(p, "silver", "daily_bars", "symbol", "trade_date") for p in (pipeline, scratch))
+    assert {(r["symbol"], r["trade_date"].isoformat()): r["close"] for r in got if r["trade_date"] == DAYS[32]}[
+        ("OWT", days[32])
+    ] == bars["OWT"][days[32]].close
+    assert got == want
+    quarantined = ("quarantine", "record_key", "record_values", "source_file")
+    q_got, q_want = ([{k: v for k, v in r.items() if k != "quarantined_at"} for r in values(p, "silver", *quarantined)]
+                     for p in (pipeline, scratch))  # fmt: skip
+    assert len(q_want) == 3 and q_got == q_want
+    for table, key in (("fct_daily_prices", "trade_date"), ("fct_monthly_performance", "month")):
+        assert values(pipeline, "gold", table, "symbol", key) == values(scratch, "gold", table, "symbol", key), table
+
+
+def _with_adjusted_close(bar: Bar, adjusted_close: float) -> dict:
+    """`bar` as a TIME_SERIES_DAILY_ADJUSTED entry whose adjusted close is `adjusted_close`."""
+    return {
+        "1. open": f"{bar.open:.4f}", "2. high": f"{bar.high:.4f}", "3. low": f"{bar.low:.4f}",
+        "4. close": f"{bar.close:.4f}", "5. adjusted close": f"{adjusted_close:.4f}", "6. volume": str(bar.volume),
+        "7. dividend amount": f"{bar.dividend:.4f}", "8. split coefficient": f"{bar.split:.1f}",
+    }  # fmt: skip
+
+
+def _factors(pipeline: Pipeline) -> list[dict]:
+    """gold.adjustment_factors with the factors to 15 significant digits: the same dividend factor,
+    1 - dividend / previous close, comes out one unit in the last place apart between a daily run's
+    plan and a recompute's (0.987501386564928 against 0.9875013865649279 for 0.8 on a close of
+    64.0071), with or without gold skipping any revision."""
+    factors = ("event_factor", "cumulative_factor", "forward_factor")
+    rows = values(pipeline, "gold", "adjustment_factors", "symbol", "ex_date")
+    return [{k: float(f"{v:.15g}") if k in factors else v for k, v in r.items()} for r in rows]
+
+
+def test_revisions_gold_reads_next_to_revisions_it_skips_equal_a_recompute_from_scratch(
+    pipeline, raw_lake, tmp_path, monkeypatch
+):
+    """Gold skips the silver revisions of bars it does not read (gold.unread_revisions: the adjusted
+    close a provider rewrites before each event). Among such revisions a daily run brings a revised
+    close on the day before a dividend's ex-date (the dividend factor reads that close), a revised
+    close inside the moving averages' lookback of the later rows, and a symbol whose only revisions
+    are adjusted closes (ahead of a new dividend): gold's factors, daily and monthly rows equal a
+    recompute from scratch, and only the adjusted-close revisions were skipped."""
+    from spark_jobs import gold
+
+    days = [d.isoformat() for d in DAYS[:211]]
+    bars = {"PREV": random_walk_bars(DAYS[:211], seed=111, events={150: {"dividend": 1.5}}),
+            "MAVG": random_walk_bars(DAYS[:211], seed=112, events={60: {"dividend": 0.5}}),
+            "ADJ": random_walk_bars(DAYS[:211], seed=113, events={205: {"dividend": 0.8}})}  # fmt: skip
+    for symbol, series in bars.items():
+        raw_lake.daily_bars(symbol, {d: series[d] for d in days[:201]}, "2024-03-01")
+    pipeline.run("2024-03-01", run_id="history")
+
+    revised = {"PREV": 149, "MAVG": 180}  # the close alone of these bars is revised
+    rewritten = {"PREV": 150, "MAVG": 180, "ADJ": 205}  # the adjusted close of the bars before is rewritten
+    for symbol, series in bars.items():
+        sent: dict[str, Bar | dict] = {}
+        for i in range(100, 211):
+            bar = series[days[i]]
+            if revised.get(symbol) == i:  # the close alone, within the day's range
+                bar = _moved(bar, close=round((bar.low + bar.high) / 2, 4))
+            sent[days[i]] = _with_adjusted_close(bar, bar.close * 0.97) if i < rewritten[symbol] else bar
+        raw_lake.daily_bars(symbol, sent, "2024-03-04", run_id="run2")
+    unread = []
+    skip = gold.unread_revisions
+
+    def recorded(*args):
+        found = skip(*args)
+        unread.extend((r.symbol, r.trade_date.isoformat()) for r in found.collect())
+        return found
+
+    monkeypatch.setattr(gold, "unread_revisions", recorded)
+    pipeline.run("2024-03-04", run_id="daily")
+    assert sorted(unread) == sorted(
+        [("ADJ", d) for d in days[100:201]] + [("MAVG", d) for d in days[100:180]]
+        + [("PREV", d) for d in days[100:149]]
+    )  # fmt: skip
+
+    scratch = from_scratch(pipeline, tmp_path, "2024-03-01", "2024-03-04")
+    assert _factors(pipeline) == _factors(scratch)
+    for table, key in (("fct_daily_prices", "trade_date"), ("fct_monthly_performance", "month")):
+        assert values(pipeline, "gold", table, "symbol", key) == values(scratch, "gold", table, "symbol", key), table
+
+
+def _mart(dsn: str, table: str) -> list[dict]:
+    from psycopg.rows import dict_row
+
+    keys = ", ".join(MART_TABLES[table].keys)
+    with psycopg.connect(dsn, row_factory=dict_row) as conn:
+        rows = conn.execute(f"SELECT * FROM mart.{table} ORDER BY {keys}").fetchall()
+    return [{k: v for k, v in r.items() if k not in RUN_COLUMNS} for r in rows]
+
+
+def _served(pipeline: Pipeline, table: str) -> list[dict]:
+    """Every gold row of the mart table `table` as the mart serves it (serving.served)."""
+    from spark_jobs.tables import Tables
+
+    mart = MART_TABLES[table]
+    rows = serving.served(Tables(pipeline.spark, Lake.from_settings(pipeline.settings)),
+                          pipeline.table("gold", mart.gold), mart).orderBy(*mart.keys)  # fmt: skip
+    return [{k: v for k, v in r.asDict().items() if k not in RUN_COLUMNS} for r in rows.collect()]
+
+
+def test_a_late_split_far_before_the_served_window_rescales_every_mart_row(pipeline, raw_lake, pg_dsn, tmp_path):
+    """The mart load replaces its window plus the ranges gold recomputed. A split reported late, 80
+    sessions before a daily load's window, changes the current factor of its symbol's whole history:
+    after that load the whole mart (not only the window) equals gold as served, and gold equals a
+    recompute from scratch; the other symbol's rows are as they were."""
+    days = [d.isoformat() for d in DAYS[:126]]
+    late = random_walk_bars(DAYS[:126], seed=121, events={40: {"split": 2.0}})
+    keep = random_walk_bars(DAYS[:126], seed=122, events={30: {"dividend": 0.6}})
+    unflagged = {**late, days[40]: _moved(late[days[40]], split=1.0)}  # the prices halve, unannounced
+    raw_lake.daily_bars("LATE", {d: unflagged[d] for d in days[:121]}, "2024-03-01")
+    raw_lake.daily_bars("KEEP", {d: keep[d] for d in days[:121]}, "2024-03-01")
+    with migrated_database(pg_dsn, "late") as dsn:
+        served = Pipeline(pipeline.spark, pipeline.settings.model_copy(update={"pg_dsn": SecretStr(dsn)}))
+        served.run("2024-03-01", run_id="history")
+        serving.run_gold_to_postgres(served.spark, served.settings, start_date=days[0], end_date=days[120],
+                                     run_id="history")  # fmt: skip
+        before = [r for r in _mart(dsn, "daily_prices") if r["symbol"] == "KEEP"]
+
+        raw_lake.daily_bars("LATE", {d: late[d] for d in days[30:]}, "2024-03-04", run_id="run2")
+        raw_lake.daily_bars("KEEP", {d: keep[d] for d in days[100:]}, "2024-03-04", run_id="run2")
+        served.run("2024-03-04", run_id="daily")
+        serving.run_gold_to_postgres(served.spark, served.settings, start_date=days[121], end_date=days[125],
+                                     run_id="daily")  # fmt: skip
+        for table in ("daily_prices", "monthly_performance"):
+            assert _mart(dsn, table) == _served(served, table), table
+        daily = _mart(dsn, "daily_prices")
+        assert [r for r in daily if r["symbol"] == "KEEP"][:121] == before
+        assert {round(r["adj_close"] / r["close"], 9) for r in daily if r["symbol"] == "LATE"
+                and r["trade_date"] < DAYS[40]} == {0.5}  # fmt: skip
+
+    scratch = from_scratch(pipeline, tmp_path, "2024-03-01", "2024-03-04")
+    for table, key in (
+        ("adjustment_factors", "ex_date"), ("fct_daily_prices", "trade_date"), ("fct_monthly_performance", "month")
+    ):  # fmt: skip
+        assert values(pipeline, "gold", table, "symbol", key) == values(scratch, "gold", table, "symbol", key), table
