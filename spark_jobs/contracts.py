@@ -50,6 +50,7 @@ TYPES: dict[str, ColumnType] = {
         ColumnType("boolean", pa.bool_(), "boolean"),
     )
 }
+FLOATING = frozenset({"double", "float"})
 
 
 def postgres_type(spark_type: str) -> str | None:
@@ -128,6 +129,12 @@ class Contract:
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    @property
+    def stats_columns(self) -> tuple[str, ...]:
+        """The columns whose min and max a local lake's Delta files record: all but the floating-point
+        ones, which no read prunes on (see :data:`spark_jobs.tables.STATS_COLUMNS`)."""
+        return tuple(c.name for c in self.columns if c.type not in FLOATING)
 
     @property
     def major(self) -> int:

@@ -116,3 +116,22 @@ def test_a_double_compared_with_a_decimal_literal_overflows_on_huge_values(spark
     with pytest.raises(PySparkException):
         frame.filter("price > 0.5").collect()
     assert [r.price for r in frame.filter("price > 0.5D").collect()] == [1.0, 1e300]
+
+
+def test_a_double_equal_in_a_whole_file_is_read_from_the_log_statistics_one_ulp_off(spark, tmp_path):
+    """Gap: a Delta file whose double column holds one value (min == max in the log's statistics) is
+    read as the statistic, parsed one unit in the last place off; the Parquet file holds the value.
+    Designed around: a local lake records no statistics on floating-point columns
+    (``tables.STATS_COLUMNS``), which is the second half here."""
+    import pyarrow.parquet as pq
+
+    value = 0.9875013865649279
+    plain, without_stats = str(tmp_path / "plain"), str(tmp_path / "without_stats")
+    _frame(spark, k=["a"], x=[value]).write.format("delta").save(plain)
+    stored = [pq.read_table(f).column("x").to_pylist() for f in (tmp_path / "plain").glob("*.parquet")]
+    assert stored == [[value]]
+    assert [r.x for r in spark.read.format("delta").load(plain).collect()] == [0.987501386564928]
+    _frame(spark, k=["a"], x=[value]).write.format("delta").option("delta.dataSkippingStatsColumns", "k").save(
+        without_stats
+    )
+    assert [r.x for r in spark.read.format("delta").load(without_stats).collect()] == [value]
