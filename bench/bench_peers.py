@@ -333,8 +333,7 @@ def parquet_tables():
             shutil.rmtree(path)
             scratch.rename(path)
 
-        @staticmethod
-        def _writer(df, mode: str, contract):
+        def _writer(self, df, mode: str, contract):
             # Plain parquet, no file_range layout: the JVM peer measures the engine on first loads.
             return df.write.format("parquet").mode(mode)
 
