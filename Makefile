@@ -27,7 +27,7 @@ demo: $(STAMP)  ## the whole pipeline end to end on embedded services
 	$(BIN)/lakehouse demo $(DEMO_ARGS)
 
 test: $(STAMP)  ## the full test suite (what CI runs), with the fast subset of the reliability suite
-	$(BIN)/python -m pytest -m "not reliability" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not reliability" --durations=30 $(PYTEST_ARGS)
 
 reliability: $(STAMP)  ## the fault-injection, crash, concurrency and security suite; rewrites docs/reliability.md
 	LAKEHOUSE_RELIABILITY_REPORT=docs/reliability.md $(BIN)/python -m pytest tests/reliability $(PYTEST_ARGS)

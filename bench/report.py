@@ -45,9 +45,8 @@ def evaluate(result: dict, target: dict) -> dict:
     """One target against the medians: the figure, its parts, and met / missed / info / not measured."""
     metric = target.get("metric", "seconds")
     if "ratio" in target:
-        top, bottom = target["ratio"]
         m_top, m_bottom = (metric, metric) if isinstance(metric, str) else metric
-        a, b = median(result, top, m_top), median(result, bottom, m_bottom)
+        a, b = _ratio_medians(result, target)
         figure = a / b if a is not None and b else None
         parts = f"{_num(a)} / {_num(b)} {m_bottom if m_top == m_bottom else ''}".rstrip() if figure else ""
         shown = f"**{figure:.2f}**" if figure is not None else "-"
@@ -65,6 +64,14 @@ def evaluate(result: dict, target: dict) -> dict:
         status, threshold = "(no target)", ""
     return {"name": target["name"], "figure": figure, "shown": shown, "parts": parts, "threshold": threshold,
             "status": status, "why": target.get("why", "")}  # fmt: skip
+
+
+def _ratio_medians(result: dict, target: dict) -> tuple[float | None, float | None]:
+    """A ratio target's numerator and denominator medians; ``metric`` is one name or one per side."""
+    top, bottom = target["ratio"]
+    metric = target.get("metric", "seconds")
+    m_top, m_bottom = (metric, metric) if isinstance(metric, str) else metric
+    return median(result, top, m_top), median(result, bottom, m_bottom)
 
 
 def _threshold(target: dict) -> str:
@@ -177,12 +184,9 @@ def breakdown(result: dict, target: dict) -> dict:
     totals = [sum(v[i] for _, v in rows if v[i] is not None) for i in range(len(cases))]
     cut = None
     if "ratio" in target and "max" in target:
-        top, bottom = target["ratio"]
-        metric = target.get("metric", "seconds")
-        m_top, m_bottom = (metric, metric) if isinstance(metric, str) else metric
-        a, b = median(result, top, m_top), median(result, bottom, m_bottom)
+        a, b = _ratio_medians(result, target)
         if a is not None and b:
-            cut = {"case": top, "now": a, "allowed": target["max"] * b, "excess": a - target["max"] * b}
+            cut = {"case": target["ratio"][0], "now": a, "allowed": target["max"] * b, "excess": a - target["max"] * b}
     return {"cases": cases, "rows": rows, "totals": totals, "cut": cut}
 
 
