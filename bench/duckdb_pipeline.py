@@ -121,9 +121,11 @@ def _wire(column: str, fields: dict[str, str]) -> list[str]:
 def _load_bars(con, files: list[str]) -> None:
     """bronze_bars: the bars of the daily-series payloads, values as received, in file order.
 
-    A series is read as a map of date -> fields. A series object that does not fit one (the same
-    date twice, a bar that is not an object) stops the pipeline: the project keeps such bars for its
-    rules, and dropping the file here would compare unequal work.
+    A series is read as a map of date -> fields. One with a date twice (a provider repeating a bar,
+    the later copy possibly revised) does not fit a map: its bars are read one JSON member at a time,
+    in file order, so both copies are kept for the rules and the latest wins, as in the project. A
+    bar that is not an object stops the pipeline: the project rejects such a file, and dropping it
+    here unseen would compare unequal work.
     """
     fields = {**av.ADJUSTED_BAR_FIELDS, **av.UNADJUSTED_BAR_FIELDS}
     values = ", ".join(
@@ -134,24 +136,36 @@ def _load_bars(con, files: list[str]) -> None:
     symbol = f'$."{av.META_KEY}"."{av.META_SYMBOL}"'
     con.execute(f"""
     CREATE TEMP TABLE bodies AS
-    SELECT filename, json_extract_string(j, '{symbol}') AS symbol, json_type(j, '{series}') = 'OBJECT' AS _series,
-           json_transform(json_extract(j, '{series}'), '"MAP(VARCHAR, MAP(VARCHAR, VARCHAR))"') AS ts
-    FROM read_json_objects({files!r}, filename = true) t(j, filename)
+    WITH t AS (
+      SELECT filename, j, json_extract_string(j, '{symbol}') AS symbol, json_type(j, '{series}') = 'OBJECT' AS _series,
+             json_transform(json_extract(j, '{series}'), '"MAP(VARCHAR, MAP(VARCHAR, VARCHAR))"') AS ts
+      FROM read_json_objects({files!r}, filename = true) t(j, filename)
+    )
+    SELECT filename, symbol, _series, ts, CASE WHEN _series AND ts IS NULL THEN j END AS j FROM t
     """)
-    unreadable = con.execute("SELECT filename FROM bodies WHERE _series AND ts IS NULL LIMIT 1").fetchone()
+    con.execute(f"""
+    CREATE TEMP TABLE repeated AS
+    SELECT filename, symbol, e.key AS trade_date_raw, e.type AS _type,
+           json_transform(e.value, '"MAP(VARCHAR, VARCHAR)"') AS v,
+           row_number() OVER (PARTITION BY filename ORDER BY e.id) - 1 AS record_index
+    FROM bodies, json_each(bodies.j, '{series}') e WHERE bodies.j IS NOT NULL
+    """)
+    unreadable = con.execute("SELECT filename FROM repeated WHERE _type <> 'OBJECT' OR v IS NULL LIMIT 1").fetchone()
     if unreadable:
-        raise PipelineError(f"{unreadable[0]}: the daily series is not a map of dates to bars")
+        raise PipelineError(f"{unreadable[0]}: a bar of the daily series is not an object of fields")
     con.execute(f"""
     CREATE TEMP TABLE bronze_bars AS
     WITH bars AS (
       SELECT filename, symbol, unnest(map_keys(ts)) AS trade_date_raw, unnest(map_values(ts)) AS v,
              unnest(range(cardinality(ts)::BIGINT)) AS record_index
-      FROM bodies
+      FROM bodies WHERE ts IS NOT NULL
+      UNION ALL SELECT filename, symbol, trade_date_raw, v, record_index FROM repeated
     )
     SELECT symbol, f.path_symbol, trade_date_raw, {values}, record_index, f.source_file, f.ingested_at
     FROM bars JOIN files f USING (filename)
     """)
     con.execute("DROP TABLE bodies")
+    con.execute("DROP TABLE repeated")
 
 
 def _actions_sql(dataset: str, files: list[str]) -> str:

@@ -515,16 +515,22 @@ def in_current_frame(rows: DataFrame, table: str, current: DataFrame) -> DataFra
     return joined.select(*current_frame(table, rows.columns, F.col, lambda c: (F.col(c) * factor).alias(c)))
 
 
-def monthly_performance(daily: DataFrame, starts: DataFrame, load_id: str, version: str) -> DataFrame:
+def monthly_performance(
+    daily: DataFrame, starts: DataFrame, load_id: str, version: str, previous: DataFrame | None = None
+) -> DataFrame:
     """fct_monthly_performance rows for each symbol from the month of its start date on.
 
     Args:
-        daily: fct_daily_prices rows from the first day of the month before each start month.
+        daily: fct_daily_prices rows from the first day of each symbol's start month.
         starts: (symbol, start_date).
         load_id: the run producing the rows.
         version: contract version stamped on the rows.
+        previous: (symbol, prev_adj_close) from :func:`previous_month_closes`: what the first month's
+            return compares with. None when no monthly rows are stored.
 
     First and last values of a month are taken by date (``min_by`` / ``max_by``), never ``first()``.
+    The return compares with the symbol's previous month WITH bars, not the calendar month before:
+    a month without bars (a halt) has no row, as in a recompute of the whole history.
     """
     monthly = (
         daily.withColumn("month", F.trunc("trade_date", "month"))
@@ -539,8 +545,12 @@ def monthly_performance(daily: DataFrame, starts: DataFrame, load_id: str, versi
             F.count(F.lit(1)).cast("int").alias("trading_days"),
         )
     )
-    by_month = Window.partitionBy("symbol").orderBy("month")
-    monthly = monthly.withColumn("monthly_return", F.col("adj_close") / F.lag("adj_close").over(by_month) - 1.0)
+    before = F.lag("adj_close").over(Window.partitionBy("symbol").orderBy("month"))
+    if previous is not None:
+        # Only the frame's first month has no lag; it compares with the stored month before it.
+        monthly = monthly.join(F.broadcast(previous), "symbol", "left")
+        before = F.coalesce(before, F.col("prev_adj_close"))
+    monthly = monthly.withColumn("monthly_return", F.col("adj_close") / before - 1.0)
     return (
         monthly.join(F.broadcast(starts.select("symbol", "start_date")), "symbol", "inner")
         .filter(F.col("month") >= F.trunc("start_date", "month"))
@@ -548,6 +558,19 @@ def monthly_performance(daily: DataFrame, starts: DataFrame, load_id: str, versi
             "symbol", "month", *MONTHLY_VALUES, F.lit(load_id).alias("load_id"), F.lit(version).alias("schema_version")
         )
     )
+
+
+def previous_month_closes(stored_monthly: DataFrame, starts: DataFrame) -> DataFrame:
+    """(symbol, prev_adj_close): each symbol's month-end adj_close of its last stored month before
+    its start month, the value its first recomputed month's return compares with.
+
+    Read from the stored monthly rows (a row per month with bars), so a month without bars before
+    the start month is passed over without reading back the daily rows to the last month with some.
+    """
+    before = stored_monthly.join(F.broadcast(starts.select("symbol", "start_date")), "symbol", "inner").filter(
+        F.col("month") < F.trunc("start_date", "month")
+    )
+    return before.groupBy("symbol").agg(F.max_by("adj_close", "month").alias("prev_adj_close"))
 
 
 def dim_security(history: DataFrame, load_id: str, version: str) -> DataFrame:

@@ -302,6 +302,13 @@ class SilverTable:
     received: tuple[str, ...] = ()  # values as received that only a quarantined row keeps (see _staged)
     # bronze rows, the unchanged keys -> the rows left to type (with ``unchanged``; see _stage_routed)
     left: Callable[[DataFrame, DataFrame], DataFrame] | None = None
+    # staged flagged rows, inputs -> the failures of rules `typed` leaves to the staged rows (with
+    # ``materialize``; see silver.previous_bar_failures)
+    late: Callable[[DataFrame, _TypingInputs], DataFrame] | None = None
+
+    def __post_init__(self) -> None:
+        if self.late is not None and not self.materialize:
+            raise ValueError(f"silver.{self.name}: rules left to the staged rows need materialize")
 
     @property
     def contract(self) -> Contract:
@@ -340,7 +347,10 @@ SILVER_TABLES: tuple[SilverTable, ...] = (
             else None
         ),
         typed=lambda rows, given: silver.typed_daily_bars(
-            rows, given.stored_bars, given.sessions, given.today, file_facts=given.file_facts
+            rows, given.stored_bars, given.sessions, given.today, file_facts=given.file_facts, previous_bar=False
+        ),
+        late=lambda flagged, given: silver.previous_bar_failures(
+            flagged, given.stored_bars, given.sessions, list(contract("bronze", "daily_bars").keys)
         ),
         left=silver.without_days,
         rows=silver.daily_bar_rows, latest_first=_bar_order,
@@ -427,7 +437,14 @@ def _stage_routed(table: SilverTable, rows: DataFrame, given: _TypingInputs, tab
         return _Batch(table, silver.route(flagged, keys, order, row_id), skipped)
     flagged = tables.stage(_staged(table, flagged), f"silver_flagged_{table.name}")
     superseded = tables.stage(silver.superseded_rows(flagged, keys, order, row_id), f"silver_superseded_{table.name}")
-    routed = silver.tag_routes(flagged, superseded if superseded.limit(1).count() else None, row_id)
+    # The rules left to the staged rows (few rows fail them): staged, and joined only when some did.
+    late = tables.stage(table.late(flagged, given), f"silver_late_{table.name}") if table.late else None
+    routed = silver.tag_routes(
+        flagged,
+        superseded if superseded.limit(1).count() else None,
+        row_id,
+        late if late is not None and late.limit(1).count() else None,
+    )
     return _Batch(table, routed, skipped)
 
 
@@ -948,14 +965,15 @@ def _write_prices(
     summary.tables["gold.fct_daily_prices"].rows_written = rows
     summary.tables["gold.fct_daily_prices"].full_symbols = sum(1 for r in plan if r.full)
 
-    first_month = dt.date(earliest.year, earliest.month, 1) - dt.timedelta(days=1)
     stored = (
         tables.read(daily_contract)
-        .filter(F.col("trade_date") >= F.lit(first_month.replace(day=1)))
+        .filter(F.col("trade_date") >= F.lit(dt.date(earliest.year, earliest.month, 1)))
         .join(F.broadcast(starts.select("symbol", "start_date")), "symbol", "inner")
-        .filter(F.col("trade_date") >= F.add_months(F.trunc("start_date", "month"), -1))
+        .filter(F.col("trade_date") >= F.trunc("start_date", "month"))
     )
-    monthly = gold.monthly_performance(stored.drop("start_date"), starts, run_id, monthly_contract.version)
+    stored_monthly = tables.existing(monthly_contract)
+    previous = None if stored_monthly is None else gold.previous_month_closes(stored_monthly, starts)
+    monthly = gold.monthly_performance(stored.drop("start_date"), starts, run_id, monthly_contract.version, previous)
     monthly = tables.stage(monthly, "fct_monthly_performance")
     _write_changed(tables, monthly, monthly_contract)
     summary.tables["gold.fct_monthly_performance"].rows_written = monthly.count()
@@ -1152,7 +1170,7 @@ def _save_watermarks(tables: Tables, marks: dict, run_id: str, now: dt.datetime)
 
 # The scratch tables the jobs stage (Tables.stage), which maintenance vacuums: the names given at
 # the stage calls above (a test checks that a pipeline run stages no other).
-_SILVER_STAGES = ("unchanged_", "left_", "flagged_", "superseded_", "")
+_SILVER_STAGES = ("unchanged_", "left_", "flagged_", "superseded_", "late_", "")
 STAGED: tuple[str, ...] = (
     *(f"silver_{kind}{t.name}" for t in SILVER_TABLES for kind in _SILVER_STAGES),
     "adjustment_factors", "fct_daily_prices", "fct_monthly_performance",

@@ -17,10 +17,11 @@ data-quality alert reads.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse import ops_store, telemetry
@@ -151,17 +152,23 @@ def flag(df: DataFrame, table: str) -> DataFrame:
     rules = RULES[table]
     if len(rules) > 62:
         raise ValueError(f"{table}: {len(rules)} rules do not fit the failure bit mask")
-    bits = [F.when(F.coalesce(F.expr(r.expectation), F.lit(False)), 0).otherwise(1 << i) for i, r in enumerate(rules)]
-    mask = bits[0]
-    for bit in bits[1:]:
-        mask = mask + bit
-    flagged = df.withColumn(FAILED_COLUMN, mask.cast("bigint"))
+    flagged = df.withColumn(FAILED_COLUMN, failed_mask(table))
 
     def names(severity: str):
         picked = [F.when(_failed(i), F.lit(r.name)) for i, r in enumerate(rules) if r.severity == severity]
         return F.concat_ws(",", *picked) if picked else F.lit("")
 
     return flagged.withColumns({QUARANTINE_RULES_COLUMN: names("quarantine"), FAIL_RULES_COLUMN: names("fail")})
+
+
+def failed_mask(table: str, names: Collection[str] | None = None) -> Column:
+    """The :data:`FAILED_COLUMN` bit mask of `table`'s rules (bit i: ``RULES[table][i]`` failed);
+    with `names`, of those rules only, in the same bit positions."""
+    mask = F.lit(0)
+    for i, r in enumerate(RULES[table]):
+        if names is None or r.name in names:
+            mask = mask + F.when(F.coalesce(F.expr(r.expectation), F.lit(False)), 0).otherwise(1 << i)
+    return mask.cast("bigint")
 
 
 def passes_all(table: str):

@@ -2,7 +2,8 @@
 
 Flow for one batch of bronze rows: :func:`typed_*` casts the received strings (a value that does
 not parse becomes NULL and fails the ``values_parse`` rule), adds the helper columns the rules
-read, and :func:`quality.flag` marks every rule. :func:`split` then routes each input row to
+read, and :func:`quality.flag` marks every rule (the job marks the bars' :data:`PREVIOUS_BAR_RULES`
+over its staged rows: :func:`previous_bar_failures`). :func:`split` then routes each input row to
 exactly one of: quarantine (a quarantine rule failed), winner (the latest ingestion of its key),
 superseded (a valid row replaced by a later ingestion of the same key). So
 ``rows in = valid rows + quarantined rows`` for every batch.
@@ -174,6 +175,7 @@ def typed_daily_bars(
     today: dt.date,
     unchanged: DataFrame | None = None,
     file_facts: bool = False,
+    previous_bar: bool = True,
 ) -> DataFrame:
     """Bronze bars with typed values and the helper columns of the silver.daily_bars rules.
 
@@ -190,6 +192,9 @@ def typed_daily_bars(
             of grouping every bar by (file, symbol, date) and by (file, symbol), about 0.7 and
             0.9 of the backfill's 7-8 Sail CPU seconds. Rows loaded before 1.1.0, and files with a
             date the driver does not read as the engine surely does, hold NULL there.
+        previous_bar: attach the previous bar's helpers (``_prev_close``, ``_prev_trade_date``,
+            ``_missing_sessions``); without them they are NULL, which passes :data:`PREVIOUS_BAR_RULES`,
+            and the job evaluates those rules over its staged rows (:func:`previous_bar_failures`).
 
     Helper columns for the sessions rules: ``_missing_sessions`` (sessions between a bar and the
     symbol's previous bar) and ``_sessions_behind`` (on a file's last bar of a symbol: sessions
@@ -202,9 +207,49 @@ def typed_daily_bars(
     typed = _on_sessions(parsed, sessions).withColumn("_today", F.lit(today))
     columns = [c for c in typed.columns if c not in (IN_FILE, LAST_IN_FILE)]
     typed = _with_file_facts(typed, parsed, from_bronze=file_facts)
-    attached = _attach(typed, _previous_close(parsed, prior), ["symbol", "trade_date"])
+    if previous_bar:
+        attached = _attach(typed, _previous_close(parsed, prior), ["symbol", "trade_date"])
+    else:
+        attached = typed.withColumns(
+            {"_prev_close": F.lit(None).cast("double"), "_prev_trade_date": F.lit(None).cast("date")}
+        )
     helpers = ["_rows_in_file_with_key", "_prev_close", "_prev_trade_date", "_missing_sessions", "_sessions_behind"]
-    return _session_gaps(attached, sessions, keys=parsed, last_in_file=True).select(*columns, *helpers)
+    gaps = _session_gaps(attached, sessions, keys=parsed, last_in_file=True, previous_bar=previous_bar)
+    return gaps.select(*columns, *helpers)
+
+
+# The silver.daily_bars rules that read a bar's previous bar (its close, the sessions between them),
+# both warnings: they route no row, so the job evaluates them after staging the flagged rows.
+PREVIOUS_BAR_RULES = ("daily_move_explained", "no_missing_sessions")
+PREVIOUS_BAR_FAILED = "_previous_bar_failed"  # the bits of PREVIOUS_BAR_RULES, in quality.FAILED_COLUMN's layout
+_SEVERITIES = {r.name: r.severity for r in quality.RULES["silver.daily_bars"] if r.name in PREVIOUS_BAR_RULES}
+if dict.fromkeys(PREVIOUS_BAR_RULES, "warn") != _SEVERITIES:  # marked after routing: they route no row
+    raise AssertionError(f"{PREVIOUS_BAR_RULES} must be silver.daily_bars warnings, are {_SEVERITIES}")
+
+
+def previous_bar_failures(flagged: DataFrame, prior: DataFrame, sessions: DataFrame, row_id: list[str]) -> DataFrame:
+    """The `row_id` of every row of `flagged` failing one of :data:`PREVIOUS_BAR_RULES`, with the
+    failed rules' bits (:data:`PREVIOUS_BAR_FAILED`; one row per row id).
+
+    `flagged`: the batch's bars typed without their previous bar (``typed_daily_bars(...,
+    previous_bar=False)``), flagged and staged; their typed values are what the previous close reads,
+    so the helpers are those :func:`typed_daily_bars` attaches. Over the staged rows the previous
+    close reads stored columns instead of parsing bronze again, and joins narrow rows instead of the
+    typed bars with their strings (backfill of 628k bars: 1.3-1.9 of the flagged stage's 4-6 Sail CPU
+    seconds, against about 0.7 here; docs/transforms.md, tenth pass).
+    """
+    rows = flagged.select(*row_id, "symbol", "trade_date", "close", "split_coefficient")
+    rows = _attach(rows, _previous_close(flagged, prior), ["symbol", "trade_date"])
+    numbers = sessions.select("trade_date", "_session_number")
+    previous = numbers.select(
+        F.col("trade_date").alias("_prev_trade_date"), F.col("_session_number").alias("_prev_session_number")
+    )
+    rows = rows.join(numbers, "trade_date", "left").join(previous, "_prev_trade_date", "left")
+    rows = rows.withColumn("_missing_sessions", F.col("_session_number") - F.col("_prev_session_number") - 1)
+    bits = quality.failed_mask("silver.daily_bars", PREVIOUS_BAR_RULES)
+    # Copies of one bronze row (a file loaded twice) share their values, so their bits: one row per id.
+    failed = rows.select(*row_id, bits.alias(PREVIOUS_BAR_FAILED))
+    return failed.filter(F.col(PREVIOUS_BAR_FAILED) != 0).distinct()
 
 
 def _attach(rows: DataFrame, helper: DataFrame, keys: list[str]) -> DataFrame:
@@ -297,7 +342,11 @@ def unchanged_bars(
 
 
 def _session_gaps(
-    typed: DataFrame, sessions: DataFrame, keys: DataFrame | None = None, last_in_file: bool = False
+    typed: DataFrame,
+    sessions: DataFrame,
+    keys: DataFrame | None = None,
+    last_in_file: bool = False,
+    previous_bar: bool = True,
 ) -> DataFrame:
     """``_missing_sessions`` and ``_sessions_behind`` (see :func:`typed_daily_bars`): each helper
     computed on the keys alone and attached (:func:`_attach`), not a window over the wide rows.
@@ -305,6 +354,7 @@ def _session_gaps(
     `keys`: the same rows as `typed` with fewer joins above them (default `typed`), for the per-file
     and per-ingestion aggregates (Sail does not share a frame between two branches: each computes it).
     `last_in_file`: `typed` holds ``_last_in_file`` (:func:`_with_file_facts`), not computed here.
+    `previous_bar`: False when `typed` has no previous bar (``_missing_sessions`` NULL, not joined).
     """
     keys = typed if keys is None else keys
     numbers = sessions.select(F.col("trade_date").alias("_d"), F.col("_session_number").alias("_n"))
@@ -315,7 +365,11 @@ def _session_gaps(
         .groupBy("ingest_date")
         .agg(F.max("_n").alias("_ingest_session_number"))
     )
-    typed = _attach(_attach(typed, previous, ["_prev_trade_date"]), through, ["ingest_date"])
+    if previous_bar:
+        typed = _attach(typed, previous, ["_prev_trade_date"])
+    else:
+        typed = typed.withColumn("_prev_session_number", F.lit(None).cast("bigint"))
+    typed = _attach(typed, through, ["ingest_date"])
     if not last_in_file:
         typed = _with_file_facts(typed, keys, from_bronze=False, facts=FILE_FACTS[1:])
     typed = typed.withColumn("_missing_sessions", F.col("_session_number") - F.col("_prev_session_number") - 1)
@@ -387,9 +441,20 @@ def superseded_rows(flagged: DataFrame, keys: list[str], order: list[Column], ro
     )
 
 
-def tag_routes(flagged: DataFrame, superseded: DataFrame | None, row_id: list[str]) -> DataFrame:
-    """`flagged` with its route (see :func:`route`), given :func:`superseded_rows` (None: there are none)."""
+def tag_routes(
+    flagged: DataFrame, superseded: DataFrame | None, row_id: list[str], previous_bar_failed: DataFrame | None = None
+) -> DataFrame:
+    """`flagged` with its route (see :func:`route`), given :func:`superseded_rows` (None: there are
+    none) and :func:`previous_bar_failures` (None: none failed, or none evaluated apart), whose bits
+    join the row's other failed rules."""
     bad = F.col(quality.QUARANTINE_RULES_COLUMN) != ""
+    if previous_bar_failed is not None:
+        failed = F.col(quality.FAILED_COLUMN).bitwiseOR(F.coalesce(F.col(PREVIOUS_BAR_FAILED), F.lit(0)))
+        flagged = (
+            flagged.join(previous_bar_failed, row_id, "left")
+            .withColumn(quality.FAILED_COLUMN, failed.cast("bigint"))
+            .select(*flagged.columns)
+        )
     if superseded is None:
         return flagged.withColumn(ROUTE, F.when(bad, "quarantine").otherwise("winner"))
     marked = superseded.withColumn("_superseded", F.lit(True))

@@ -144,15 +144,33 @@ def test_a_missing_row_fails_the_check(peer_marts: str, backfilled: dict) -> Non
         peer.check_marts(backfilled["project_dsn"], peer_marts)
 
 
-def test_a_series_with_a_date_twice_stops_the_peer_rather_than_dropping_the_file(tmp_path: Path) -> None:
-    """DuckDB reads a series as a map, which cannot hold a date twice; the project keeps both bars."""
+def test_a_series_with_a_date_twice_keeps_both_bars_and_the_later_copy_wins(tmp_path: Path, pg_dsn: str) -> None:
+    """DuckDB reads a series as a map, which cannot hold a date twice: such a file is read member by
+    member, as the project keeps both bars (the later in the file wins)."""
+    datasets.write_raw(tmp_path / "raw", 1, 1)
+    payload = next((tmp_path / "raw" / datasets.PROVIDER).rglob("*.json"))
+    body = json.loads(payload.read_bytes())
+    day, bar = next(iter(body["Time Series (Daily)"].items()))
+    earlier = json.dumps({**bar, "4. close": bar["3. low"]})  # valid, and different from the later copy
+    text = payload.read_text()
+    first_bar = text.index('"Time Series (Daily)": {') + len('"Time Series (Daily)": {')
+    payload.write_text(f"{text[:first_bar]}{json.dumps(day)}: {earlier}, {text[first_bar:]}")
+    dsn = _database(pg_dsn, "peer_twice")
+    metrics = duckdb_pipeline.run(tmp_path / "raw", dsn, provider=datasets.PROVIDER)
+    assert metrics["bronze_rows"] == metrics["silver_rows"] + 1 == metrics["daily_rows"] + 1
+    with psycopg.connect(dsn) as conn:
+        close = conn.execute("SELECT close FROM mart.daily_prices WHERE trade_date = %s", (day,)).fetchone()
+    assert close == (float(bar["4. close"]),)
+
+
+def test_a_bar_that_is_not_an_object_stops_the_peer_rather_than_dropping_the_file(tmp_path: Path) -> None:
+    """The project rejects such a file; the peer stops rather than comparing unequal work."""
     datasets.write_raw(tmp_path / "raw", 1, 1)
     payload = next((tmp_path / "raw" / datasets.PROVIDER).rglob("*.json"))
     text = payload.read_text()
     first_bar = text.index('"Time Series (Daily)": {') + len('"Time Series (Daily)": {')
-    end = text.index("}", first_bar) + 1
-    payload.write_text(text[:first_bar] + text[first_bar:end] + "," + text[first_bar:])
-    with pytest.raises(duckdb_pipeline.PipelineError, match="not a map of dates to bars"):
+    payload.write_text(f'{text[:first_bar]}"2000-01-03": "1.0", "2000-01-03": "2.0", {text[first_bar:]}')
+    with pytest.raises(duckdb_pipeline.PipelineError, match="not an object of fields"):
         duckdb_pipeline.run(tmp_path / "raw", "dbname=unused", provider=datasets.PROVIDER)
 
 

@@ -497,6 +497,43 @@ def test_staged_bars_keep_the_values_as_received_only_on_quarantined_rows(spark)
         None, "n/a", "10.5", "values_parse,prices_positive")  # fmt: skip
 
 
+def test_the_previous_bar_rules_over_the_staged_rows_fail_the_rows_the_typing_would(spark):
+    """The job types bars without their previous bar and evaluates daily_move_explained and
+    no_missing_sessions over the staged rows (silver.previous_bar_failures, joined by tag_routes):
+    every row's failed rules are those of flagging the bars with the helpers attached."""
+    rows = [
+        ("AAPL", "2024-01-02", "10.0", 0, "f1"), ("AAPL", "2024-01-03", "10.0", 1, "f1"),
+        ("AAPL", "2024-01-04", "10.0", 2, "f1"), ("AAPL", "2024-01-08", "10.0", 3, "f1"),  # Jan 5 missing
+        ("AAPL", "2024-01-04", "10.0", 0, "f2"), ("AAPL", "2024-01-09", "10.0", 1, "f2"),
+        ("AAPL", "2024-01-09", "10.0", 2, "f2"), (None, "2024-01-10", "10.0", 3, "f2"),
+        ("MSFT", "2024-01-03", "10.0", 0, "f3"), ("MSFT", "2024-01-05", "10.0", 1, "f3"),
+        ("MSFT", "2024-01-06", "10.0", 2, "f3"),  # a Saturday
+    ]  # fmt: skip
+    # Jan 4's latest row is f2's (a later file): 30.0; Jan 9 holds an unusable close and a 52% move.
+    closes = {("f1", 1): "25.0", ("f2", 0): "30.0", ("f2", 1): "-4.0", ("f2", 2): "16.0", ("f3", 1): "2.0"}
+    close = F.col("close")
+    for (f, i), c in closes.items():
+        close = F.when((F.col("source_file") == f) & (F.col("record_index") == i), F.lit(c)).otherwise(close)
+    bronze = _bronze_bars(spark, rows).withColumn("close", close)
+    sessions = silver.sessions_frame(spark, DAYS)
+    prior = spark.createDataFrame(
+        [("AAPL", dt.date(2023, 12, 29), 3.0)], "symbol string, trade_date date, close double"
+    )
+    today, row_id = dt.date(2024, 3, 15), ["source_file", "record_index"]
+    whole = quality.flag(silver.typed_daily_bars(bronze, prior, sessions, today), "silver.daily_bars")
+    apart = silver.typed_daily_bars(bronze, prior, sessions, today, previous_bar=False)
+    apart = quality.flag(apart, "silver.daily_bars")
+    routed = silver.tag_routes(apart, None, row_id, silver.previous_bar_failures(apart, prior, sessions, row_id))
+    expected = {(r.source_file, r.record_index): r[quality.FAILED_COLUMN] for r in whole.collect()}
+    assert {(r.source_file, r.record_index): r[quality.FAILED_COLUMN] for r in routed.collect()} == expected
+    names = [r.name for r in quality.RULES["silver.daily_bars"]]
+    move, gap = (1 << names.index(n) for n in silver.PREVIOUS_BAR_RULES)
+    assert {k for k, v in expected.items() if v & move} == {
+        ("f1", 0), ("f1", 1), ("f1", 2), ("f1", 3), ("f2", 1), ("f2", 2), ("f3", 1), ("f3", 2)
+    }  # fmt: skip
+    assert {k for k, v in expected.items() if v & gap} == {("f1", 3), ("f3", 1)}
+
+
 def test_previous_close_is_the_latest_usable_ingestion_of_the_previous_bar_day(spark):
     """One sort by day and ingestion gives each batch day the close of the bar before it: the latest
     usable row of the previous day (later ingestion, then later file, then later record), the stored
