@@ -203,6 +203,16 @@ in between (docs/transforms.md): silver's per-file facts folded into one helper 
 the bronze path) and gold deletes the stored factor of an event the data withdrew (one more small
 action when factors change). Measuring 3 runs a daily case from this run on: a median of two is
 their mean, and two runs of one case differed by up to 12 %.
+Run of 2026-12-03 12:48 (this module alone, 3 runs a daily case, load 1.2-1.4, CPU steal 0-0.3 %
+except the first 5-year run, 16.5 %; every stage of both daily cases 20-40 % slower than at 08:55,
+including the unchanged ingestion and raw_to_bronze): backfill 37.3 s, daily 5y 12.6-18.8 s against
+1m 8.9-9.1 s: **1.52** / daily / backfill **0.37** (both missed). Changed before it: silver's two
+previous-bar warning rules are marked over the staged flagged rows (backfill bronze_to_silver CPU
+-11 %, docs/transforms.md tenth pass) and gold's first recomputed month compares with the stored
+monthly row before it (a fix: a month without bars made it NULL). Old and new code alternated right
+after on this module's daily_5y case (2 runs per process, two processes each, steal up to 13 %):
+silver_to_gold 2.47, 2.65, 3.15, 2.99 s old against 1.97, 1.87, 3.07, 3.09 s new (medians 2.82 /
+2.52): no cost from the fix is measurable; the ratio's swing is the machine's.
 """
 NOTEBOOK_PIPELINES = {
     "pl_raw_to_bronze": "raw_to_bronze", "pl_bronze_to_silver": "bronze_to_silver",
