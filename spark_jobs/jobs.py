@@ -439,13 +439,13 @@ def _stage_routed(table: SilverTable, rows: DataFrame, given: _TypingInputs, tab
     superseded = tables.stage(silver.superseded_rows(flagged, keys, order, row_id), f"silver_superseded_{table.name}")
     # The rules left to the staged rows (few rows fail them): staged, and joined only when some did.
     late = tables.stage(table.late(flagged, given), f"silver_late_{table.name}") if table.late else None
-    routed = silver.tag_routes(
-        flagged,
-        superseded if superseded.limit(1).count() else None,
-        row_id,
-        late if late is not None and late.limit(1).count() else None,
-    )
+    routed = silver.tag_routes(flagged, _if_any(superseded), row_id, _if_any(late))
     return _Batch(table, routed, skipped)
+
+
+def _if_any(staged: DataFrame | None) -> DataFrame | None:
+    """`staged` when it holds a row, else None: a tag joined only when some row carries it."""
+    return staged if staged is not None and staged.limit(1).count() else None
 
 
 def _route_counts(batch: _Batch) -> DataFrame:

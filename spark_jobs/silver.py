@@ -241,15 +241,25 @@ def previous_bar_failures(flagged: DataFrame, prior: DataFrame, sessions: DataFr
     rows = flagged.select(*row_id, "symbol", "trade_date", "close", "split_coefficient")
     rows = _attach(rows, _previous_close(flagged, prior), ["symbol", "trade_date"])
     numbers = sessions.select("trade_date", "_session_number")
-    previous = numbers.select(
-        F.col("trade_date").alias("_prev_trade_date"), F.col("_session_number").alias("_prev_session_number")
-    )
-    rows = rows.join(numbers, "trade_date", "left").join(previous, "_prev_trade_date", "left")
-    rows = rows.withColumn("_missing_sessions", F.col("_session_number") - F.col("_prev_session_number") - 1)
+    rows = rows.join(numbers, "trade_date", "left")
+    rows = rows.join(_previous_session_numbers(sessions), "_prev_trade_date", "left")
+    rows = rows.withColumn("_missing_sessions", _missing_sessions())
     bits = quality.failed_mask("silver.daily_bars", PREVIOUS_BAR_RULES)
     # Copies of one bronze row (a file loaded twice) share their values, so their bits: one row per id.
     failed = rows.select(*row_id, bits.alias(PREVIOUS_BAR_FAILED))
     return failed.filter(F.col(PREVIOUS_BAR_FAILED) != 0).distinct()
+
+
+def _missing_sessions() -> Column:
+    """Sessions strictly between a bar and its symbol's previous bar (rows holding both numbers)."""
+    return F.col("_session_number") - F.col("_prev_session_number") - 1
+
+
+def _previous_session_numbers(sessions: DataFrame) -> DataFrame:
+    """(_prev_trade_date, _prev_session_number): the session number of a previous bar's date."""
+    return sessions.select(
+        F.col("trade_date").alias("_prev_trade_date"), F.col("_session_number").alias("_prev_session_number")
+    )
 
 
 def _attach(rows: DataFrame, helper: DataFrame, keys: list[str]) -> DataFrame:
@@ -358,7 +368,6 @@ def _session_gaps(
     """
     keys = typed if keys is None else keys
     numbers = sessions.select(F.col("trade_date").alias("_d"), F.col("_session_number").alias("_n"))
-    previous = numbers.select(F.col("_d").alias("_prev_trade_date"), F.col("_n").alias("_prev_session_number"))
     ingested = keys.select(F.col("ingest_date")).distinct()
     through = (
         ingested.join(numbers, F.col("_d") <= F.col("ingest_date").cast("date"), "inner")
@@ -366,13 +375,13 @@ def _session_gaps(
         .agg(F.max("_n").alias("_ingest_session_number"))
     )
     if previous_bar:
-        typed = _attach(typed, previous, ["_prev_trade_date"])
+        typed = _attach(typed, _previous_session_numbers(sessions), ["_prev_trade_date"])
     else:
         typed = typed.withColumn("_prev_session_number", F.lit(None).cast("bigint"))
     typed = _attach(typed, through, ["ingest_date"])
     if not last_in_file:
         typed = _with_file_facts(typed, keys, from_bronze=False, facts=FILE_FACTS[1:])
-    typed = typed.withColumn("_missing_sessions", F.col("_session_number") - F.col("_prev_session_number") - 1)
+    typed = typed.withColumn("_missing_sessions", _missing_sessions())
     behind = F.when(
         F.col("trade_date") == F.col("_last_in_file"), F.col("_ingest_session_number") - F.col("_session_number")
     )
